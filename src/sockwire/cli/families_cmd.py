@@ -1,0 +1,48 @@
+"""``sockwire families``: the address families this kernel supports, probed live."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "the address families this kernel supports"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="one JSON document")
+    parser.add_argument(
+        "--all", action="store_true", help="also list the families this kernel lacks"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sock import families
+
+    infos = families(include_unsupported=args.all)
+    if args.json:
+        doc = [
+            {
+                "number": f.number,
+                "name": f.name,
+                "supported": f.supported,
+                "needs_capability": f.needs_capability,
+                "types": f.types,
+            }
+            for f in infos
+        ]
+        json.dump({"families": doc}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    width = max((len(f.name) for f in infos), default=10)
+    for f in infos:
+        if not f.supported:
+            status = "not supported by this kernel"
+        elif f.needs_capability:
+            status = "needs a capability: " + ", ".join(
+                f"{t} {e}" for t, e in f.types.items() if e != "EAFNOSUPPORT"
+            )
+        else:
+            status = ", ".join(t.removeprefix("SOCK_") for t, e in f.types.items() if e == "ok")
+        print(f"{f.number:>3}  {f.name:<{width}}  {status}")
+    return 0

@@ -1,0 +1,119 @@
+"""Entry point: parse arguments, run one command, turn errors into one line and an exit code.
+
+Nothing here imports a command's module until that command is chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import NoReturn
+
+from .._version import __version__
+from ..errors import SockwireError
+from .exitcodes import EPILOG, Exit, for_error
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# name -> (module, one-line help). Later issues add their commands here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tour": ("sockwire.cli.tour_cmd", "the live tour: every socket concept, observed and checked"),
+    "families": ("sockwire.cli.families_cmd", "the address families this kernel supports"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors use the one-line ``sockwire: ...`` form."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"sockwire: {message}\n")
+        raise SystemExit(Exit.USAGE)
+
+
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(COMMANDS[name][0])
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``chosen`` (if any) gets its module imported for arguments."""
+    parser = _Parser(
+        prog="sockwire",
+        description="Socket IPC on Linux, made visible: endpoints, every socket type, "
+        "framing, credentials, and a tour of how sockets really behave.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sockwire {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (_, help_text) in COMMANDS.items():
+        command = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        if name == chosen:
+            module = _load(name)
+            module.add_arguments(command)
+            command.set_defaults(run=module.run)
+    return parser
+
+
+def _chosen(argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        if arg in COMMANDS:
+            return arg
+        if not arg.startswith("-"):
+            return None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the sockwire command line; returns the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_chosen(args_list))
+    try:
+        args = parser.parse_args(args_list)
+        if getattr(args, "run", None) is None:
+            parser.print_help(sys.stderr)
+            return Exit.USAGE
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return Exit.INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return Exit.BROKEN_PIPE
+    except SockwireError as err:
+        _error_line(str(err))
+        return for_error(err)
+    except OSError as err:  # stdin/stdout/file trouble outside a socket call
+        name = err.strerror or type(err).__name__
+        where = f" {err.filename}" if err.filename else ""
+        _error_line(f"{name}{where}")
+        return Exit.IO
+
+
+def _error_line(text: str) -> None:
+    try:
+        sys.stderr.write(f"sockwire: {text}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def _silence_stdout() -> None:
+    # The reader went away; point stdout at /dev/null so the interpreter's
+    # final flush does not raise a second BrokenPipeError at exit.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
