@@ -100,13 +100,14 @@ def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> Socket
                     raise TimeoutError(f"connect {ep.display()}", "no time left to try")
                 sock.settimeout(left)
             sock.connect(address)  # type: ignore[arg-type]
-            sock.settimeout(None)
-            return sock
         except SockwireError as exc:
             sock.close()
             last = exc
             if not isinstance(exc, ConnectError | TimeoutError):
                 raise
+        else:
+            sock.settimeout(None)
+            return sock
     assert last is not None
     raise last
 
