@@ -32,5 +32,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# Benchmarks: peers are installed when missing (pyzmq via pip, socat via apt as root).
+bench: $(STAMP)
+	$(BIN)/python -c 'import zmq' 2>/dev/null || $(BIN)/python -m pip install --quiet '.[bench]'
+	@command -v socat >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq socat >/dev/null; } || \
+		echo "socat missing: the relay suite will report it as missing"
+	$(BIN)/sockwire bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .hypothesis

@@ -23,6 +23,10 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "tour": ("sockwire.cli.tour_cmd", "the live tour: every socket concept, observed and checked"),
     "families": ("sockwire.cli.families_cmd", "the address families this kernel supports"),
+    "bench": (
+        "sockwire.cli.bench_cmd",
+        "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C",
+    ),
 }
 
 

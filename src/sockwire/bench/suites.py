@@ -1,0 +1,204 @@
+"""The benchmark suites: which cases run, with which driver, and which ratios matter.
+
+A new suite is one function here returning Suites (an ``async`` suite will
+join when sockwire's asyncio API exists).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+
+from . import contenders, drivers, peers
+from .harness import Case, Comparison, Params, Suite
+
+__all__ = ["SUITES", "build"]
+
+MIB = 1 << 20
+
+
+def latency() -> list[Suite]:
+    cases = [
+        contenders.channel("unix"),
+        contenders.channel("seqpacket"),
+        contenders.channel("dgram"),
+        contenders.channel("tcp"),
+        contenders.channel("udp"),
+        peers.stdlib_framed_unix(),
+        peers.stdlib_framed_tcp(),
+        peers.mp_connection(),
+        peers.pyzmq("REQ", "REP", "ipc"),
+        peers.pyzmq("REQ", "REP", "tcp"),
+        peers.c_pingpong("unix-stream"),
+        contenders.channel("unix", one_core=True),
+        peers.c_pingpong("unix-stream", one_core=True),
+    ]
+    comparisons = [
+        Comparison("sockwire-unix", "stdlib-unix", "mean_us", 0.9, "<="),
+        Comparison("sockwire-unix-1core", "c-unix-stream-1core", "mean_us", 1.3, "<="),
+        Comparison("sockwire-unix", "mp-connection", "mean_us", None, "<="),
+        Comparison("sockwire-unix", "pyzmq-req-ipc", "mean_us", None, "<="),
+        Comparison("sockwire-tcp", "stdlib-tcp", "mean_us", None, "<="),
+        Comparison("sockwire-tcp", "pyzmq-req-tcp", "mean_us", None, "<="),
+        Comparison("sockwire-unix", "c-unix-stream", "mean_us", None, "<="),
+    ]
+    return [
+        Suite(
+            "latency",
+            "64 B round trip (microseconds; lower is better)",
+            [("mean_us", "us", False), ("p50_us", "us", False), ("p99_us", "us", False)],
+            cases,
+            comparisons,
+            drivers.roundtrip,
+            full=Params(64, 5000, None, None),
+            quick=Params(64, 1000, None, None),
+        )
+    ]
+
+
+def throughput() -> list[Suite]:
+    small = [
+        contenders.channel("unix"),
+        contenders.channel("seqpacket"),
+        contenders.channel("tcp"),
+        peers.stdlib_framed_unix(),
+        peers.mp_connection(),
+        peers.pyzmq("PUSH", "PULL", "ipc"),
+        peers.pyzmq("PAIR", "PAIR", "ipc"),
+        peers.pyzmq("PUSH", "PULL", "tcp"),
+    ]
+    big = [
+        contenders.channel("unix"),
+        contenders.channel("tcp"),
+        peers.stdlib_framed_unix(),
+        peers.stdlib_framed_tcp(),
+        peers.mp_connection(),
+        peers.pyzmq("PUSH", "PULL", "ipc"),
+        peers.pyzmq("PUSH", "PULL", "tcp"),
+    ]
+    metrics = [("msgs_per_s", "msg/s", True), ("bytes_per_s", "B/s", True)]
+    return [
+        Suite(
+            "throughput-64b",
+            "64 B messages one way (higher is better)",
+            metrics,
+            small,
+            [
+                Comparison("sockwire-unix", "pyzmq-push-ipc", "msgs_per_s", 3.0),
+                Comparison("sockwire-unix", "stdlib-unix", "msgs_per_s"),
+                Comparison("sockwire-unix", "mp-connection", "msgs_per_s"),
+                Comparison("sockwire-tcp", "pyzmq-push-tcp", "msgs_per_s"),
+            ],
+            drivers.oneway,
+            full=Params(64, 200_000, None, None),
+            quick=Params(64, 20_000, None, None),
+        ),
+        Suite(
+            "throughput-1mib",
+            "1 MiB messages one way (higher is better)",
+            metrics,
+            big,
+            [
+                Comparison("sockwire-unix", "stdlib-unix", "bytes_per_s", 1.0),
+                Comparison("sockwire-unix", "mp-connection", "bytes_per_s", 2.0),
+                Comparison("sockwire-unix", "pyzmq-push-ipc", "bytes_per_s"),
+                Comparison("sockwire-tcp", "stdlib-tcp", "bytes_per_s"),
+            ],
+            drivers.oneway,
+            full=Params(MIB, 1000, None, None),
+            quick=Params(MIB, 100, None, None),
+        ),
+    ]
+
+
+def relay() -> list[Suite]:
+    def socat_missing() -> str | None:
+        return None if shutil.which("socat") else "socat is not installed (apt-get install socat)"
+
+    cases = [
+        Case(
+            "sockwire-relay",
+            "sockwire relay unix -> tcp",
+            "sockwire",
+            run=drivers.relay_case_runner(contenders.relay_command),
+            missing=contenders.relay_missing,
+        ),
+        Case(
+            "socat",
+            "socat unix -> tcp (default 8 KiB buffer)",
+            "peer",
+            run=drivers.relay_case_runner(
+                lambda path, port: ["socat", f"UNIX-LISTEN:{path}", f"TCP:127.0.0.1:{port}"]
+            ),
+            missing=socat_missing,
+        ),
+        Case(
+            "socat-256k",
+            "socat -b 262144 unix -> tcp",
+            "peer",
+            run=drivers.relay_case_runner(
+                lambda path, port: [
+                    "socat",
+                    "-b",
+                    "262144",
+                    f"UNIX-LISTEN:{path}",
+                    f"TCP:127.0.0.1:{port}",
+                ]
+            ),
+            missing=socat_missing,
+        ),
+    ]
+    return [
+        Suite(
+            "relay",
+            "bytes through a relay, unix -> tcp (higher is better)",
+            [("bytes_per_s", "B/s", True)],
+            cases,
+            [
+                Comparison("sockwire-relay", "socat", "bytes_per_s", 1.3),
+                Comparison("sockwire-relay", "socat-256k", "bytes_per_s"),
+            ],
+            None,
+            full=Params(MIB, 0, None, None, total=1024 * MIB),
+            quick=Params(MIB, 0, None, None, total=64 * MIB),
+        )
+    ]
+
+
+def memory() -> list[Suite]:
+    cases = [
+        contenders.channel("unix"),
+        peers.stdlib_framed_unix(),
+        peers.mp_connection(),
+    ]
+    return [
+        Suite(
+            "memory",
+            "receiver's peak RSS growth, 64 KiB messages (MiB; lower is better)",
+            [("rss_growth_mib", "MiB", False)],
+            cases,
+            [
+                Comparison("sockwire-unix", "", "rss_growth_mib", 64.0, "<="),
+                Comparison("sockwire-unix", "stdlib-unix", "rss_growth_mib"),
+            ],
+            drivers.memory,
+            full=Params(64 * 1024, 0, None, None, total=1024 * MIB),
+            quick=Params(64 * 1024, 0, None, None, total=128 * MIB),
+        )
+    ]
+
+
+SUITES: dict[str, Callable[[], list[Suite]]] = {
+    "latency": latency,
+    "throughput": throughput,
+    "relay": relay,
+    "memory": memory,
+}
+
+
+def build(names: list[str] | None) -> list[Suite]:
+    """The Suites for ``names`` (all when empty); unknown names raise KeyError."""
+    chosen: list[Suite] = []
+    for name in names or list(SUITES):
+        chosen.extend(SUITES[name]())
+    return chosen
