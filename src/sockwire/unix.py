@@ -44,7 +44,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import trace
@@ -865,7 +865,7 @@ _passed: tuple[int, list[Passed]] | None = None  # (our pid, the sockets)
 _claimed: set[int] = set()
 
 
-def listen_fds(environ: MutableMapping[str, str] | None = None) -> list[Passed]:
+def listen_fds() -> list[Passed]:
     """The sockets systemd passed to this process, read once (like sd_listen_fds(1)).
 
     LISTEN_PID must be our pid (the variables may have been inherited by a
@@ -875,15 +875,14 @@ def listen_fds(environ: MutableMapping[str, str] | None = None) -> list[Passed]:
     child we start does not take them for its own.
     """
     global _passed  # noqa: PLW0603  # once per process, as sd_listen_fds
-    env = os.environ if environ is None else environ
     if _passed is not None and _passed[0] == os.getpid():
         return list(_passed[1])
-    found = _parse_listen_env(env)
+    found = _parse_listen_env(os.environ)
     for item in found:
         with contextlib.suppress(OSError):
             os.set_inheritable(item.fd, False)
     for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        env.pop(key, None)
+        os.environ.pop(key, None)
     _passed = (os.getpid(), found)
     _claimed.clear()
     return list(found)

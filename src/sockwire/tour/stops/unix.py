@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
 import socket
 import stat
 from typing import Any
@@ -135,6 +136,17 @@ def unix_peercred(t: Stop) -> None:
 # --------------------------------------------------------------------------
 
 
+def _room_for_fds(t: Stop) -> None:
+    """253 fds in one message need 253 free descriptors at B, and (unprivileged) room
+    for 253 in flight from A: RLIMIT_NOFILE bounds both. Raise the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1024 if hard == resource.RLIM_INFINITY else min(hard, 1024)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if wanted < 512:
+        t.skip(f"RLIMIT_NOFILE (hard limit {hard}) leaves no room for 253 fds in flight")
+
+
 def _fd_receiver(t: Stop, sock: Socket) -> dict[str, Any]:
     msg = unix.recv_fds(sock, maxfds=1)
     fd = msg.fds[0]
@@ -145,6 +157,7 @@ def _fd_receiver(t: Stop, sock: Socket) -> dict[str, Any]:
     got_many = len(many.fds)
     for item in many.fds:
         os.close(item)
+    sock.send(b"taken")  # A waits for this: at most 253 fds in flight at once
     before = _fd_count()
     for _ in range(10):
         sock.recv(100)  # asks for no fds: the kernel discards the 10 that came along
@@ -179,12 +192,14 @@ def unix_fd_passing(t: Stop) -> None:
     with open(secret, "wb") as handle:
         handle.write(b"opened by A")
     os.chmod(secret, 0o600)
+    _room_for_fds(t)
     a, b_end = socketpair(socket.SOCK_SEQPACKET)
     with a, b_end, open(secret, "rb") as handle:
         b = t.spawn(_fd_receiver, b_end)
         b_end.close()
         unix.send_fds(a, b"here is a file", [handle])
         unix.send_fds(a, b"253", [handle] * unix.SCM_MAX_FD)
+        a.recv(16)  # B took them
         try:
             unix.send_fds(a, b"254", [handle] * (unix.SCM_MAX_FD + 1))
         except InvalidOperation as exc:
