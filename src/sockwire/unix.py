@@ -488,15 +488,19 @@ def _finish_file(
                 f"bind {made.path}", "the socket file was replaced while we set its mode"
             )
         magic = f"/proc/self/fd/{fd}"
+        call = "chown"
         try:
             if uid is not None or gid is not None:
-                os.chown(magic, -1 if uid is None else uid, -1 if gid is None else gid)
-                trace.note("chown", _quoted(made.path), str(uid), str(gid))
+                new_uid = -1 if uid is None else uid
+                new_gid = -1 if gid is None else gid
+                os.chown(magic, new_uid, new_gid)
+                trace.note("chown", _quoted(made.path), str(new_uid), str(new_gid))
+            call = "chmod"
             if final is not None:
                 os.chmod(magic, final)
                 trace.note("chmod", _quoted(made.path), f"{final:04o}")
         except OSError as exc:
-            raise translate(exc, "chown" if uid or gid else "chmod", made.path) from exc
+            raise translate(exc, call, made.path) from exc
     finally:
         os.close(fd)
 
