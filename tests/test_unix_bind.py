@@ -392,3 +392,30 @@ def test_unknown_owner_is_an_address_error(tmp_path: Path) -> None:
     with pytest.raises(sockwire.AddressError, match="unknown user"):
         dial.listen(f"unix:{tmp_path}/s.sock?owner=no-such-user-here")
     assert not os.path.lexists(tmp_path / "s.sock")
+
+
+def test_a_socket_we_may_not_probe_is_left_alone(shared_dir: Path) -> None:
+    """uid 65534 cannot connect to root's 0600 socket, so cannot tell live from
+    stale: PermissionDenied, and the file stays (a sticky 1777 directory, as /tmp)."""
+    need_root()
+    shared_dir.chmod(0o1777)
+    path = shared_dir / "root.sock"
+    with dial.listen(f"unix:{path}?mode=0600"):
+        before = _ident(path)
+        for _ in range(REPEATS):
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    os.setgroups([])
+                    os.setresgid(NOBODY, NOBODY, NOBODY)
+                    os.setresuid(NOBODY, NOBODY, NOBODY)
+                    try:
+                        dial.listen(f"unix:{path}").close()
+                    except sockwire.PermissionDenied as exc:
+                        code = 0 if "cannot tell whether it is live" in str(exc) else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert _ident(path) == before
