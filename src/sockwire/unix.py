@@ -954,7 +954,10 @@ def adopt(endpoint: Endpoint | str, *, listening: bool | None = None) -> Socket:
     if not stat.S_ISSOCK(st.st_mode):
         kind = "a pipe" if stat.S_ISFIFO(st.st_mode) else "a file or device"
         raise InvalidOperation(f"adopt {ep}", f"fd {fd} is not a socket but {kind}")
-    raw = _socket_from_fd(fd, ep)
+    try:
+        raw = socket.socket(fileno=fd)  # family and type come from the kernel
+    except OSError as exc:
+        raise translate(exc, "adopt", f"fd {fd}") from exc
     sock: Socket = (
         UnixSocket.wrap(raw, label=str(ep))
         if raw.family == socket.AF_UNIX
@@ -966,13 +969,6 @@ def adopt(endpoint: Endpoint | str, *, listening: bool | None = None) -> Socket:
         sock.detach()
         raise
     return sock
-
-
-def _socket_from_fd(fd: int, ep: Endpoint) -> socket.socket:
-    try:
-        return socket.socket(fileno=fd)
-    except OSError as exc:
-        raise translate(exc, "adopt", f"fd {fd}") from exc
 
 
 def _check_adopted(sock: Socket, ep: Endpoint, listening: bool | None) -> None:
