@@ -56,6 +56,13 @@ OPTION_VALUES = {
     "keyfile": st.text(_path_chars, min_size=1, max_size=30),
     "cafile": st.text(string.ascii_letters + "/&?% =", min_size=1, max_size=30),
     "servername": hostnames,
+    "unsafe_dir": st.sampled_from(["1", "0", "yes", "off"]),
+    "allowed_uids": st.lists(
+        st.one_of(st.integers(0, 2**32 - 2).map(str), st.sampled_from(["root", "nobody"])),
+        min_size=1,
+        max_size=5,
+    ).map(",".join),
+    "allowed_gids": st.sampled_from(["0", "100,0", "nogroup", "0,0"]),
 }
 
 

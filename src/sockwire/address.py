@@ -136,6 +136,21 @@ def _name_or_id(text: str) -> str:
     return text
 
 
+def _id_list(text: str) -> str:
+    """``1000,0,www-data,0`` -> ``0,1000,www-data``: ids ascending, then names, once each."""
+    items = [item.strip() for item in text.split(",")]
+    if not text or len(items) > 64:
+        raise ValueError("must be 1 to 64 user/group names or numbers, separated by commas")
+    numbers: set[int] = set()
+    names: set[str] = set()
+    for item in items:
+        if re.fullmatch(r"[0-9]{1,10}", item) and int(item) < 2**32 - 1:
+            numbers.add(int(item))
+        else:
+            names.add(_name_or_id(item))
+    return ",".join([str(n) for n in sorted(numbers)] + sorted(names))
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def canon(text: str) -> str:
         lowered = text.lower()
@@ -186,6 +201,25 @@ OPTIONS: dict[str, OptionSpec] = {
     ),
     "owner": OptionSpec(_UNIX_SCHEMES, _name_or_id, "owner of the socket file", path_only=True),
     "group": OptionSpec(_UNIX_SCHEMES, _name_or_id, "group of the socket file", path_only=True),
+    "unsafe_dir": OptionSpec(
+        _UNIX_SCHEMES,
+        _bool,
+        "allow a socket file in a directory others may write without the sticky bit "
+        "(anyone there can replace it); refused by default",
+        path_only=True,
+    ),
+    "allowed_uids": OptionSpec(
+        frozenset({"unix", "unix+seqpacket", "fd", "systemd"}),
+        _id_list,
+        "accept only peers with these uids (SO_PEERCRED; names or numbers, comma-separated); "
+        "others are closed before a byte is read",
+    ),
+    "allowed_gids": OptionSpec(
+        frozenset({"unix", "unix+seqpacket", "fd", "systemd"}),
+        _id_list,
+        "accept only peers whose primary gid is one of these (SO_PEERCRED); with "
+        "allowed_uids, matching either admits",
+    ),
     "reuseaddr": OptionSpec(
         frozenset({"tcp", "udp", "tls+tcp"}), _bool, "SO_REUSEADDR (default 1 for listeners)"
     ),

@@ -6,21 +6,25 @@ The one place that knows how each scheme becomes system calls, so the CLI,
 ``timeout``) are applied here. TLS (``tls+tcp``) is wrapped by the layer
 above; here it is plain TCP.
 
-UNIX socket files: the mode is set with fchmod() *before* bind(), so the
-file is created with it and nobody can connect in a window before a chmod.
-An existing path is never unlinked here: see :mod:`sockwire.unix` for the
-stale-socket policy.
+UNIX endpoints become :class:`~sockwire.unix.UnixSocket` objects (still a
+``Socket``): a path is bound with :func:`sockwire.unix.bind_path` (a stale
+file is replaced, a live one or a non-socket refused; ``mode``, ``owner`` and
+``group`` in force before anyone can connect; the file is removed on close
+while it is still ours), an abstract name with ``bind_abstract``, and
+``?allowed_uids=``/``?allowed_gids=`` make ``accept()`` close refused peers
+before a byte is read. ``fd:N`` and ``systemd:[NAME]`` are adopted and checked
+(see :func:`sockwire.unix.adopt`). A ``unix+dgram`` client autobinds an
+abstract return address so the receiver can reply.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
+from . import unix
 from .address import Endpoint, parse
 from .errors import (
-    AddressInUse,
     ConnectError,
     InvalidOperation,
     SockwireError,
@@ -42,7 +46,8 @@ def open_socket(endpoint: Endpoint | str, family: int | None = None) -> Socket:
         raise InvalidOperation(
             f"open {ep}", "fd: and systemd: name inherited sockets; use adopt() instead"
         )
-    sock = Socket(family or ep.family, ep.type, ep.protocol, label=ep.display())
+    cls = unix.UnixSocket if ep.is_unix else Socket
+    sock = cls(family or ep.family, ep.type, ep.protocol, label=ep.display())
     try:
         _apply_buffers(sock, ep)
     except BaseException:
@@ -99,6 +104,10 @@ def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> Socket
                 if left <= 0:
                     raise TimeoutError(f"connect {ep.display()}", "no time left to try")
                 sock.settimeout(left)
+            if ep.is_unix and ep.type == socket.SOCK_DGRAM:
+                # a return address, so the receiver can reply (an unnamed
+                # sender cannot be answered: sendto gets EINVAL)
+                unix.autobind(sock)
             sock.connect(address)  # type: ignore[arg-type]
         except SockwireError as exc:
             sock.close()
@@ -113,8 +122,14 @@ def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> Socket
 
 
 def listen(endpoint: Endpoint | str, *, backlog: int | None = None) -> Socket:
-    """A listening Socket on a stream or seqpacket endpoint."""
+    """A listening Socket on a stream or seqpacket endpoint (or an inherited listener).
+
+    ``fd:N`` and ``systemd:[NAME]`` must already listen (SO_ACCEPTCONN);
+    they are adopted, not set up again.
+    """
     ep = parse(endpoint)
+    if ep.scheme in ("fd", "systemd"):
+        return unix.adopt(ep, listening=True)
     if ep.type not in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET):
         raise InvalidOperation(
             f"listen on {ep}",
@@ -130,10 +145,13 @@ def listen(endpoint: Endpoint | str, *, backlog: int | None = None) -> Socket:
 
 
 def bind(endpoint: Endpoint | str) -> Socket:
-    """A Socket bound to ``endpoint`` (a datagram receiver, or a listener before listen())."""
+    """A Socket bound to ``endpoint`` (a datagram receiver, or a listener before listen()).
+
+    ``fd:N`` and ``systemd:[NAME]`` are adopted as they are (already bound).
+    """
     ep = parse(endpoint)
     if ep.scheme in ("fd", "systemd"):
-        raise InvalidOperation(f"bind {ep}", "an inherited socket is already bound")
+        return unix.adopt(ep)
     family, address = _addresses(ep)[0]
     sock = open_socket(ep, family)
     try:
@@ -142,8 +160,8 @@ def bind(endpoint: Endpoint | str) -> Socket:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if ep.bool_option("reuseport", False):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if ep.is_unix and not ep.is_abstract:
-            _bind_unix_path(sock, ep)
+        if isinstance(sock, unix.UnixSocket):
+            _bind_unix(sock, ep)
         else:
             sock.bind(address)  # type: ignore[arg-type]
     except BaseException:
@@ -152,35 +170,25 @@ def bind(endpoint: Endpoint | str) -> Socket:
     return sock
 
 
-def _bind_unix_path(sock: Socket, ep: Endpoint) -> None:
+def _bind_unix(sock: unix.UnixSocket, ep: Endpoint) -> None:
     assert ep.path is not None
-    if os.path.lexists(ep.path):
-        raise AddressInUse(
-            f"bind {ep.display()}",
-            f"{ep.path} already exists; sockwire never removes it for you here "
-            "(stop the other server, or remove a stale file yourself)",
-            errno_name="EADDRINUSE",
+    if ep.is_abstract:
+        unix.bind_abstract(sock, ep.path)
+    else:
+        sock.socket_file = unix.bind_path(
+            sock,
+            ep.path,
+            mode=ep.mode,
+            owner=ep.option("owner"),
+            group=ep.option("group"),
+            unsafe_dir=ep.bool_option("unsafe_dir", False),
         )
-    mode = ep.mode
-    if mode is not None:
-        # fchmod on the unbound socket sets the inode mode bind() creates the
-        # file with: the mode is in force before anyone can connect.
-        try:
-            os.fchmod(sock.fd, mode)
-        except OSError as exc:
-            raise translate(exc, "fchmod", ep.display()) from exc
-    sock.bind(ep.path)
+    sock.peer_filter = unix.peer_filter_from(ep)
 
 
 def adopt(endpoint: Endpoint | str) -> Socket:
-    """The inherited socket named by ``fd:N`` (systemd activation lives in unix.py)."""
+    """The inherited socket named by ``fd:N`` or ``systemd:[NAME]``, checked (unix.adopt)."""
     ep = parse(endpoint)
-    if ep.scheme != "fd" or ep.fd is None:
-        raise UnsupportedError(f"adopt {ep}", "only fd:N is handled here")
-    sock = Socket.from_fd(ep.fd, label=str(ep))
-    if ep.type and sock.type != ep.type:
-        sock.detach()
-        raise InvalidOperation(
-            f"adopt {ep}", f"fd {ep.fd} is a socket of another type than ?type= says"
-        )
-    return sock
+    if ep.scheme not in ("fd", "systemd"):
+        raise UnsupportedError(f"adopt {ep}", "only fd:N and systemd:[NAME] are inherited")
+    return unix.adopt(ep)

@@ -24,6 +24,7 @@ as ``__cause__`` and puts the errno name and a hint in the message::
     ├── PermissionDenied                      peer credentials or file mode refused
     ├── MessageTooLarge                       the message cannot travel in one piece
     ├── ResourceExhausted                     out of fds, buffers or ports
+    │   └── TooManyFdsInFlight                let the receiver take passed fds, retry
     └── TruncatedError                        a received message did not fit
 
 Beyond DESIGN.md's tree: ``Unreachable``, ``WouldBlock``, ``InvalidOperation``,
@@ -58,6 +59,7 @@ __all__ = [
     "ResourceExhausted",
     "SockwireError",
     "TimeoutError",
+    "TooManyFdsInFlight",
     "TruncatedError",
     "Unreachable",
     "UnsupportedError",
@@ -141,7 +143,23 @@ class Unreachable(ConnectError):
 
 
 class AddressInUse(SockwireError):
-    """Someone live holds that address: pick another or stop them."""
+    """Someone live holds that address: pick another or stop them.
+
+    ``pid`` is the holder's process id when the kernel told us (SO_PEERCRED
+    of a probe connection to a UNIX listener), else None.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        hint: str = "",
+        *,
+        errno: int | None = None,
+        errno_name: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        self.pid = pid
+        super().__init__(what, hint, errno=errno, errno_name=errno_name)
 
 
 class TimeoutError(SockwireError, builtins.TimeoutError):
@@ -186,6 +204,16 @@ class MessageTooLarge(SockwireError):
 
 class ResourceExhausted(SockwireError):
     """Out of descriptors, buffers or ports: close something or raise a limit."""
+
+
+class TooManyFdsInFlight(ResourceExhausted):
+    """ETOOMANYREFS: this user has too many passed fds not yet received.
+
+    The kernel counts fds sent over UNIX sockets and not yet received against
+    the sender's RLIMIT_NOFILE (root is exempt). Unlike other exhaustion, the
+    fix is usually on the other side: wait until the receiver has taken them
+    (backpressure), then retry; or raise ``ulimit -n``.
+    """
 
 
 class TruncatedError(SockwireError):
@@ -480,7 +508,7 @@ _RULES: tuple[_Rule, ...] = (
     _r(_errno.ENOMEM, ResourceExhausted, "the kernel is out of memory for this call"),
     _r(
         _errno.ETOOMANYREFS,
-        ResourceExhausted,
+        TooManyFdsInFlight,
         "too many file descriptors are in flight from this user (RLIMIT_NOFILE counts "
         "them); let the receiver read and close them first",
     ),

@@ -183,6 +183,8 @@ def format_address(family: int, address: Address | None) -> str:
 
 
 def _quote_address(family: int, address: Address | None) -> str:
+    if family == socket.AF_UNIX and address in ("", b""):
+        return "{sa_family=AF_UNIX} (autobind)"  # as strace shows an empty sun_path
     text = format_address(family, address)
     return f'"{text}"' if family == socket.AF_UNIX else text
 
@@ -385,8 +387,14 @@ class Socket:
             self._fail("getpeername", (), exc)
 
     def peercred(self) -> Creds | None:
-        """SO_PEERCRED of a connected UNIX stream/seqpacket socket, else None."""
-        if self._family != socket.AF_UNIX or self._type == socket.SOCK_DGRAM:
+        """SO_PEERCRED of a connected UNIX socket, else None.
+
+        Stream and seqpacket sockets get it at connect() (both ends); a
+        socketpair() of any type gets it at creation. A datagram socket that
+        connect()ed reads pid 0 / uid -1 here: None, per-message credentials
+        (SCM_CREDENTIALS) are its source instead.
+        """
+        if self._family != socket.AF_UNIX:
             return None
         try:
             raw = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
@@ -394,6 +402,15 @@ class Socket:
             return None  # not connected (yet): no credentials to report
         pid, uid, gid = _UCRED.unpack(raw)
         return None if pid == 0 and uid == -1 else Creds(pid, uid, gid)
+
+    def peer(self) -> Peer:
+        """Who is on the other end of this connected socket (either side of it).
+
+        The address is None for an unnamed peer (a client that never bound,
+        or a socketpair end); on UNIX sockets ``creds`` is SO_PEERCRED.
+        """
+        address = self.getpeername()
+        return Peer(_none_if_unnamed(address), self._family, self.peercred())
 
     # ---- options
 
@@ -545,7 +562,7 @@ class Socket:
         def args() -> tuple[str, ...]:
             parts = ["[" + ", ".join(preview(bytes(b)) for b in bufs) + "]", str(total)]
             if fd_list:
-                parts.append("fds=[" + ", ".join(map(str, fd_list)) + "]")
+                parts.append("fds=" + _fd_text(fd_list))
             if creds is not None:
                 parts.append(f"creds={{{creds}}}")
             parts.append(str(MsgFlag(flags)))
@@ -674,13 +691,16 @@ class Socket:
             ancbufsize += socket.CMSG_SPACE(maxfds * 4)
         if creds:
             ancbufsize += socket.CMSG_SPACE(_UCRED.size)
+        # MSG_CMSG_CLOEXEC: received fds are close-on-exec, like every fd
+        # Python opens (PEP 446); without it they leak into exec'd children.
+        kernel_flags = flags | socket.MSG_CMSG_CLOEXEC if maxfds else flags
         buf = bytearray(bufsize)
         count, ancdata, mflags, address = self._recvmsg_into(
-            "recvmsg", buf, ancbufsize, flags, (str(bufsize),), emit=False
+            "recvmsg", buf, ancbufsize, kernel_flags, (str(bufsize),), emit=False
         )
         message = Message(
             data=bytes(buf[: min(count, bufsize)]),
-            flags=MsgFlag(mflags),
+            flags=MsgFlag(mflags & ~socket.MSG_CMSG_CLOEXEC),  # our request, echoed back
             address=_none_if_unnamed(address),
             size=count,
         )
@@ -696,7 +716,7 @@ class Socket:
             if message.flags & (MsgFlag.TRUNC | MsgFlag.CTRUNC):
                 result += f" flags={message.flags}"
             if message.fds:
-                result += " fds=[" + ", ".join(map(str, message.fds)) + "]"
+                result += " fds=" + _fd_text(message.fds)
             if message.creds:
                 result += f" creds={{{message.creds}}}"
                 extra.update(pid=message.creds.pid, uid=message.creds.uid)
@@ -820,6 +840,14 @@ def _ename(exc: OSError) -> str:
     if exc.errno is None:
         return "ETIMEDOUT (timeout)" if isinstance(exc, TimeoutError) else type(exc).__name__
     return errno_name(exc.errno)
+
+
+def _fd_text(fds: Sequence[int], shown: int = 8) -> str:
+    """``[5, 6]``, or ``[5, 6, ..., 9] (253 fds)`` for long lists: traces stay readable."""
+    if len(fds) <= shown:
+        return "[" + ", ".join(map(str, fds)) + "]"
+    head = ", ".join(map(str, fds[: shown - 1]))
+    return f"[{head}, ..., {fds[-1]}] ({len(fds)} fds)"
 
 
 def _none_if_unnamed(address: Any) -> Address | None:
