@@ -90,17 +90,21 @@ def run_stops(specs: Iterable[StopSpec]) -> Iterable[StopResult]:
 def _syscall_lines(records: list[dict[str, Any]]) -> list[str]:
     events = sorted((r for r in records if r["t"] == "event"), key=lambda r: r["time"])
     lines: list[str] = []
-    run_key: tuple[str, str] | None = None
+    run_key: tuple[str, str] | None = None  # (role, "call()" or "call() ERRNO")
     run_len = 0
     hidden = 0
 
     def flush() -> None:
         if hidden and run_key is not None:
-            lines.append(f"{run_key[0]}: ... {hidden} more {run_key[1]}() calls")
+            lines.append(f"{run_key[0]}: ... {hidden} more {run_key[1]} calls")
 
     for record in events:
+        # a run is one call name with one outcome: the EAGAIN that ends a
+        # loop of successful sends starts a run of its own, so it is shown
         call = record["text"].split("(", 1)[0]
-        key = (record["role"], call)
+        outcome = record["text"].rsplit(") = ", 1)[-1]
+        failed = outcome.split(" ", 2)[1] if outcome.startswith("-1 ") else ""
+        key = (record["role"], f"{call}() {failed}".strip())
         if key == run_key:
             run_len += 1
         else:
