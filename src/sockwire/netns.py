@@ -122,12 +122,22 @@ def _write(path: str, text: str) -> None:
 
 def _map_ids(outer_uid: int, outer_gid: int) -> None:
     """Map root of the new user namespace to our own uid and gid (all we may map)."""
-    try:
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"0 {outer_uid} 1")
-        _write("/proc/self/gid_map", f"0 {outer_gid} 1")
-    except OSError as exc:
-        raise translate(exc, "write uid_map/gid_map", "/proc/self") from exc
+    for path, text in (
+        ("/proc/self/setgroups", "deny"),
+        ("/proc/self/uid_map", f"0 {outer_uid} 1"),
+        ("/proc/self/gid_map", f"0 {outer_gid} 1"),
+    ):
+        try:
+            _write(path, text)
+        except OSError as exc:
+            # /proc/self belongs to root in a process that is not "dumpable",
+            # e.g. one that changed its uid without exec()ing afterwards
+            raise PermissionDenied(
+                f"write {path}",
+                "the kernel refused the user namespace's id map; a process that changed "
+                "its uid without exec() must set prctl(PR_SET_DUMPABLE, 1) first",
+                errno=exc.errno,
+            ) from exc
 
 
 @dataclass(frozen=True, slots=True)
