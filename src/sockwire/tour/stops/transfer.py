@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -232,6 +233,8 @@ def _far_side(t: Stop, ctl: Socket) -> dict[str, list[str]]:
     "connected network; no gateway).",
 )
 def msg_dontroute(t: Stop) -> None:
+    if shutil.which("ip") is None:
+        t.skip("needs the program ip (iproute2) to build the veth link between namespaces")
     try:
         ns = netns.enter(run=t.run, lo=False)
     except SockwireError as exc:

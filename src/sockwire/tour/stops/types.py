@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import socket
 import time
 
@@ -219,6 +220,8 @@ def _raw_namespace(t: Stop) -> None:
     """Without CAP_NET_RAW, move into a user + network namespace where we have it."""
     if netns.has_capability(netns.CAP_NET_RAW):
         return
+    if shutil.which("ip") is None:
+        t.skip("needs CAP_NET_RAW, or the program ip (iproute2) to set up a user namespace")
     try:
         ns = netns.enter(user=True, run=t.run)
     except SockwireError as exc:
