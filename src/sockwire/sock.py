@@ -336,7 +336,7 @@ class Socket:
     def connect(self, address: Address) -> None:
         """connect(2): to a listener (streams) or to fix the default peer (datagrams)."""
         self._check_open("connect")
-        started = time.monotonic()
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             self._sock.connect(address)
         except OSError as exc:
@@ -347,7 +347,7 @@ class Socket:
     def shutdown(self, how: int = socket.SHUT_WR) -> None:
         """shutdown(2): end one direction; the peer reads EOF after SHUT_WR."""
         self._check_open("shutdown")
-        started = time.monotonic()
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             self._sock.shutdown(how)
         except OSError as exc:
@@ -361,10 +361,10 @@ class Socket:
             return
         fd = self._fd
         self._fd = -1
-        started = time.monotonic()
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         self._sock.close()
         if _hooks:
-            trace.emit(Event("close", (str(fd),), "0", fd=fd, time=started))
+            trace.emit(Event("close", (str(fd),), "0", fd=fd, time=started or time.monotonic()))
 
     def detach(self) -> int:
         """Give up the descriptor without closing it; the Socket is closed afterwards."""
@@ -466,7 +466,7 @@ class Socket:
     def write(self, data: bytes) -> int:
         """write(2). Unlike send(), a dead peer raises SIGPIPE (Python ignores it: EPIPE)."""
         self._check_open("write")
-        started = time.monotonic()
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             count = os.write(self._fd, data)
         except OSError as exc:
@@ -483,7 +483,7 @@ class Socket:
         """send(2) with MSG_NOSIGNAL added. May send less than ``data`` on streams."""
         self._check_open("send")
         flags = int(flags) | socket.MSG_NOSIGNAL
-        started = time.monotonic()
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             count = self._sock.send(data, flags)
         except OSError as exc:
@@ -510,7 +510,7 @@ class Socket:
             str(MsgFlag(flags)),
             _quote_address(self._family, address),
         )
-        started = time.monotonic()
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             count = self._sock.sendto(data, flags, address)
         except OSError as exc:
@@ -562,7 +562,7 @@ class Socket:
                 parts.append(_quote_address(self._family, address))
             return tuple(parts)
 
-        started = time.monotonic()
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             if address is None:
                 count = self._sock.sendmsg(bufs, anc, flags)
@@ -813,7 +813,7 @@ class Socket:
         event = Event(
             call, (str(self._fd), *args), result, errno, self._fd, data=data, extra=extra
         )
-        if at is not None:
+        if at:  # 0.0: no hook was installed when the call started
             event.time = at
         trace.emit(event)
 

@@ -6,6 +6,7 @@ import os
 import select
 import socket
 import time
+from typing import Any
 
 from ...errors import WouldBlock
 from ...flags import MsgFlag
@@ -29,7 +30,7 @@ def _buffers(sock: Socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DUPLEX_BUFFER)
 
 
-def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes) -> dict[str, int]:
+def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes) -> dict[str, Any]:
     """Fill the connection without reading, then send and receive at once until done."""
     data = mine * DUPLEX_BYTES
     sent = 0
@@ -40,11 +41,7 @@ def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes) -> dict[str, int]
             if count is None:
                 break
             sent += count
-    stuck_at = sent
-    t.observe(
-        f"sending {DUPLEX_BYTES} bytes without reading stalled after {stuck_at} with "
-        f"{ename(error)}: a blocking sendall() would wait here forever, for a peer doing the same"
-    )
+    stuck_at, stuck_by = sent, ename(error)
     received = 0
     wrong = 0
     received_when_sent = -1
@@ -68,6 +65,7 @@ def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes) -> dict[str, int]
                         received_when_sent = received
     return {
         "stuck_at": stuck_at,
+        "stuck_by": stuck_by,
         "sent": sent,
         "received": received,
         "wrong": wrong,
@@ -75,7 +73,7 @@ def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes) -> dict[str, int]
     }
 
 
-def _duplex_client(t: Stop, address: Address) -> dict[str, int]:
+def _duplex_client(t: Stop, address: Address) -> dict[str, Any]:
     with Socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         _buffers(sock)
         sock.connect(address)
@@ -106,9 +104,14 @@ def bidirectional(t: Stop) -> None:
     )
     for role, result in (("A", mine), (peer.role, theirs)):
         t.observe(
-            f"{role} sent {result['sent']} and received {result['received']} bytes "
-            f"({result['wrong']} wrong); when its last byte went out it had already received "
-            f"{result['received_when_sent']}"
+            f"{role}, sending without reading, stalled after {result['stuck_at']} bytes with "
+            f"{result['stuck_by']}: a blocking sendall() would hang there, as would its peer's"
+        )
+    for role, result in (("A", mine), (peer.role, theirs)):
+        t.observe(
+            f"{role}, sending and receiving at once, sent {result['sent']} and received "
+            f"{result['received']} bytes ({result['wrong']} wrong); when its last byte went out "
+            f"it had already received {result['received_when_sent']}"
         )
     for result in (mine, theirs):
         t.check(
