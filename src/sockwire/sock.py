@@ -36,6 +36,7 @@ import os
 import select
 import socket
 import struct
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeAlias
@@ -337,22 +338,24 @@ class Socket:
     def connect(self, address: Address) -> None:
         """connect(2): to a listener (streams) or to fix the default peer (datagrams)."""
         self._check_open("connect")
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             self._sock.connect(address)
         except OSError as exc:
             self._fail("connect", (_quote_address(self._family, address),), exc, address)
         if _hooks:
-            self._emit("connect", (_quote_address(self._family, address),), "0")
+            self._emit("connect", (_quote_address(self._family, address),), "0", at=started)
 
     def shutdown(self, how: int = socket.SHUT_WR) -> None:
         """shutdown(2): end one direction; the peer reads EOF after SHUT_WR."""
         self._check_open("shutdown")
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             self._sock.shutdown(how)
         except OSError as exc:
             self._fail("shutdown", (shutdown_name(how),), exc)
         if _hooks:
-            self._emit("shutdown", (shutdown_name(how),), "0")
+            self._emit("shutdown", (shutdown_name(how),), "0", at=started)
 
     def close(self) -> None:
         """close(2). Idempotent: closing twice is harmless."""
@@ -360,9 +363,10 @@ class Socket:
             return
         fd = self._fd
         self._fd = -1
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         self._sock.close()
         if _hooks:
-            trace.emit(Event("close", (str(fd),), "0", fd=fd))
+            trace.emit(Event("close", (str(fd),), "0", fd=fd, time=started or time.monotonic()))
 
     def detach(self) -> int:
         """Give up the descriptor without closing it; the Socket is closed afterwards."""
@@ -479,12 +483,15 @@ class Socket:
     def write(self, data: bytes) -> int:
         """write(2). Unlike send(), a dead peer raises SIGPIPE (Python ignores it: EPIPE)."""
         self._check_open("write")
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             count = os.write(self._fd, data)
         except OSError as exc:
             self._fail("write", (preview(data), str(len(data))), exc)
         if _hooks:
-            self._emit("write", (preview(data), str(len(data))), str(count), data=data[:count])
+            self._emit(
+                "write", (preview(data), str(len(data))), str(count), data=data[:count], at=started
+            )
         return count
 
     # ---- send family
@@ -493,13 +500,14 @@ class Socket:
         """send(2) with MSG_NOSIGNAL added. May send less than ``data`` on streams."""
         self._check_open("send")
         flags = int(flags) | socket.MSG_NOSIGNAL
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             count = self._sock.send(data, flags)
         except OSError as exc:
             self._fail("send", (preview(data), str(len(data)), str(MsgFlag(flags))), exc)
         if _hooks:
             args = (preview(data), str(len(data)), str(MsgFlag(flags)))
-            self._emit("send", args, str(count), data=bytes(data[:count]))
+            self._emit("send", args, str(count), data=bytes(data[:count]), at=started)
         return count
 
     def sendall(self, data: bytes, flags: int = 0) -> None:
@@ -519,12 +527,13 @@ class Socket:
             str(MsgFlag(flags)),
             _quote_address(self._family, address),
         )
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             count = self._sock.sendto(data, flags, address)
         except OSError as exc:
             self._fail("sendto", args, exc, address)
         if _hooks:
-            self._emit("sendto", args, str(count), data=bytes(data[:count]))
+            self._emit("sendto", args, str(count), data=bytes(data[:count]), at=started)
         return count
 
     def sendmsg(
@@ -570,6 +579,7 @@ class Socket:
                 parts.append(_quote_address(self._family, address))
             return tuple(parts)
 
+        started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             if address is None:
                 count = self._sock.sendmsg(bufs, anc, flags)
@@ -589,7 +599,7 @@ class Socket:
             self._fail("sendmsg", args(), exc, address)
         if _hooks:
             joined = b"".join(bytes(b) for b in bufs)[:count]
-            self._emit("sendmsg", args(), str(count), data=joined)
+            self._emit("sendmsg", args(), str(count), data=joined, at=started)
         return count
 
     # ---- recv family
@@ -814,11 +824,18 @@ class Socket:
         *,
         errno: str | None = None,
         data: bytes | None = None,
+        at: float | None = None,
         **extra: Any,
     ) -> None:
-        trace.emit(
-            Event(call, (str(self._fd), *args), result, errno, self._fd, data=data, extra=extra)
+        """Report one call. ``at`` is when it started, for calls whose effect on the
+        peer begins then (send, connect, close): listed by start, a send comes
+        before the recv it completes, even when the receiver finishes first."""
+        event = Event(
+            call, (str(self._fd), *args), result, errno, self._fd, data=data, extra=extra
         )
+        if at:  # 0.0: no hook was installed when the call started
+            event.time = at
+        trace.emit(event)
 
     def _fail(
         self,

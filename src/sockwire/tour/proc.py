@@ -29,6 +29,10 @@ __all__ = ["MAX_EVENTS", "Failure", "Forked", "Outcome", "Recorder", "Skip"]
 
 #: Trace events kept per participant; more are counted, not stored.
 MAX_EVENTS = 300
+#: Calls whose result is a byte count (a tally sums them).
+_DATA_CALLS = frozenset(
+    {"send", "sendto", "sendmsg", "write", "recv", "recvfrom", "recvmsg", "recv_into", "read"}
+)
 
 
 class Skip(Exception):  # a control-flow signal, not an error
@@ -47,17 +51,45 @@ class Recorder:
         self.role = role
         self.events = 0
         self.dropped = 0
+        self._tally: dict[str, list[int]] | None = None
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, default=str) + "\n"
         os.write(self.fd, line.encode())
 
     def event(self, event: trace.Event) -> None:
+        if self._tally is not None:
+            self._count(event)
+            return
         if self.events >= MAX_EVENTS:
             self.dropped += 1
             return
         self.events += 1
         self.write({"t": "event", "role": self.role, "time": event.time, "text": str(event)})
+
+    def start_tally(self) -> None:
+        """From now on count events per call (and errno) instead of writing each."""
+        self._tally = {}
+
+    def _count(self, event: trace.Event) -> None:
+        assert self._tally is not None
+        key = f"{event.call}() {event.errno}" if event.errno else f"{event.call}()"
+        entry = self._tally.setdefault(key, [0, 0, event.call in _DATA_CALLS])
+        entry[0] += 1
+        head = event.result.split(" ", 1)[0]
+        if event.errno is None and head.isdigit():
+            entry[1] += int(head)
+        else:
+            entry[2] = 0  # no byte count to report for this call
+
+    def end_tally(self, what: str) -> None:
+        """Write one event line that sums up the calls counted since start_tally()."""
+        tally, self._tally = self._tally, None
+        parts = []
+        for key, (count, total, sized) in (tally or {}).items():
+            parts.append(f"{count} x {key}" + (f" = {total} bytes" if sized else ""))
+        text = f"[{what}] " + (", ".join(parts) if parts else "no socket calls")
+        self.write({"t": "event", "role": self.role, "time": time.monotonic(), "text": text})
 
     def observe(self, text: str) -> None:
         self.write({"t": "observe", "role": self.role, "time": time.monotonic(), "text": text})

@@ -88,28 +88,41 @@ def run_stops(specs: Iterable[StopSpec]) -> Iterable[StopResult]:
 
 
 def _syscall_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Each process's calls in time order; long runs of one call are shortened.
+
+    A run is one call name with one outcome, by one process: the EAGAIN that
+    ends a loop of successful sends starts a run of its own, so it is shown.
+    Of a long run the first SHOW_REPEATS calls and the last one are listed.
+    ``exec`` steps (each a different command) are never shortened.
+    """
     events = sorted((r for r in records if r["t"] == "event"), key=lambda r: r["time"])
     lines: list[str] = []
-    run_key: tuple[str, str] | None = None
+    run_key: tuple[str, str] | None = None  # (role, "call()" or "call() ERRNO")
     run_len = 0
-    hidden = 0
+    hidden: list[str] = []
 
     def flush() -> None:
-        if hidden and run_key is not None:
-            lines.append(f"{run_key[0]}: ... {hidden} more {run_key[1]}() calls")
+        if len(hidden) > 2 and run_key is not None:
+            lines.append(f"{run_key[0]}: ... {len(hidden) - 1} more {run_key[1]} calls")
+            del hidden[:-1]
+        lines.extend(hidden)
+        hidden.clear()
 
     for record in events:
         call = record["text"].split("(", 1)[0]
-        key = (record["role"], call)
+        outcome = record["text"].rsplit(") = ", 1)[-1]
+        failed = outcome.split(" ", 2)[1] if outcome.startswith("-1 ") else ""
+        key = (record["role"], f"{call}() {failed}".strip())
         if key == run_key:
             run_len += 1
         else:
             flush()
-            run_key, run_len, hidden = key, 1, 0
-        if run_len <= SHOW_REPEATS:
-            lines.append(f"{record['role']}: {record['text']}")
+            run_key, run_len = key, 1
+        line = f"{record['role']}: {record['text']}"
+        if run_len <= SHOW_REPEATS or call == "exec":
+            lines.append(line)
         else:
-            hidden += 1
+            hidden.append(line)
     flush()
     for record in records:
         if record["t"] == "dropped":

@@ -10,11 +10,13 @@ memory: every line of ``observed`` comes from a call it just made.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -132,11 +134,26 @@ class Stop:
             else:
                 role = chr(self._next_role)
                 self._next_role += 1
+        started = time.monotonic()  # the fork is listed before anything the child does
         forked = Forked(_peer_main, (fn, args), role)
-        trace.note("fork", result=f"{forked.pid} ({role})")
+        if trace.installed:
+            trace.emit(trace.Event("fork", (), f"{forked.pid} ({role})", time=started))
         peer = Peer(self, forked)
         self._peers.append(peer)
         return peer
+
+    @contextlib.contextmanager
+    def tally(self, what: str) -> Iterator[None]:
+        """Count the Socket calls of a busy loop instead of listing each one.
+
+        The calls are still made through :class:`~sockwire.Socket` and traced;
+        the syscalls list shows one line: ``[what] 17 send() = 1048576 bytes, ...``.
+        """
+        self._recorder.start_tally()
+        try:
+            yield
+        finally:
+            self._recorder.end_tally(what)
 
     def run(self, argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a helper program (``ip ...``), recorded as an ``exec`` step."""
