@@ -3,12 +3,13 @@
 Half-close, for streams and seqpacket (the documented rule):
 
 * EOF on stdin sends shutdown(SHUT_WR): the peer reads EOF, and output
-  from the peer keeps flowing to stdout until the peer's own EOF. The
-  connection ends when both directions have ended.
-* If the peer's EOF comes first, stdin keeps going to the peer (it may
-  only have half-closed). If the peer had closed entirely, the next send
-  fails with EPIPE/ECONNRESET, and that ends the connection normally (exit 0):
-  the peer already said it was done.
+  from the peer keeps flowing to stdout until the peer's own EOF.
+* The connection ends when both directions have ended (as with OpenBSD
+  nc). If the peer's EOF comes first, stdin keeps going to it: it may only
+  have half-closed and still read.
+* A peer that closed entirely ends the connection normally (exit 0): a
+  UNIX peer at once (poll reports POLLHUP), a TCP peer at our next send
+  (EPIPE/ECONNRESET), since TCP cannot tell a close from a half-close.
 * ``--close-on-eof`` closes the connection as soon as stdin ends.
 
 Datagrams: each stdin line (``--split line``, the default) or each read
@@ -91,8 +92,10 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
         try:
             hub = StdinHub(opts, split=args.split)
             loop.add(hub)
-            stdout = End("stdout", fd=sys.stdout.fileno(), opts=opts)
-            sys.stdout.flush()
+            # the descriptors themselves: data never goes through sys.stdout's buffer
+            stdout = End("stdout", fd=1, opts=opts)
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
             if not listen:
                 return _client(args, opts, ep.display(), connect_socket(ep), hub, stdout, loop)
             if ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):

@@ -11,8 +11,8 @@ Connect to ENDPOINT and copy stdin to it and what it sends to stdout.
 
 Streams and seqpacket: EOF on stdin sends shutdown(SHUT_WR) and output
 continues until the peer's EOF (--close-on-eof: close at once). If the peer
-closes first, stdin keeps going to it; a peer that has closed entirely ends
-the connection normally. Datagrams: one datagram per stdin line (--split
+ends first, stdin keeps going to it (it may only have half-closed); a peer
+that closed entirely ends the connection normally. Datagrams: one datagram per stdin line (--split
 read: per read); after stdin's EOF, answers are awaited for --linger seconds.
 """
 

@@ -38,6 +38,7 @@ Platform notes:
 from __future__ import annotations
 
 import contextlib
+import errno as _errno
 import fcntl
 import os
 import select
@@ -513,7 +514,10 @@ class Conn:
         stats.open += 1
 
     def interest(self) -> list[tuple[int, int]]:
-        wants: list[tuple[int, int]] = []
+        # every socket is polled, for nothing if need be: poll always reports
+        # POLLHUP/POLLERR, and that is how a vanished peer is noticed while
+        # no direction is moving (e.g. stdin is quiet)
+        wants: list[tuple[int, int]] = [(s.fd, 0) for s in self.socks if not s.closed]
         for flow in self.flows:
             wants.extend(flow.interest())
         return wants
@@ -524,6 +528,8 @@ class Conn:
         try:
             for flow in self.flows:
                 flow.ready(fd, revents)
+            if revents & _TROUBLE and not self.done:
+                self._hangup(fd, revents)
         except ConnectionLost as exc:
             if any(f.src_eof and f.src is not None and f.src.sock for f in self.flows):
                 say("closed", self.label, f"peer closed after its EOF ({exc.errno_name})")
@@ -532,6 +538,33 @@ class Conn:
                 self._fail(exc)
         except SockwireError as exc:
             self._fail(exc)
+
+    def _hangup(self, fd: int, revents: int) -> None:
+        """POLLHUP/POLLERR on a socket no direction is reading or writing now.
+
+        A flow still reading this fd meets the EOF or the error itself; one
+        with data for it meets it on its send. Otherwise nobody would consume
+        the (level-triggered) condition and poll would spin: after the peer's
+        EOF it is a peer that closed entirely, which ends the connection
+        normally; before, it is an error, and SO_ERROR says which.
+        """
+        for flow in self.flows:
+            if flow.finished:
+                continue
+            if flow.src is not None and flow.src.fd == fd and not flow.src_eof:
+                return
+            if flow.dst.fd == fd and flow.pending:
+                return
+        sock = next((s for s in self.socks if s.fd == fd), None)
+        if sock is None:
+            return
+        if any(f.src is not None and f.src.fd == fd and f.src_eof for f in self.flows):
+            say("closed", self.label, "the peer closed entirely (POLLHUP)")
+            self._end_quietly()
+            return
+        code = int(sock.raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        exc = OSError(code or _errno.EPIPE, os.strerror(code or _errno.EPIPE))
+        raise translate(exc, "poll", self.label, family=sock.family, sock_type=sock.type)
 
     def _fail(self, exc: SockwireError) -> None:
         self.error = exc
