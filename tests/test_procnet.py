@@ -68,6 +68,7 @@ paths = st.one_of(
         lambda s: "@" + s
     ),
     st.just("/tmp/with space.sock"),
+    st.just("/tmp/\x85\u2028\xa0odd"),
 )
 
 

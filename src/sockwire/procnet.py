@@ -123,6 +123,28 @@ class Entry:
         }
 
 
+def _lines(text: str) -> list[str]:
+    """The data lines: split on newlines only (str.splitlines also splits on
+    \x1c-\x1e, \x85 and U+2028, which a socket path may hold)."""
+    return [line for line in text.split("\n")[1:] if line.strip(" \t")]
+
+
+def _fields(line: str, maxsplit: int = -1) -> list[str]:
+    """Fields separated by ASCII spaces only (str.split() also splits on
+    Unicode spaces such as U+0085 or U+00A0 inside a path)."""
+    if maxsplit < 0:
+        return [part for part in line.split(" ") if part]
+    rest = line.lstrip(" ")
+    out: list[str] = []
+    while rest and len(out) < maxsplit:
+        field, _, rest = rest.partition(" ")
+        out.append(field)
+        rest = rest.lstrip(" ")
+    if rest:
+        out.append(rest)
+    return out
+
+
 def _hex(text: str, what: str) -> int:
     try:
         return int(text, 16)
@@ -144,15 +166,14 @@ def _dec(text: str, what: str) -> int:
 def parse_unix(text: str) -> list[Entry]:
     """``/proc/net/unix`` -> entries. The header line is skipped; bad lines raise."""
     entries = []
-    for line in text.splitlines()[1:]:
-        if line.strip():
-            entries.append(_unix_line(line))
+    for line in _lines(text):
+        entries.append(_unix_line(line))
     return entries
 
 
 def _unix_line(line: str) -> Entry:
     # the path is everything after the 7th field, and may hold spaces
-    parts = line.split(None, 7)
+    parts = _fields(line, 7)
     if len(parts) < 7 or not parts[0].endswith(":"):
         raise ParseError(f"unix line has {len(parts)} fields: {line[:80]!r}")
     _, _refcount, _protocol, flags_s, type_s, state_s, inode_s = parts[:7]
@@ -205,14 +226,13 @@ def parse_inet_address(text: str, *, little_endian: bool = sys.byteorder == "lit
 def parse_inet(text: str, kind: str, *, v6: bool = False) -> list[Entry]:
     """``/proc/net/{tcp,udp,raw}[6]`` -> entries (``kind``: tcp, udp or raw)."""
     entries = []
-    for line in text.splitlines()[1:]:
-        if line.strip():
-            entries.append(_inet_line(line, kind, v6))
+    for line in _lines(text):
+        entries.append(_inet_line(line, kind, v6))
     return entries
 
 
 def _inet_line(line: str, kind: str, v6: bool) -> Entry:
-    parts = line.split()
+    parts = _fields(line)
     if len(parts) < 10 or not parts[0].endswith(":"):
         raise ParseError(f"{kind} line has {len(parts)} fields: {line[:80]!r}")
     local = parse_inet_address(parts[1])
@@ -241,10 +261,8 @@ def _inet_line(line: str, kind: str, v6: bool) -> Entry:
 def parse_netlink(text: str) -> list[Entry]:
     """``/proc/net/netlink`` -> entries (local is ``PROTOCOL:PORTID``)."""
     entries = []
-    for line in text.splitlines()[1:]:
-        if not line.strip():
-            continue
-        parts = line.split()
+    for line in _lines(text):
+        parts = _fields(line)
         if len(parts) < 10:
             raise ParseError(f"netlink line has {len(parts)} fields: {line[:80]!r}")
         protocol = _dec(parts[1], "protocol")
