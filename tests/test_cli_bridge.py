@@ -206,3 +206,17 @@ def test_hex_and_json_show_the_payload(d: str) -> None:
     docs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     sends = [doc for doc in docs if doc["call"] == "send"]
     assert sends and sends[0]["hex"] == b"hello".hex()
+
+
+def test_peek_and_send_flags_show_in_the_trace() -> None:
+    with run("listen", "tcp://127.0.0.1:0", "--peek", "--trace") as server:
+        address = server.address()
+        with run("connect", address, "--send-flags", "DONTROUTE", "--trace") as client:
+            client.send(b"flagged")
+            client.close_stdin()
+            server.wait_out(b"flagged")
+            server.close_stdin()
+            assert client.finish() == 0
+        assert server.finish() == 0
+    assert "MSG_DONTROUTE|MSG_NOSIGNAL" in client.wait_err("send(")
+    assert 'recv(4, 262144, MSG_PEEK) = 7 b"flagged"' in server.text

@@ -60,6 +60,7 @@ def test_seqpacket_recv_until_eof_and_peek(d: str) -> None:
         assert sockwire("send", f"unix+seqpacket:{path}", "a", "bb", "ccc").returncode == 0
         assert r.finish() == 0  # the sender's EOF ends it
     assert [line.split(": ", 1)[1] for line in r.out.decode().splitlines()] == ["a", "bb", "ccc"]
+    assert r.out.decode().startswith("#1 from unnamed (pid=")  # SO_PEERCRED of the sender
     with run("recv", f"unix+seqpacket:{path}", "--peek", "--trace") as r:
         r.address()
         assert sockwire("send", f"unix+seqpacket:{path}", "kept").returncode == 0

@@ -126,3 +126,49 @@ def test_stream_to_messages_needs_framing(d: str) -> None:
     with run("relay", f"unix:{d}/r.sock", f"unix+seqpacket:{d}/q.sock") as relay:
         assert relay.finish() == 1
     assert relay.text.count("\n") == 1 and "--framing" in relay.text
+
+
+def test_concurrent_connections_are_relayed_independently(d: str) -> None:
+    with run("echo", f"unix+seqpacket:{d}/e.sock", "--trace") as echo:
+        echo.address()
+        args = ["relay", f"unix+seqpacket:{d}/r.sock", f"unix+seqpacket:{d}/e.sock"]
+        with run(*args, "--count", "3", "--trace") as relay:
+            relay.address()
+            clients = [
+                connect_when_ready(socket.AF_UNIX, socket.SOCK_SEQPACKET, f"{d}/r.sock")
+                for _ in range(3)
+            ]
+            try:
+                for n, client in enumerate(clients):  # all three open at once
+                    client.settimeout(10)
+                    client.send(f"client {n}".encode())
+                for n, client in reversed(list(enumerate(clients))):
+                    assert client.recv(100) == f"client {n}".encode()
+            finally:
+                for client in clients:
+                    client.close()
+            assert relay.finish() == 0
+        assert "3 connections (0 open)" in relay.text
+        assert echo.stop() == 143
+
+
+def test_unnamed_datagram_sender_is_relayed_and_replies_dropped(d: str) -> None:
+    with (
+        _listener(socket.AF_INET, socket.SOCK_DGRAM, ("127.0.0.1", 0)) as backend,
+        run(
+            "relay",
+            f"unix+dgram:{d}/r.sock",
+            f"udp://127.0.0.1:{backend.getsockname()[1]}",
+            "--trace",
+        ) as relay,
+    ):
+        relay.address()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as unnamed:
+            unnamed.sendto(b"fire and forget", f"{d}/r.sock")
+        data, sender = backend.recvfrom(100)
+        assert data == b"fire and forget"
+        backend.sendto(b"reply to nobody", sender)
+        relay.wait_err("message #1 15 bytes")  # the reply arrived at the relay ...
+        relay.p.send_signal(signal.SIGUSR1)
+        assert "1 dropped" in relay.wait_err("sockwire: relay:")  # ... counted, not sent
+        assert relay.stop() == 143

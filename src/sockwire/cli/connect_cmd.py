@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "connect to an endpoint and bridge it to stdin/stdout, like nc"
+HELP = "connect, and bridge stdin/stdout to it, like nc"
 
 DESCRIPTION = """\
 Connect to ENDPOINT and copy stdin to it and what it sends to stdout.

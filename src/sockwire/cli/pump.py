@@ -101,6 +101,7 @@ class Item:
 
     data: bytes
     address: Address | None = None
+    flags: MsgFlag = MsgFlag.NONE
 
 
 @dataclass
@@ -208,7 +209,7 @@ class End:
                 f"message of {msg.size} bytes cut to {len(msg.data)} (MSG_TRUNC);",
                 "raise --bufsize",
             )
-        return Item(msg.data, msg.address)
+        return Item(msg.data, msg.address, msg.flags)
 
     def send_item(self, item: Item) -> bool:
         """Send one message (or write it to a plain fd); False when it would block."""
@@ -288,6 +289,7 @@ class Flow:
         self.on_item = on_item
         self.src_eof = False
         self.finished = False
+        self.discard = False  # count what arrives, deliver nothing (nobody to deliver to)
         self.close_all = False  # set when on_eof == "close" fires
         self.count_bytes = 0
         self.count_messages = 0
@@ -371,7 +373,8 @@ class Flow:
                 self._eof()
             else:
                 self._received(item)
-                self._queue.append(item)
+                if not self.discard:
+                    self._queue.append(item)
         elif self._pipe is not None:
             room = self._pipe.size - self._piped
             try:
@@ -439,6 +442,7 @@ class Flow:
                 f"#{self.count_messages}",
                 f"{len(item.data)} bytes",
                 f"from {src.sender_text(item.address)}",
+                f"flags {item.flags}",
                 f"fd={src.fd}",
                 f"({self.direction})",
             )
@@ -867,6 +871,7 @@ class DatagramRelay:
             "message",
             f"{len(item.data)} bytes",
             f"from {self._name(item.address)}",
+            f"flags {item.flags}",
             f"({self.forward})",
         )
         session.pending = item
@@ -912,6 +917,7 @@ class DatagramRelay:
         if key is None:
             say("unnamed", "sender has no name: replies to it are dropped")
             back.on_item = lambda item: self._count_drop()
+            back.discard = True
         session = _Session(key, target, back)
         self.sessions[key] = session
         self.stats.connections += 1
@@ -977,7 +983,12 @@ class DatagramEcho:
         if item is None:
             return
         self.stats.add("in", len(item.data), 1)
-        say("message", f"{len(item.data)} bytes", f"from {self.end.sender_text(item.address)}")
+        say(
+            "message",
+            f"{len(item.data)} bytes",
+            f"from {self.end.sender_text(item.address)}",
+            f"flags {item.flags}",
+        )
         if self.left is not None:
             self.left -= 1
         if item.address is None:

@@ -73,8 +73,14 @@ def printable(data: bytes) -> str:
     return "".join(out)
 
 
-def describe(number: int, sender: str, msg: Any, *, peeked: bool = False) -> dict[str, Any]:
-    """The facts about one received message, as the text and JSON forms show them."""
+def describe(
+    number: int, sender: str, msg: Any, *, peeked: bool = False, creds: Any = None
+) -> dict[str, Any]:
+    """The facts about one received message, as the text and JSON forms show them.
+
+    ``creds``: the connected peer's SO_PEERCRED, when the message has none
+    of its own (seqpacket connections).
+    """
     from ..flags import MsgFlag
 
     shown = MsgFlag(msg.flags & ~MsgFlag.TRUNC)
@@ -88,8 +94,9 @@ def describe(number: int, sender: str, msg: Any, *, peeked: bool = False) -> dic
         "data": msg.data.decode("utf-8", "backslashreplace"),
         "hex": msg.data.hex(),
     }
-    if msg.creds is not None:
-        doc.update(pid=msg.creds.pid, uid=msg.creds.uid, gid=msg.creds.gid)
+    who = msg.creds if msg.creds is not None else creds
+    if who is not None:
+        doc.update(pid=who.pid, uid=who.uid, gid=who.gid)
     if peeked:
         doc["peeked"] = True
     doc["_other_flags"] = str(shown) if shown else ""
@@ -136,11 +143,11 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout
     received = 0
 
-    def show(sock: Socket, msg: Any) -> None:
+    def show(sock: Socket, msg: Any, peer_creds: Any) -> None:
         nonlocal received
         received += 1
         sender = format_address(sock.family, msg.address)
-        doc = describe(received, sender, msg, peeked=opts.peek)
+        doc = describe(received, sender, msg, peeked=opts.peek, creds=peer_creds)
         say(
             "message",
             f"#{received}",
@@ -159,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             out.write(text_line(doc, msg.data) + "\n")
         out.flush()
 
-    def drain(sock: Socket, *, creds: bool) -> bool:
+    def drain(sock: Socket, *, creds: bool, peer_creds: Any = None) -> bool:
         """Receive from one socket; True when the limit is reached, False at EOF."""
         if opts.timeout is not None:
             sock.settimeout(opts.timeout)
@@ -172,14 +179,14 @@ def run(args: argparse.Namespace) -> int:
             if not msg.data and not datagram:
                 say("eof", f"fd={sock.fd}", f"after {received} messages")
                 return False
-            show(sock, msg)
+            show(sock, msg, peer_creds)
         return True
 
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
     with observer, handled_signals():
         if args.connect:
             with connect_socket(ep) as sock:
-                drain(sock, creds=False)
+                drain(sock, creds=False, peer_creds=sock.peercred())
             return 0
         unix = ep.is_unix
         with server_socket(ep, passcred=unix and datagram) as sock:
@@ -189,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             while True:
                 if opts.timeout is not None:
                     sock.settimeout(opts.timeout)
-                conn, _peer = sock.accept()
+                conn, peer = sock.accept()
                 with conn:
-                    if drain(conn, creds=False) or limit is None:
+                    if drain(conn, creds=False, peer_creds=peer.creds) or limit is None:
                         return 0

@@ -6,6 +6,9 @@ import argparse
 
 HELP = "accept on one endpoint and connect each client to another, both ways"
 
+#: seconds a connect to TARGET may take when no --timeout is given
+CONNECT_TIMEOUT = 10
+
 DESCRIPTION = """\
 Accept on LISTEN (or receive, for datagrams) and, for each client, connect
 to TARGET; copy both ways until both sides have ended.
@@ -17,7 +20,8 @@ Half-close is propagated: a side's EOF becomes shutdown(SHUT_WR) on the
 other. Counts go to stderr on exit and on SIGUSR1 (kill -USR1 PID).
 Between two byte streams, with nothing watched, bytes move with splice(2)
 and never enter Python. A byte stream and a message socket cannot be
-relayed without framing (--framing: not in this build yet).
+relayed without framing (--framing: not in this build yet). Each connect
+to TARGET is made in turn, bounded by --timeout (default 10 s).
 """
 
 
@@ -91,8 +95,14 @@ def run(args: argparse.Namespace) -> int:
     def summary() -> None:
         report(stats.summary())
 
+    # the connect to TARGET runs inside the loop, so it is always bounded:
+    # by --timeout/?timeout=, else by CONNECT_TIMEOUT
+    dial_ep = target_ep
+    if target_ep.option("timeout") is None and target_ep.scheme != "fd":
+        dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)
+
     def open_target() -> Socket:
-        sock = connect_socket(target_ep)
+        sock = connect_socket(dial_ep)
         sock.setblocking(False)
         return sock
 
