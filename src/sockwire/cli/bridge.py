@@ -26,6 +26,7 @@ import contextlib
 import socket
 import sys
 
+from ..address import Endpoint
 from ..sock import Peer, Socket
 from .observe import Observer, say
 from .options import (
@@ -171,15 +172,12 @@ def _client(
 def _datagram_server(
     args: argparse.Namespace,
     opts: IoOptions,
-    ep: object,
+    ep: Endpoint,
     hub: StdinHub,
     stdout: End,
     loop: Loop,
     stats: Stats,
 ) -> int:
-    from ..address import Endpoint
-
-    assert isinstance(ep, Endpoint)
     with server_socket(ep, passcred=ep.is_unix) as sock:
         sock.setblocking(False)
         label = ep.display()
@@ -232,24 +230,16 @@ def _datagram_server(
 def _stream_server(
     args: argparse.Namespace,
     opts: IoOptions,
-    ep: object,
+    ep: Endpoint,
     hub: StdinHub,
     stdout: End,
     loop: Loop,
     stats: Stats,
 ) -> int:
-    from ..address import Endpoint
-
-    assert isinstance(ep, Endpoint)
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
     with server_socket(ep) as listener:
         listener.setblocking(False)
-
-        def closed(conn: Conn, flow_unsubscribe: object) -> None:
-            if conn in active:
-                active.remove(conn)
-            acceptor.resume()
 
         def on_accept(sock: Socket, peer: Peer) -> None:
             conn = _connection(
@@ -267,7 +257,9 @@ def _stream_server(
             def on_close(c: Conn) -> None:
                 if unsubscribe is not None:
                     unsubscribe(c)
-                closed(c, None)
+                if c in active:
+                    active.remove(c)
+                acceptor.resume()
 
             conn.on_close = on_close
             active.append(conn)

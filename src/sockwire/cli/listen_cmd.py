@@ -13,9 +13,9 @@ Streams and seqpacket: one client, then exit (--keep-open: client after
 client; --max-clients N: N at once, stdin going to each). EOF on stdin
 sends shutdown(SHUT_WR); the peer's output keeps coming until its EOF
 (--close-on-eof: close at once). The connection ends when both directions
-have; a peer that closed entirely ends it normally. Datagrams: print what arrives; stdin lines
-go to the last named sender. A socket file this command created is removed
-when it exits.
+have; a peer that closed entirely ends it normally. Datagrams: print what
+arrives; stdin lines go to the last named sender. A socket file this
+command created is removed when it exits.
 """
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "IoOptions",
     "add_io_options",
     "add_server_options",
+    "check_framing",
     "endpoint",
     "io_options",
     "server_endpoint",
@@ -99,12 +100,6 @@ def _framing(text: str) -> str:
     if lowered not in FRAMINGS:
         raise argparse.ArgumentTypeError(f"framing must be one of: {', '.join(FRAMINGS)}")
     return lowered
-
-
-def _endpoint_text(text: str) -> str:
-    # parse() itself bounds what it echoes back; this only keeps argparse's
-    # own messages short for a pathological argument.
-    return text
 
 
 bufsize_type = _bounded_int(1, MAX_BUFSIZE, "buffer size")
