@@ -85,7 +85,7 @@ def test_unix_lines_round_trip(
     (entry,) = parse_unix(UNIX_HEADER + unix_line(flags, sock_type, state, inode, path) + "\n")
     assert entry.inode == inode
     assert entry.local == (path or "*")
-    assert entry.listening == bool(flags)
+    assert entry.listening == (bool(flags) or (sock_type == 2 and state == 1))
     assert entry.type == {1: "stream", 2: "dgram", 5: "seqpacket"}[sock_type]
     assert entry.state == ("LISTEN" if flags else procnet.UNIX_STATES[state])
 

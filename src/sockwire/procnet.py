@@ -10,7 +10,10 @@ Kernel facts the parsers rely on (net/unix/af_unix.c, net/ipv4/tcp_ipv4.c,
 net/ipv4/udp.c, net/netlink/af_netlink.c):
 
 * unix: ``Num RefCount Protocol Flags Type St Inode [Path]``, hex except
-  the inode; Flags bit ``__SO_ACCEPTCON`` (0x10000) marks a listener; an
+  the inode; Flags bit ``__SO_ACCEPTCON`` (0x10000) marks a listener; St
+  is SS_CONNECTED (03) for a datagram socket that is connected *or that
+  another socket connected to* (6.x kernels; ss agrees), so UNCONN (01)
+  is a datagram socket nobody is tied to; an
   abstract name is printed with ``@`` for its leading NUL (and for NULs
   inside it); a path is printed as given to bind(), relative or not.
 * inet: addresses are ``HEX:PORT`` with the IP in the kernel's byte order
@@ -182,10 +185,12 @@ def _unix_line(line: str) -> Entry:
     sock_type = _hex(type_s, "type")
     state = _hex(state_s, "state")
     inode = _dec(inode_s, "inode")
-    listening = bool(flags & SO_ACCEPTCON)
     type_text = UNIX_TYPES.get(sock_type, str(sock_type))
+    # as `ss -l` counts them: listeners, and datagram sockets nobody is
+    # connected to or from (UNCONN), which receive from anyone
+    listening = bool(flags & SO_ACCEPTCON) or (type_text == "dgram" and state == 1)
     netid = {"stream": "u_str", "dgram": "u_dgr", "seqpacket": "u_seq"}.get(type_text, "u_???")
-    state_text = "LISTEN" if listening else UNIX_STATES.get(state, str(state))
+    state_text = "LISTEN" if flags & SO_ACCEPTCON else UNIX_STATES.get(state, str(state))
     return Entry(
         netid=netid,
         state=state_text,
