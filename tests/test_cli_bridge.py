@@ -220,3 +220,52 @@ def test_peek_and_send_flags_show_in_the_trace() -> None:
         assert server.finish() == 0
     assert "MSG_DONTROUTE|MSG_NOSIGNAL" in client.wait_err("send(")
     assert 'recv(4, 262144, MSG_PEEK) = 7 b"flagged"' in server.text
+
+
+def test_inherited_descriptor_fd_endpoint() -> None:
+    import subprocess
+
+    from tests.cli_helpers import SOCKWIRE
+
+    ours, theirs = socket.socketpair()
+    with ours:
+        try:
+            fd = theirs.fileno()
+            proc = subprocess.run(
+                [*SOCKWIRE, "connect", f"fd:{fd}", "--close-on-eof"],
+                input=b"through an inherited fd",
+                pass_fds=(fd,),
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
+        finally:
+            theirs.close()
+        assert proc.returncode == 0, proc.stderr
+        ours.settimeout(10)
+        assert ours.recv(100) == b"through an inherited fd"
+
+
+def test_sigint_cleans_up_and_exits_130(d: str) -> None:
+    import signal
+
+    path = f"{d}/c.sock"
+    with run("listen", f"unix:{path}", "--trace") as server:
+        server.address()
+        assert os.path.exists(path)
+        assert server.stop(signal.SIGINT) == 130
+        assert "Traceback" not in server.text
+    assert not os.path.exists(path)
+
+
+def test_udp_port_unreachable_is_refused() -> None:
+    from tests.cli_helpers import sockwire
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    proc = sockwire("connect", f"udp://127.0.0.1:{port}", "--linger", "5", input=b"anyone?\n")
+    assert proc.returncode == 3
+    assert "(ECONNREFUSED)" in proc.stderr.decode() and "is the receiver running?" in (
+        proc.stderr.decode()
+    )
