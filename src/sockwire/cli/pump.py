@@ -49,7 +49,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from .. import trace
 from ..errors import (
@@ -1031,9 +1031,9 @@ class Loop:
     def __init__(self, observer: Observer, *, on_usr1: Callable[[], None] | None = None) -> None:
         self.observer = observer
         self.on_usr1 = on_usr1
-        self.handlers: list[Any] = []
+        self.handlers: list[Handler] = []
 
-    def add(self, handler: Any) -> None:
+    def add(self, handler: Handler) -> None:
         self.handlers.append(handler)
 
     def run(self, finished: Callable[[], bool]) -> None:
