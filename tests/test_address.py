@@ -67,7 +67,10 @@ OPTION_VALUES = {
 
 
 def _quote(value: str) -> str:
-    return "".join(f"%{b:02X}" if chr(b) in "%?&#= " else chr(b) for b in value.encode())
+    # per character: joining the UTF-8 bytes as chr(b) turned U+0080 into
+    # "\xc2\x80" (two characters, four bytes), so a path that fits drew a
+    # string whose path did not (a flaky failure)
+    return "".join(f"%{ord(c):02X}" if c in "%?&#= " else c for c in value)
 
 
 @st.composite
@@ -108,6 +111,13 @@ def test_canonical_form_round_trips(text: str) -> None:
     again = parse(canonical)
     assert again == endpoint
     assert str(again) == canonical
+
+
+def test_non_ascii_path_that_fits_round_trips() -> None:
+    path = "000000" + "\x80" * 12 + "\u0800" + "\U00010000" * 6  # 57 bytes in UTF-8
+    endpoint = parse("unix:" + _quote(path))
+    assert endpoint.path == path
+    assert parse(str(endpoint)) == endpoint
 
 
 @given(st.text(max_size=80))

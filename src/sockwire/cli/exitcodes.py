@@ -15,7 +15,15 @@ from ..errors import (
     TimeoutError,
 )
 
-__all__ = ["EPILOG", "Exit", "for_error"]
+__all__ = ["EPILOG", "Exit", "UsageError", "for_error"]
+
+
+class UsageError(SockwireError):
+    """The command line asks for something that cannot work: fix the arguments.
+
+    For mistakes argparse cannot see alone (a flag that does not fit the
+    endpoint's type, a message command on a byte stream without framing).
+    """
 
 
 class Exit(enum.IntEnum):
@@ -26,6 +34,7 @@ class Exit(enum.IntEnum):
     TIMEOUT = 4  # a deadline passed
     PERMISSION = 5  # file mode, capability or peer-credential policy refused
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # SIGTERM: a server stopped on request, after cleaning up (128 + SIGTERM)
     BROKEN_PIPE = 141  # our stdout was closed by its reader (128 + SIGPIPE), like `yes | head`
 
 
@@ -38,13 +47,14 @@ exit codes:
   4    timeout
   5    permission denied: file mode, capability or peer-credential policy
   130  interrupted (Ctrl-C)
+  143  terminated (SIGTERM): servers close their sockets and remove their files first
   141  stdout closed by its reader (e.g. `| head`), as for tools killed by SIGPIPE
 """
 
 
 def for_error(err: SockwireError) -> Exit:
     """The exit code for an error, by what the user should do about it."""
-    if isinstance(err, AddressError):
+    if isinstance(err, AddressError | UsageError):
         return Exit.USAGE
     if isinstance(err, TimeoutError):
         return Exit.TIMEOUT

@@ -23,6 +23,28 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "tour": ("sockwire.cli.tour_cmd", "the live tour: every socket concept, observed and checked"),
     "families": ("sockwire.cli.families_cmd", "the address families this kernel supports"),
+    "listen": (
+        "sockwire.cli.listen_cmd",
+        "accept a peer (or receive datagrams) and bridge it to stdin/stdout, like nc -l",
+    ),
+    "connect": (
+        "sockwire.cli.connect_cmd",
+        "connect and bridge stdin/stdout to a socket, like nc",
+    ),
+    "relay": (
+        "sockwire.cli.relay_cmd",
+        "accept on one endpoint and connect each client to another, both ways",
+    ),
+    "send": ("sockwire.cli.send_cmd", "send messages to a datagram or seqpacket endpoint"),
+    "recv": (
+        "sockwire.cli.recv_cmd",
+        "receive messages and show each one's sender, length, flags and truncation",
+    ),
+    "echo": ("sockwire.cli.echo_cmd", "an echo server for any endpoint, for testing peers"),
+    "inspect": (
+        "sockwire.cli.inspect_cmd",
+        "the machine's sockets with their processes, or whether a socket file is live",
+    ),
     "bench": (
         "sockwire.cli.bench_cmd",
         "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C",

@@ -1,0 +1,277 @@
+"""stdin/stdout <-> one socket: the engine of ``sockwire listen`` and ``sockwire connect``.
+
+Half-close, for streams and seqpacket (the documented rule):
+
+* EOF on stdin sends shutdown(SHUT_WR): the peer reads EOF, and output
+  from the peer keeps flowing to stdout until the peer's own EOF.
+* The connection ends when both directions have ended (as with OpenBSD
+  nc). If the peer's EOF comes first, stdin keeps going to it: it may only
+  have half-closed and still read.
+* A peer that closed entirely ends the connection normally (exit 0): a
+  UNIX peer at once (poll reports POLLHUP), a TCP peer at our next send
+  (EPIPE/ECONNRESET), since TCP cannot tell a close from a half-close.
+* ``--close-on-eof`` closes the connection as soon as stdin ends.
+
+Datagrams: each stdin line (``--split line``, the default) or each read
+(``--split read``) is one datagram; each datagram received is written to
+stdout as it came. A client waits ``--linger`` seconds after stdin's EOF for
+late answers (datagrams have no EOF). A datagram listener answers the last
+sender; until a named sender has spoken, stdin is not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import sys
+
+from ..address import Endpoint
+from ..sock import Peer, Socket
+from .observe import Observer, say
+from .options import (
+    IoOptions,
+    check_framing,
+    endpoint,
+    io_options,
+    server_endpoint,
+)
+from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handled_signals
+from .sockets import connect_socket, server_socket
+
+__all__ = ["add_bridge_options", "run_bridge"]
+
+
+def add_bridge_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("stdin and stdout")
+    group.add_argument(
+        "--close-on-eof",
+        action="store_true",
+        help="close the connection as soon as stdin ends (default: send shutdown(SHUT_WR) "
+        "and keep printing until the peer's EOF)",
+    )
+    group.add_argument(
+        "--split",
+        choices=("line", "read"),
+        default="line",
+        help="datagram/seqpacket: one message per stdin line (default) or per read",
+    )
+    group.add_argument(
+        "--linger",
+        type=_linger_type,
+        default=0.5,
+        metavar="S",
+        help="datagram client: wait S seconds after stdin's EOF for answers (default 0.5)",
+    )
+
+
+def _linger_type(text: str) -> float:
+    from .options import _linger
+
+    return _linger(text)
+
+
+def _report(text: str) -> None:
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"sockwire: {text}\n")
+        sys.stderr.flush()
+
+
+def _observer(opts: IoOptions) -> Observer:
+    return Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+
+
+def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
+    opts = io_options(args)
+    ep = server_endpoint(args.endpoint, args) if listen else endpoint(args.endpoint, args)
+    message = ep.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
+    if not message:
+        check_framing(ep, opts)
+    stats = Stats()
+    with _observer(opts) as observer, handled_signals():
+        loop = Loop(observer)
+        try:
+            hub = StdinHub(opts, split=args.split)
+            loop.add(hub)
+            # the descriptors themselves: data never goes through sys.stdout's buffer
+            stdout = End("stdout", fd=1, opts=opts)
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.flush()
+            if not listen:
+                return _client(args, opts, ep.display(), connect_socket(ep), hub, stdout, loop)
+            if ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+                return _datagram_server(args, opts, ep, hub, stdout, loop, stats)
+            return _stream_server(args, opts, ep, hub, stdout, loop, stats)
+        finally:
+            loop.close()
+
+
+def _connection(
+    args: argparse.Namespace,
+    opts: IoOptions,
+    label: str,
+    sock: Socket,
+    hub: StdinHub,
+    stdout: End,
+    stats: Stats,
+    *,
+    raise_errors: bool,
+) -> Conn:
+    sock.setblocking(False)
+    end = End(label, sock=sock, opts=opts)
+    message = end.message
+    to_peer = Flow(
+        None,
+        end,
+        opts,
+        direction="stdin->peer",
+        stats=stats,
+        message=message,
+        on_eof="close" if args.close_on_eof else "shutdown",
+    )
+    from_peer = Flow(
+        end,
+        stdout,
+        opts,
+        direction="peer->stdout",
+        stats=stats,
+        message=message,
+        on_eof="none",
+        required=not end.datagram,
+    )
+    conn = Conn(
+        label,
+        [to_peer, from_peer],
+        [sock],
+        stats,
+        raise_errors=raise_errors,
+        idle=opts.timeout,
+        linger=args.linger if end.datagram else 0.0,
+        report=_report,
+    )
+    hub.subscribe(to_peer)
+    conn.on_close = lambda _c: hub.unsubscribe(to_peer)
+    return conn
+
+
+def _client(
+    args: argparse.Namespace,
+    opts: IoOptions,
+    label: str,
+    sock: Socket,
+    hub: StdinHub,
+    stdout: End,
+    loop: Loop,
+) -> int:
+    conn = _connection(args, opts, label, sock, hub, stdout, Stats(), raise_errors=True)
+    loop.add(conn)
+    loop.run(lambda: conn.done)
+    return 0
+
+
+def _datagram_server(
+    args: argparse.Namespace,
+    opts: IoOptions,
+    ep: Endpoint,
+    hub: StdinHub,
+    stdout: End,
+    loop: Loop,
+    stats: Stats,
+) -> int:
+    with server_socket(ep, passcred=ep.is_unix) as sock:
+        sock.setblocking(False)
+        label = ep.display()
+        inbound = End(label, sock=sock, opts=opts, creds=ep.is_unix)
+        outbound = End(label, sock=sock, opts=opts)
+        outbound.needs_reply_to = True
+        noted: list[bool] = []
+
+        def remember(item: Item) -> None:
+            if item.address is None and not noted:
+                noted.append(True)
+                say("unnamed", "the sender has no name: stdin waits for a named sender")
+            if item.address is not None:
+                outbound.reply_to = item.address
+
+        from_peers = Flow(
+            inbound,
+            stdout,
+            opts,
+            direction="peers->stdout",
+            stats=stats,
+            message=True,
+            on_eof="none",
+            on_item=remember,
+        )
+        to_peer = Flow(
+            None,
+            outbound,
+            opts,
+            direction="stdin->last sender",
+            stats=stats,
+            message=True,
+            on_eof="none",
+            required=False,
+        )
+        conn = Conn(
+            label,
+            [from_peers, to_peer],
+            [],
+            stats,
+            raise_errors=True,
+            idle=opts.timeout,
+        )
+        hub.subscribe(to_peer)
+        loop.add(conn)
+        loop.run(lambda: conn.done)
+    return 0
+
+
+def _stream_server(
+    args: argparse.Namespace,
+    opts: IoOptions,
+    ep: Endpoint,
+    hub: StdinHub,
+    stdout: End,
+    loop: Loop,
+    stats: Stats,
+) -> int:
+    keep_open = bool(args.keep_open)
+    active: list[Conn] = []
+    with server_socket(ep) as listener:
+        listener.setblocking(False)
+
+        def on_accept(sock: Socket, peer: Peer) -> None:
+            conn = _connection(
+                args,
+                opts,
+                f"{ep.display()} peer {peer}",
+                sock,
+                hub,
+                stdout,
+                stats,
+                raise_errors=not keep_open,
+            )
+            unsubscribe = conn.on_close
+
+            def on_close(c: Conn) -> None:
+                if unsubscribe is not None:
+                    unsubscribe(c)
+                if c in active:
+                    active.remove(c)
+                acceptor.resume()
+
+            conn.on_close = on_close
+            active.append(conn)
+            loop.add(conn)
+
+        acceptor = Acceptor(
+            listener,
+            on_accept,
+            room=lambda: len(active) < args.max_clients,
+            accepts_left=None if keep_open else 1,
+            idle=opts.timeout,
+        )
+        loop.add(acceptor)
+        loop.run(lambda: not keep_open and acceptor.accepts_left == 0 and not active)
+    return 0

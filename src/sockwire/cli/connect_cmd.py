@@ -1,0 +1,35 @@
+"""``sockwire connect ENDPOINT``: bridge stdin/stdout to a socket, like ``nc``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "connect, and bridge stdin/stdout to it, like nc"
+
+DESCRIPTION = """\
+Connect to ENDPOINT and copy stdin to it and what it sends to stdout.
+
+Streams and seqpacket: EOF on stdin sends shutdown(SHUT_WR) and output
+continues until the peer's EOF (--close-on-eof: close at once). If the peer
+ends first, stdin keeps going to it (it may only have half-closed); a peer
+that closed entirely ends the connection normally. Datagrams: one datagram per stdin line (--split
+read: per read); after stdin's EOF, answers are awaited for --linger seconds.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .bridge import add_bridge_options
+    from .options import add_io_options
+
+    parser.description = DESCRIPTION
+    parser.add_argument(
+        "endpoint", metavar="ENDPOINT", help="e.g. unix:/tmp/x.sock, udp://127.0.0.1:7001"
+    )
+    add_bridge_options(parser)
+    add_io_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .bridge import run_bridge
+
+    return run_bridge(args, listen=False)

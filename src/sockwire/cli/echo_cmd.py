@@ -1,0 +1,100 @@
+"""``sockwire echo ENDPOINT``: send back whatever arrives, for testing peers."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "an echo server for any endpoint, for testing peers"
+
+DESCRIPTION = """\
+Echo on ENDPOINT: streams get their bytes back (and, after their EOF, our
+shutdown(SHUT_WR)); seqpacket connections and datagram senders get each
+message back whole. Serves --max-clients connections at once (default 64)
+until interrupted, or until --count connections (datagrams: messages) have
+been served. Unnamed UNIX datagram senders cannot be answered: their
+messages are counted and dropped.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .options import add_io_options, add_server_options, count_type
+
+    parser.description = DESCRIPTION
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. udp://127.0.0.1:7001")
+    add_server_options(parser, keep_open=False, max_clients=64)
+    parser.add_argument(
+        "--count",
+        type=count_type,
+        metavar="N",
+        help="exit after N connections (datagrams: N messages) have been served",
+    )
+    add_io_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import socket
+    import sys
+
+    from ..sock import Peer, Socket
+    from .observe import Observer
+    from .options import check_framing, io_options, server_endpoint
+    from .pump import Acceptor, Conn, DatagramEcho, End, Flow, Loop, Stats, handled_signals
+    from .sockets import server_socket
+
+    opts = io_options(args)
+    ep = server_endpoint(args.endpoint, args)
+    if ep.is_stream:
+        check_framing(ep, opts)
+    stats = Stats()
+
+    def report(text: str) -> None:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"sockwire: echo: {text}\n")
+
+    observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+    with observer, handled_signals():
+        loop = Loop(observer, on_usr1=lambda: report(stats.summary()))
+        try:
+            with server_socket(ep, passcred=ep.is_unix) as sock:
+                sock.setblocking(False)
+                if ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+                    echo = DatagramEcho(sock, opts, stats, limit=args.count)
+                    loop.add(echo)
+                    loop.run(lambda: echo.done)
+                    return 0
+                active: list[Conn] = []
+                closed = [0]
+
+                def on_close(conn: Conn) -> None:
+                    active.remove(conn)
+                    closed[0] += 1
+                    acceptor.resume()
+
+                def on_accept(client: Socket, peer: Peer) -> None:
+                    end = End(str(peer), sock=client, opts=opts)
+                    flow = Flow(end, end, opts, direction="echo", stats=stats, message=end.message)
+                    conn = Conn(
+                        f"echo {peer}",
+                        [flow],
+                        [client],
+                        stats,
+                        raise_errors=False,
+                        idle=opts.timeout,
+                        report=report,
+                        on_close=on_close,
+                    )
+                    active.append(conn)
+                    loop.add(conn)
+
+                acceptor = Acceptor(
+                    sock,
+                    on_accept,
+                    room=lambda: len(active) < args.max_clients,
+                    accepts_left=args.count,
+                )
+                loop.add(acceptor)
+                loop.run(lambda: args.count is not None and closed[0] >= args.count)
+                return 0
+        finally:
+            loop.close()

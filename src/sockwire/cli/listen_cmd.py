@@ -1,0 +1,38 @@
+"""``sockwire listen ENDPOINT``: wait for a peer and bridge it to stdin/stdout, like ``nc -l``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "accept a peer (or receive datagrams) and bridge it to stdin/stdout, like nc -l"
+
+DESCRIPTION = """\
+Listen on ENDPOINT and copy stdin to the peer and the peer to stdout.
+
+Streams and seqpacket: one client, then exit (--keep-open: client after
+client; --max-clients N: N at once, stdin going to each). EOF on stdin
+sends shutdown(SHUT_WR); the peer's output keeps coming until its EOF
+(--close-on-eof: close at once). The connection ends when both directions
+have; a peer that closed entirely ends it normally. Datagrams: print what
+arrives; stdin lines go to the last named sender. A socket file this
+command created is removed when it exits.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .bridge import add_bridge_options
+    from .options import add_io_options, add_server_options
+
+    parser.description = DESCRIPTION
+    parser.add_argument(
+        "endpoint", metavar="ENDPOINT", help="e.g. unix:/tmp/x.sock, tcp://127.0.0.1:7000"
+    )
+    add_server_options(parser)
+    add_bridge_options(parser)
+    add_io_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .bridge import run_bridge
+
+    return run_bridge(args, listen=True)

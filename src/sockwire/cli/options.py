@@ -1,0 +1,298 @@
+"""Options shared by the socket commands, checked before anything is opened.
+
+Every value is bounded here, so a negative or absurd number, or a 10 KB
+argument, is a one-line usage error (exit 2) and never reaches a system
+call. Flags that shadow an endpoint query option (``--backlog``, ``--mode``,
+``--timeout``) are merged with :func:`sockwire.address.merge_options`: giving
+both with different values is a usage error.
+
+Kept light: ``sockwire --help`` never imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..address import FRAMINGS, Endpoint, merge_options, parse
+from ..flags import MsgFlag, parse_msg_flags
+from .exitcodes import UsageError
+
+__all__ = [
+    "MAX_BUFSIZE",
+    "SEND_FLAGS",
+    "IoOptions",
+    "add_io_options",
+    "add_server_options",
+    "check_framing",
+    "endpoint",
+    "io_options",
+    "server_endpoint",
+]
+
+#: The largest --bufsize: one buffer per direction per connection is allocated.
+MAX_BUFSIZE = 64 * 1024 * 1024
+DEFAULT_BUFSIZE = 256 * 1024
+#: The flags that make sense on a send; the rest are receive-side or reported flags.
+SEND_FLAGS = (MsgFlag.OOB, MsgFlag.DONTROUTE, MsgFlag.DONTWAIT, MsgFlag.NOSIGNAL, MsgFlag.EOR)
+_MAX_ARG = 4096
+
+
+def _bounded_int(lo: int, hi: int, what: str) -> Any:
+    def convert(text: str) -> int:
+        if len(text) > 32:
+            raise argparse.ArgumentTypeError(f"{what} must be a whole number from {lo} to {hi}")
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be a whole number from {lo} to {hi}, not {text!r}"
+            ) from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{what} must be from {lo} to {hi}, not {value}")
+        return value
+
+    convert.__name__ = what
+    return convert
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text) if len(text) <= 32 else math.nan
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(
+            f"seconds must be a number more than 0 and at most 86400, not {text[:40]!r}"
+        )
+    return value
+
+
+def _linger(text: str) -> float:
+    if text in ("0", "0.0"):
+        return 0.0
+    return _seconds(text)
+
+
+def _send_flags(text: str) -> MsgFlag:
+    if len(text) > 200:
+        raise argparse.ArgumentTypeError("too long a list of flags")
+    try:
+        flags = parse_msg_flags(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    allowed = MsgFlag.NONE
+    for flag in SEND_FLAGS:
+        allowed |= flag
+    extra = flags & ~allowed
+    if extra:
+        raise argparse.ArgumentTypeError(
+            f"{MsgFlag(extra)} is not a flag for sending; valid: "
+            + ", ".join(str(f.name) for f in SEND_FLAGS)
+        )
+    return flags
+
+
+def _framing(text: str) -> str:
+    lowered = text.lower()
+    if lowered not in FRAMINGS:
+        raise argparse.ArgumentTypeError(f"framing must be one of: {', '.join(FRAMINGS)}")
+    return lowered
+
+
+bufsize_type = _bounded_int(1, MAX_BUFSIZE, "buffer size")
+count_type = _bounded_int(1, 2**31 - 1, "count")
+clients_type = _bounded_int(1, 1024, "number of clients")
+backlog_type = _bounded_int(0, 65535, "backlog")
+
+
+def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> None:
+    """--trace/--hex/--json, --send-flags, --peek, --timeout, --bufsize (every socket command)."""
+    watch = parser.add_argument_group("watching the wire (all on stderr)")
+    watch.add_argument(
+        "--trace",
+        action="store_true",
+        help="one line per event: every socket call, accept with the peer's pid/uid/gid, "
+        "message N with length, sender and flags, EOF, shutdown, close with counts",
+    )
+    watch.add_argument(
+        "--hex", action="store_true", help="hex dump of every payload, with direction and time"
+    )
+    watch.add_argument("--json", action="store_true", help="the same events as JSON lines")
+    calls = parser.add_argument_group("socket calls")
+    calls.add_argument(
+        "--send-flags",
+        type=_send_flags,
+        default=MsgFlag.NONE,
+        metavar="FLAGS",
+        help="MSG_* flags for every send, comma-separated: OOB, DONTROUTE, DONTWAIT, "
+        "NOSIGNAL, EOR (MSG_NOSIGNAL is always added)",
+    )
+    calls.add_argument(
+        "--peek",
+        action="store_true",
+        help="look at what is waiting with MSG_PEEK before each receive (shown by --trace); "
+        "`recv --peek` shows the next message and leaves it queued",
+    )
+    calls.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="give up after S seconds without progress: connecting, or waiting for data "
+        "(same as the endpoint's ?timeout=; exit 4)",
+    )
+    calls.add_argument(
+        "--bufsize",
+        type=bufsize_type,
+        default=DEFAULT_BUFSIZE,
+        metavar="BYTES",
+        help=f"receive buffer per direction, 1 to {MAX_BUFSIZE} (default {DEFAULT_BUFSIZE}); "
+        "a longer datagram or seqpacket message is truncated, and that is shown",
+    )
+    if framing:
+        calls.add_argument(
+            "--framing",
+            type=_framing,
+            default="none",
+            metavar="F",
+            help="message framing on a byte stream: " + ", ".join(FRAMINGS) + " (default none)",
+        )
+
+
+def add_server_options(
+    parser: argparse.ArgumentParser, *, keep_open: bool = True, max_clients: int = 1
+) -> None:
+    """--backlog, --mode and, for servers, --keep-open and --max-clients."""
+    group = parser.add_argument_group("serving")
+    group.add_argument(
+        "--backlog",
+        type=backlog_type,
+        metavar="N",
+        help="listen() queue length (same as ?backlog=; default 128)",
+    )
+    group.add_argument(
+        "--mode",
+        metavar="OCTAL",
+        help="file mode of a UNIX socket file, set before anyone can connect (same as ?mode=)",
+    )
+    if keep_open:
+        group.add_argument(
+            "-k",
+            "--keep-open",
+            action="store_true",
+            help="serve client after client instead of exiting after the first",
+        )
+    group.add_argument(
+        "--max-clients",
+        type=clients_type,
+        default=max_clients,
+        metavar="N",
+        help=f"clients served at once, 1 to 1024 (default {max_clients})",
+    )
+
+
+@dataclass(frozen=True)
+class IoOptions:
+    """The checked values of :func:`add_io_options`."""
+
+    trace: bool
+    hex: bool
+    json: bool
+    send_flags: MsgFlag
+    peek: bool
+    timeout: float | None
+    bufsize: int
+    framing: str
+
+    @property
+    def watching(self) -> bool:
+        return self.trace or self.hex or self.json
+
+
+def io_options(args: argparse.Namespace) -> IoOptions:
+    return IoOptions(
+        trace=bool(getattr(args, "trace", False)),
+        hex=bool(getattr(args, "hex", False)),
+        json=bool(getattr(args, "json", False)),
+        send_flags=getattr(args, "send_flags", MsgFlag.NONE),
+        peek=bool(getattr(args, "peek", False)),
+        timeout=getattr(args, "timeout", None),
+        bufsize=int(getattr(args, "bufsize", DEFAULT_BUFSIZE)),
+        framing=str(getattr(args, "framing", "none")),
+    )
+
+
+def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> Endpoint:
+    """Parse ``text`` and merge --timeout (and --framing on streams) into it."""
+    if len(text) > _MAX_ARG:
+        # parse() would refuse it too; this keeps the message short and certain
+        raise UsageError(
+            f"endpoint argument is {len(text)} characters long",
+            "an endpoint is at most a few hundred characters (a UNIX path at most 107 bytes)",
+        )
+    ep = parse(text)
+    flags: dict[str, object] = {}
+    if timeout and getattr(args, "timeout", None) is not None:
+        flags["timeout"] = _format_seconds(args.timeout)
+    ep = merge_options(ep, flags)
+    return _check_supported(ep)
+
+
+def server_endpoint(text: str, args: argparse.Namespace) -> Endpoint:
+    """Like :func:`endpoint`, plus --backlog and --mode (which must fit the scheme)."""
+    ep = endpoint(text, args, timeout=False)
+    flags: dict[str, object] = {}
+    if getattr(args, "backlog", None) is not None:
+        flags["backlog"] = args.backlog
+    mode = getattr(args, "mode", None)
+    if mode is not None:
+        if len(mode) > 8:
+            raise UsageError(f"--mode {mode[:20]!r}", "give an octal file mode such as 0600")
+        flags["mode"] = mode
+    return merge_options(ep, flags)
+
+
+def _format_seconds(value: float) -> str:
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def _check_supported(ep: Endpoint) -> Endpoint:
+    from ..errors import UnsupportedError
+
+    if ep.scheme == "tls+tcp":
+        raise UnsupportedError(
+            f"{ep.display()}",
+            "TLS is not available on the command line yet; use tcp:// (or socat for TLS)",
+        )
+    if ep.scheme == "systemd":
+        raise UnsupportedError(
+            f"{ep.display()}", "systemd activation needs sockwire.unix, not yet in this build"
+        )
+    return ep
+
+
+def check_framing(ep: Endpoint, opts: IoOptions) -> str:
+    """The framing for a stream endpoint: --framing merged with ?framing=.
+
+    Only ``none`` is implemented on the command line so far; the framed
+    modes arrive with sockwire.framing and slot in here.
+    """
+    given = ep.option("framing")
+    framing = opts.framing
+    if given is not None and framing not in ("none", given):
+        raise UsageError(
+            f"--framing {framing} conflicts with ?framing={given} in {ep}",
+            "give the framing once, as a flag or in the endpoint",
+        )
+    framing = given or framing
+    if framing != "none":
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError(
+            f"--framing {framing}",
+            "framed byte streams are not in this build of the command line yet; "
+            "use unix+seqpacket: to keep message boundaries",
+        )
+    return framing

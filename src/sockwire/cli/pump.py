@@ -1,0 +1,1123 @@
+"""The copy engine behind ``listen``, ``connect``, ``relay`` and ``echo``.
+
+One thread runs one poll(2) loop over every descriptor: listening sockets,
+connections, stdin and stdout. Why one thread rather than two per
+connection:
+
+* stdin cannot be interrupted in a thread blocked in read(); in one loop it
+  is just another descriptor, and ending means closing, not cancelling.
+* Signals land in the loop's own thread: SIGUSR1 (print the counts) wakes
+  poll through ``signal.set_wakeup_fd``; SIGINT/SIGTERM unwind it with
+  ``finally`` blocks that close sockets and remove socket files.
+* Half-close is a state of a direction (:class:`Flow`), not a thread's
+  death, so its order is deterministic and testable.
+* Throughput does not need a second thread: between two stream sockets,
+  when nobody watches (no --trace/--hex/--json/--peek/--send-flags), bytes
+  move with splice(2) through a kernel pipe of up to 1 MiB and never enter
+  Python; otherwise one reused buffer per direction (recv_into + send).
+  Python's cost per call is a microsecond; at 1 MiB a call that is noise.
+
+Bounds: each direction holds one buffer (``--bufsize``), one pipe, or one
+read's worth of messages. A source is not read while its direction has
+something pending, so a slow reader slows its writer (backpressure), never
+memory. Every socket in the loop is non-blocking; stdin/stdout are left as
+they are (they may be shared with the shell) and used only when poll says so.
+
+Platform notes:
+
+* splice(2) needs a pipe on one side; SPLICE_F_NONBLOCK makes the pipe side
+  non-blocking and O_NONBLOCK on the socket the socket side. A pipe larger
+  than 64 KiB needs F_SETPIPE_SZ (capped by /proc/sys/fs/pipe-max-size for
+  non-root; we fall back to the default size when refused).
+* A SEQPACKET recv of 0 bytes is EOF *or* an empty message; the kernel
+  gives no way to tell them apart, so the engine treats it as EOF.
+* A UNIX datagram sender that never bound a name cannot be answered; such
+  senders show as ``unnamed`` and replies to them are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno as _errno
+import fcntl
+import os
+import select
+import signal
+import socket
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .. import trace
+from ..errors import (
+    ConnectionLost,
+    InvalidOperation,
+    ResourceExhausted,
+    SockwireError,
+    TimeoutError,
+    WouldBlock,
+    translate,
+)
+from ..flags import MsgFlag
+from ..sock import Address, Peer, Socket, format_address
+from .observe import Observer, say
+from .options import IoOptions
+
+__all__ = [
+    "Acceptor",
+    "Conn",
+    "DatagramEcho",
+    "DatagramRelay",
+    "End",
+    "Flow",
+    "Item",
+    "Loop",
+    "Stats",
+    "StdinHub",
+    "handled_signals",
+    "is_message",
+]
+
+_IN = select.POLLIN | select.POLLPRI
+_OUT = select.POLLOUT
+_TROUBLE = select.POLLERR | select.POLLHUP | select.POLLNVAL
+_MESSAGE_TYPES = frozenset({socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW})
+_DATAGRAM_TYPES = frozenset({socket.SOCK_DGRAM, socket.SOCK_RAW})
+PIPE_SIZE = 1024 * 1024
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+
+
+def is_message(sock_type: int) -> bool:
+    return sock_type in _MESSAGE_TYPES
+
+
+@dataclass(slots=True)
+class Item:
+    """One message in flight, with its sender (None: unnamed or not a socket)."""
+
+    data: bytes
+    address: Address | None = None
+    flags: MsgFlag = MsgFlag.NONE
+
+
+@dataclass
+class Stats:
+    """Counts per direction name (``a->b``), for the summary and SIGUSR1."""
+
+    connections: int = 0
+    open: int = 0
+    bytes: dict[str, int] = field(default_factory=dict)
+    messages: dict[str, int] = field(default_factory=dict)
+    truncated: int = 0
+    dropped: int = 0
+
+    def add(self, direction: str, nbytes: int, messages: int = 0) -> None:
+        self.bytes[direction] = self.bytes.get(direction, 0) + nbytes
+        if messages:
+            self.messages[direction] = self.messages.get(direction, 0) + messages
+
+    def summary(self) -> str:
+        parts = [f"{self.connections} connections ({self.open} open)"]
+        for direction in sorted(set(self.bytes) | set(self.messages)):
+            text = f"{direction} {self.bytes.get(direction, 0)} bytes"
+            if direction in self.messages:
+                text += f" in {self.messages[direction]} messages"
+            parts.append(text)
+        if self.truncated:
+            parts.append(f"{self.truncated} truncated")
+        if self.dropped:
+            parts.append(f"{self.dropped} dropped")
+        return "; ".join(parts)
+
+
+class End:
+    """One side of a direction: a non-blocking Socket, or a plain fd (stdin/stdout)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        sock: Socket | None = None,
+        fd: int | None = None,
+        opts: IoOptions,
+        creds: bool = False,
+    ) -> None:
+        self.name = name
+        self.sock = sock
+        self.opts = opts
+        if sock is not None:
+            self.fd = sock.fd
+            self.message = sock.type in _MESSAGE_TYPES
+            self.datagram = sock.type in _DATAGRAM_TYPES
+        else:
+            assert fd is not None
+            self.fd = fd
+            self.message = False
+            self.datagram = False
+        self.creds = creds
+        #: for an unconnected datagram socket: where send_item sends (the last sender)
+        self.reply_to: Address | None = None
+        self.needs_reply_to = False
+
+    @property
+    def family(self) -> int:
+        return self.sock.family if self.sock is not None else socket.AF_UNSPEC
+
+    # ---- bytes
+
+    def read_into(self, view: memoryview) -> int | None:
+        """Bytes into ``view``: the count, 0 at EOF, None when nothing is ready."""
+        if self.sock is None:
+            return os.readv(self.fd, [view])
+        try:
+            if self.opts.peek:
+                self.sock.recv(len(view), MsgFlag.PEEK)
+            return self.sock.recv_into(view)
+        except WouldBlock:
+            return None
+
+    def write(self, view: memoryview) -> int | None:
+        """Send what fits: the count, or None when the socket's buffer is full."""
+        if self.sock is None:
+            return os.write(self.fd, view)
+        try:
+            return self.sock.send(view, self.opts.send_flags)  # type: ignore[arg-type]
+        except WouldBlock:
+            return None
+
+    # ---- messages
+
+    def recv_item(self, bufsize: int, stats: Stats | None) -> Item | None:
+        """One message, or None when nothing is ready. EOF is ``Item(b"")`` on seqpacket."""
+        assert self.sock is not None
+        try:
+            if self.opts.peek:
+                self.sock.recvmsg(bufsize, flags=MsgFlag.PEEK)
+            msg = self.sock.recvmsg(bufsize, creds=self.creds)
+        except WouldBlock:
+            return None
+        if msg.truncated:
+            if stats is not None:
+                stats.truncated += 1
+            say(
+                "truncated",
+                f"fd={self.fd}",
+                f"message of {msg.size} bytes cut to {len(msg.data)} (MSG_TRUNC);",
+                "raise --bufsize",
+            )
+        return Item(msg.data, msg.address, msg.flags)
+
+    def send_item(self, item: Item) -> bool:
+        """Send one message (or write it to a plain fd); False when it would block."""
+        if self.sock is None:
+            view = memoryview(item.data)
+            while view:
+                view = view[os.write(self.fd, view) :]
+            return True
+        try:
+            if self.needs_reply_to:
+                assert self.reply_to is not None
+                self.sock.sendto(item.data, self.reply_to, self.opts.send_flags)
+            else:
+                self.sock.send(item.data, self.opts.send_flags)
+        except WouldBlock:
+            return False
+        return True
+
+    def shutdown_write(self) -> None:
+        """Tell the peer we are done (SHUT_WR); plain fds and datagrams have no such thing."""
+        if self.sock is None or self.datagram or self.sock.closed:
+            return
+        with contextlib.suppress(ConnectionLost, InvalidOperation):
+            self.sock.shutdown(socket.SHUT_WR)  # ENOTCONN: the peer is already gone
+
+    def sender_text(self, address: Address | None) -> str:
+        return format_address(self.family, address)
+
+
+class _Pipe:
+    """The kernel pipe one splice direction moves its bytes through."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # EPERM over pipe-max-size for non-root: keep the default size
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self.w, _F_SETPIPE_SZ, PIPE_SIZE)
+        self.size = fcntl.fcntl(self.w, getattr(fcntl, "F_GETPIPE_SZ", 1032))
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class Flow:
+    """One direction, ``src`` to ``dst``, through one bounded buffer.
+
+    ``src`` None means the flow is fed by a :class:`StdinHub`. On the
+    source's EOF, once everything is delivered, ``on_eof`` runs:
+    ``"shutdown"`` sends SHUT_WR to ``dst`` (half-close), ``"close"`` ends the
+    whole connection, ``"none"`` does nothing (stdout stays open).
+    """
+
+    def __init__(
+        self,
+        src: End | None,
+        dst: End,
+        opts: IoOptions,
+        *,
+        direction: str,
+        stats: Stats,
+        message: bool,
+        on_eof: str = "shutdown",
+        required: bool = True,
+        on_item: Callable[[Item], None] | None = None,
+        use_splice: bool = False,
+    ) -> None:
+        self.src = src
+        self.dst = dst
+        self.opts = opts
+        self.direction = direction
+        self.stats = stats
+        self.message = message
+        self.on_eof = on_eof
+        self.required = required
+        self.on_item = on_item
+        self.src_eof = False
+        self.finished = False
+        self.discard = False  # count what arrives, deliver nothing (nobody to deliver to)
+        self.close_all = False  # set when on_eof == "close" fires
+        self.count_bytes = 0
+        self.count_messages = 0
+        self.activity = time.monotonic()
+        self._queue: deque[Item] = deque()
+        self._pipe: _Pipe | None = _Pipe() if use_splice else None
+        self._piped = 0
+        if self._pipe is None and not message:
+            self._buf = bytearray(opts.bufsize)
+            self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+
+    # ---- state
+
+    @property
+    def pending(self) -> bool:
+        if self.message:
+            return bool(self._queue)
+        if self._pipe is not None:
+            return self._piped > 0
+        return self._start < self._end
+
+    def _can_send(self) -> bool:
+        return not self.dst.needs_reply_to or self.dst.reply_to is not None
+
+    def interest(self) -> list[tuple[int, int]]:
+        if self.finished:
+            return []
+        wants = []
+        if self.src is not None and not self.src_eof and not self.pending:
+            wants.append((self.src.fd, _IN))
+        if self.pending and self._can_send():
+            wants.append((self.dst.fd, _OUT))
+        return wants
+
+    def ready(self, fd: int, revents: int) -> None:
+        if self.finished:
+            return
+        src = self.src
+        if (
+            src is not None
+            and fd == src.fd
+            and revents & (_IN | _TROUBLE)
+            and not self.src_eof
+            and not self.pending
+        ):
+            self.fill()
+        if fd == self.dst.fd and revents & (_OUT | _TROUBLE) and self.pending:
+            self.drain()
+
+    # ---- fed by the hub
+
+    def push(self, data: bytes) -> None:
+        """Bytes from the hub; it only pushes when nothing is pending (room is certain)."""
+        self._start, self._end = 0, len(data)
+        self._buf[: len(data)] = data
+        self._moved(len(data))
+        self.drain()
+
+    def push_items(self, items: list[Item]) -> None:
+        for item in items:
+            self._received(item)
+        self._queue.extend(items)
+        self.drain()
+
+    def push_eof(self) -> None:
+        self.src_eof = True
+        self.drain()
+
+    # ---- moving
+
+    def fill(self) -> None:
+        src = self.src
+        assert src is not None
+        if self.message:
+            item = src.recv_item(self.opts.bufsize, self.stats)
+            if item is None:
+                return
+            if not item.data and not src.datagram:
+                self._eof()
+            else:
+                self._received(item)
+                if not self.discard:
+                    self._queue.append(item)
+        elif self._pipe is not None:
+            room = self._pipe.size - self._piped
+            try:
+                count = os.splice(src.fd, self._pipe.w, room, flags=_SPLICE_FLAGS)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                raise translate(exc, "splice", src.name) from exc
+            if count == 0:
+                self._eof()
+            else:
+                self._piped += count
+                self._moved(count)
+        else:
+            self._start = self._end = 0
+            got = src.read_into(self._view)
+            if got is None:
+                return
+            if got == 0:
+                self._eof()
+            else:
+                self._end = got
+                self._moved(got)
+        self.drain()
+
+    def drain(self) -> None:
+        if self.message:
+            while self._queue and self._can_send():
+                if not self.dst.send_item(self._queue[0]):
+                    return
+                self._queue.popleft()
+                self.activity = time.monotonic()
+        elif self._pipe is not None:
+            while self._piped:
+                try:
+                    sent = os.splice(self._pipe.r, self.dst.fd, self._piped, flags=_SPLICE_FLAGS)
+                except BlockingIOError:
+                    return
+                except OSError as exc:
+                    raise translate(exc, "splice", self.dst.name) from exc
+                self._piped -= sent
+        else:
+            while self._start < self._end:
+                wrote = self.dst.write(self._view[self._start : self._end])
+                if wrote is None:
+                    return
+                self._start += wrote
+        if self.src_eof and not self.pending and not self.finished:
+            self._finish()
+
+    def _moved(self, count: int) -> None:
+        self.count_bytes += count
+        self.stats.add(self.direction, count)
+        self.activity = time.monotonic()
+
+    def _received(self, item: Item) -> None:
+        self.count_messages += 1
+        self.count_bytes += len(item.data)
+        self.stats.add(self.direction, len(item.data), 1)
+        self.activity = time.monotonic()
+        src = self.src
+        if src is not None and src.sock is not None and trace.installed:
+            say(
+                "message",
+                f"#{self.count_messages}",
+                f"{len(item.data)} bytes",
+                f"from {src.sender_text(item.address)}",
+                f"flags {item.flags}",
+                f"fd={src.fd}",
+                f"({self.direction})",
+            )
+        if self.on_item is not None:
+            self.on_item(item)
+
+    def _eof(self) -> None:
+        self.src_eof = True
+        name = self.src.name if self.src is not None else "stdin"
+        say("eof", name, f"after {self.count_bytes} bytes", f"({self.direction})")
+
+    def _finish(self) -> None:
+        self.finished = True
+        if self.on_eof == "shutdown":
+            self.dst.shutdown_write()
+        elif self.on_eof == "close":
+            self.close_all = True
+
+    def close(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+
+
+class Handler(Protocol):
+    """What the loop drives."""
+
+    def interest(self) -> list[tuple[int, int]]: ...
+    def ready(self, fd: int, revents: int) -> None: ...
+    def deadline(self) -> float | None: ...
+    def expire(self, now: float) -> None: ...
+    @property
+    def done(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Conn:
+    """The flows of one connection and the sockets they use; done when its flows are.
+
+    Errors: with ``raise_errors`` (a client command) the first error ends the
+    program; otherwise (a server) it ends this connection with a one-line
+    report and the server goes on. Either way a peer that already sent EOF
+    and then closed entirely (EPIPE/ECONNRESET on our next send) ends the
+    connection normally: it told us it was done.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        flows: list[Flow],
+        socks: list[Socket],
+        stats: Stats,
+        *,
+        raise_errors: bool,
+        idle: float | None = None,
+        linger: float = 0.0,
+        report: Callable[[str], None] | None = None,
+        on_close: Callable[[Conn], None] | None = None,
+    ) -> None:
+        self.label = label
+        self.flows = flows
+        self.socks = socks
+        self.stats = stats
+        self.raise_errors = raise_errors
+        self.idle = idle
+        self.linger = linger
+        self.report = report
+        self.on_close = on_close
+        self.error: SockwireError | None = None
+        self._closed = False
+        self._linger_until: float | None = None
+        stats.connections += 1
+        stats.open += 1
+
+    def interest(self) -> list[tuple[int, int]]:
+        # every socket is polled, for nothing if need be: poll always reports
+        # POLLHUP/POLLERR, and that is how a vanished peer is noticed while
+        # no direction is moving (e.g. stdin is quiet)
+        wants: list[tuple[int, int]] = [(s.fd, 0) for s in self.socks if not s.closed]
+        for flow in self.flows:
+            wants.extend(flow.interest())
+        return wants
+
+    def ready(self, fd: int, revents: int) -> None:
+        if self.done:
+            return
+        try:
+            for flow in self.flows:
+                flow.ready(fd, revents)
+            if revents & _TROUBLE and not self.done:
+                self._hangup(fd, revents)
+        except ConnectionLost as exc:
+            if any(f.src_eof and f.src is not None and f.src.sock for f in self.flows):
+                say("closed", self.label, f"peer closed after its EOF ({exc.errno_name})")
+                self._end_quietly()
+            else:
+                self._fail(exc)
+        except SockwireError as exc:
+            self._fail(exc)
+
+    def _hangup(self, fd: int, revents: int) -> None:
+        """POLLHUP/POLLERR on a socket no direction is reading or writing now.
+
+        A flow still reading this fd meets the EOF or the error itself; one
+        with data for it meets it on its send. Otherwise nobody would consume
+        the (level-triggered) condition and poll would spin: after the peer's
+        EOF it is a peer that closed entirely, which ends the connection
+        normally; before, it is an error, and SO_ERROR says which.
+        """
+        for flow in self.flows:
+            if flow.finished:
+                continue
+            if flow.src is not None and flow.src.fd == fd and not flow.src_eof:
+                return
+            if flow.dst.fd == fd and flow.pending:
+                return
+        sock = next((s for s in self.socks if s.fd == fd), None)
+        if sock is None:
+            return
+        if any(f.src is not None and f.src.fd == fd and f.src_eof for f in self.flows):
+            say("closed", self.label, "the peer closed entirely (POLLHUP)")
+            self._end_quietly()
+            return
+        code = int(sock.raw.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+        exc = OSError(code or _errno.EPIPE, os.strerror(code or _errno.EPIPE))
+        raise translate(exc, "poll", self.label, family=sock.family, sock_type=sock.type)
+
+    def _fail(self, exc: SockwireError) -> None:
+        self.error = exc
+        say("error", self.label, str(exc))
+        if self.raise_errors:
+            raise exc
+        if self.report is not None:
+            self.report(f"{self.label}: {exc}")
+
+    def _end_quietly(self) -> None:
+        for flow in self.flows:
+            flow.finished = True
+
+    @property
+    def done(self) -> bool:
+        if self.error is not None or any(f.close_all for f in self.flows):
+            return True
+        required = [f for f in self.flows if f.required]
+        if not all(f.finished for f in required):
+            return False
+        if all(f.finished for f in self.flows) or self.linger <= 0:
+            return True
+        if self._linger_until is None:
+            self._linger_until = time.monotonic() + self.linger
+        return time.monotonic() >= self._linger_until
+
+    def deadline(self) -> float | None:
+        times = []
+        if self.idle is not None:
+            times.append(max(f.activity for f in self.flows) + self.idle)
+        if self._linger_until is not None:
+            times.append(self._linger_until)
+        return min(times) if times else None
+
+    def expire(self, now: float) -> None:
+        if self.idle is not None and now >= max(f.activity for f in self.flows) + self.idle:
+            self._fail(
+                TimeoutError(
+                    self.label,
+                    f"no data either way for {self.idle:g} s (--timeout); closing",
+                )
+            )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.stats.open -= 1
+        counts = ", ".join(
+            f"{f.direction} {f.count_bytes} bytes"
+            + (f" in {f.count_messages} messages" if f.message else "")
+            for f in self.flows
+        )
+        say("close", self.label, counts)
+        for flow in self.flows:
+            flow.close()
+        for sock in self.socks:
+            sock.close()
+        if self.on_close is not None:
+            self.on_close(self)
+
+
+class StdinHub:
+    """Reads stdin for the flows fed from it: one read at a time, given to each.
+
+    Reads only while every subscriber has delivered the previous read, so the
+    slowest client sets the pace (bounded). After stdin's EOF a new
+    subscriber gets EOF at once: its connection is half-closed right away.
+    """
+
+    def __init__(self, opts: IoOptions, *, fd: int = 0, split: str = "line") -> None:
+        self.fd = fd
+        self.opts = opts
+        self.split = split
+        self.eof = False
+        self.subscribers: list[Flow] = []
+        self._partial = b""
+        try:
+            os.fstat(fd)
+        except OSError:  # stdin closed (`<&-`): nothing will ever come
+            self.eof = True
+
+    def subscribe(self, flow: Flow) -> None:
+        if self.eof:
+            flow.push_eof()
+        else:
+            self.subscribers.append(flow)
+
+    def unsubscribe(self, flow: Flow) -> None:
+        if flow in self.subscribers:
+            self.subscribers.remove(flow)
+
+    def interest(self) -> list[tuple[int, int]]:
+        live = [s for s in self.subscribers if not s.finished]
+        if self.eof or not live or any(s.pending for s in live):
+            return []
+        return [(self.fd, _IN)]
+
+    def ready(self, fd: int, revents: int) -> None:
+        if fd != self.fd or self.eof:
+            return
+        data = os.read(self.fd, self.opts.bufsize)
+        if not data:
+            self.eof = True
+            say("eof", "stdin")
+            tail, self._partial = self._partial, b""
+            for flow in list(self.subscribers):
+                if tail and flow.message:
+                    flow.push_items([Item(tail)])
+                flow.push_eof()
+            return
+        items: list[Item] = []
+        if self.split == "line":
+            lines = (self._partial + data).splitlines(keepends=True)
+            self._partial = b""
+            if lines and not lines[-1].endswith((b"\n", b"\r")):
+                self._partial = lines.pop()
+                if len(self._partial) >= self.opts.bufsize:  # bound: a huge line is cut
+                    lines.append(self._partial)
+                    self._partial = b""
+            items = [Item(line) for line in lines]
+        else:
+            items = [Item(data)]
+        for flow in list(self.subscribers):
+            if flow.finished:
+                continue
+            if flow.message:
+                flow.push_items(items)
+            else:
+                flow.push(data)
+
+    def deadline(self) -> float | None:
+        return None
+
+    def expire(self, now: float) -> None:
+        pass
+
+    @property
+    def done(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class Acceptor:
+    """Accepts on a listening socket and hands each connection to ``on_accept``.
+
+    Accept errors, per the Linux accept(2) notes (trio's list is the model):
+    ECONNABORTED (the client gave up in the queue) is skipped; EMFILE/ENFILE
+    (out of descriptors) pauses accepting until a connection closes, rather
+    than spinning on a listener that stays readable.
+    """
+
+    def __init__(
+        self,
+        sock: Socket,
+        on_accept: Callable[[Socket, Peer], None],
+        *,
+        room: Callable[[], bool],
+        accepts_left: int | None = None,
+        idle: float | None = None,
+    ) -> None:
+        self.sock = sock
+        self.on_accept = on_accept
+        self.room = room
+        self.accepts_left = accepts_left
+        self.idle = idle
+        self.paused = False
+        self.started = time.monotonic()
+
+    def interest(self) -> list[tuple[int, int]]:
+        if self.paused or not self.room() or self.accepts_left == 0:
+            return []
+        return [(self.sock.fd, _IN)]
+
+    def ready(self, fd: int, revents: int) -> None:
+        if fd != self.sock.fd:
+            return
+        try:
+            conn, peer = self.sock.accept()
+        except WouldBlock:
+            return
+        except ConnectionLost:
+            return
+        except ResourceExhausted as exc:
+            say("paused", "accepting", str(exc))
+            self.paused = True
+            return
+        self.idle = None  # the first client arrived: --timeout now applies per connection
+        if self.accepts_left is not None:
+            self.accepts_left -= 1
+        try:
+            conn.setblocking(False)
+            self.on_accept(conn, peer)
+        except BaseException:
+            conn.close()
+            raise
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def deadline(self) -> float | None:
+        return None if self.idle is None else self.started + self.idle
+
+    def expire(self, now: float) -> None:
+        if self.idle is not None and now >= self.started + self.idle:
+            raise TimeoutError(
+                f"accept on {self.sock.label}",
+                f"no client connected within {self.idle:g} s (--timeout)",
+            )
+
+    @property
+    def done(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class _Session:
+    """One datagram sender's socket to the relay target, and the way back."""
+
+    def __init__(self, key: Address | None, target: Socket, back: Flow) -> None:
+        self.key = key
+        self.target = target
+        self.back = back
+        self.pending: Item | None = None
+
+
+class DatagramRelay:
+    """A datagram listener whose every sender gets its own socket to the target.
+
+    Like a NAT: replies from the target go back to the sender that caused
+    them. At most ``max_sessions`` senders at once (the least recently used
+    is closed to make room). Unnamed senders share one session whose replies
+    are dropped and counted, since nobody can send to an unnamed socket.
+    While a message waits for its target the listener is not read
+    (backpressure: UDP drops in the kernel, UNIX datagram senders block).
+    """
+
+    def __init__(
+        self,
+        listener: Socket,
+        connect_target: Callable[[], Socket],
+        opts: IoOptions,
+        stats: Stats,
+        *,
+        max_sessions: int,
+        idle: float | None,
+        names: tuple[str, str],
+    ) -> None:
+        self.listener = listener
+        self.end = End(str(listener.label), sock=listener, opts=opts)
+        self.connect_target = connect_target
+        self.opts = opts
+        self.stats = stats
+        self.max_sessions = max_sessions
+        self.idle = idle
+        self.forward, self.backward = names
+        self.sessions: OrderedDict[Address | None, _Session] = OrderedDict()
+        self._waiting: _Session | None = None
+
+    def interest(self) -> list[tuple[int, int]]:
+        wants: list[tuple[int, int]] = []
+        if self._waiting is not None:
+            wants.append((self._waiting.target.fd, _OUT))
+        else:
+            wants.append((self.listener.fd, _IN))
+        for session in self.sessions.values():
+            wants.extend(session.back.interest())
+        return wants
+
+    def ready(self, fd: int, revents: int) -> None:
+        for session in list(self.sessions.values()):
+            try:
+                session.back.ready(fd, revents)
+            except SockwireError as exc:
+                say("error", f"session {self._name(session.key)}", str(exc))
+                self._drop(session)
+        if self._waiting is not None and fd == self._waiting.target.fd and revents & _OUT:
+            self._send(self._waiting)
+        elif self._waiting is None and fd == self.listener.fd and revents & (_IN | _TROUBLE):
+            self._receive()
+
+    def _name(self, key: Address | None) -> str:
+        return format_address(self.listener.family, key)
+
+    def _receive(self) -> None:
+        item = self.end.recv_item(self.opts.bufsize, self.stats)
+        if item is None:
+            return
+        self.stats.add(self.forward, len(item.data), 1)
+        session = self.sessions.get(item.address)
+        if session is None:
+            session = self._open(item.address)
+        else:
+            self.sessions.move_to_end(item.address)
+        say(
+            "message",
+            f"{len(item.data)} bytes",
+            f"from {self._name(item.address)}",
+            f"flags {item.flags}",
+            f"({self.forward})",
+        )
+        session.pending = item
+        self._send(session)
+
+    def _send(self, session: _Session) -> None:
+        assert session.pending is not None
+        try:
+            sent = session.back.src is not None and session.back.src.send_item(session.pending)
+        except SockwireError as exc:
+            say("error", f"session {self._name(session.key)}", str(exc))
+            self.stats.dropped += 1
+            self._drop(session)
+            self._waiting = None
+            return
+        if sent:
+            session.pending = None
+            session.back.activity = time.monotonic()
+            self._waiting = None
+        else:
+            self._waiting = session
+
+    def _open(self, key: Address | None) -> _Session:
+        while len(self.sessions) >= self.max_sessions:
+            _, oldest = self.sessions.popitem(last=False)
+            say("evict", f"session {self._name(oldest.key)}", "(--max-clients reached)")
+            self._close_session(oldest)
+        target = self.connect_target()
+        target.setblocking(False)
+        back_src = End(str(target.label), sock=target, opts=self.opts)
+        back_dst = End(str(self.listener.label), sock=self.listener, opts=self.opts)
+        back_dst.needs_reply_to = True
+        back_dst.reply_to = key
+        back = Flow(
+            back_src,
+            back_dst,
+            self.opts,
+            direction=self.backward,
+            stats=self.stats,
+            message=True,
+            on_eof="none",
+        )
+        if key is None:
+            say("unnamed", "sender has no name: replies to it are dropped")
+            back.on_item = lambda item: self._count_drop()
+            back.discard = True
+        session = _Session(key, target, back)
+        self.sessions[key] = session
+        self.stats.connections += 1
+        self.stats.open += 1
+        say("session", f"from {self._name(key)}", f"to {target.label}")
+        return session
+
+    def _count_drop(self) -> None:
+        self.stats.dropped += 1
+
+    def _drop(self, session: _Session) -> None:
+        self.sessions.pop(session.key, None)
+        if self._waiting is session:
+            self._waiting = None
+        self._close_session(session)
+
+    def _close_session(self, session: _Session) -> None:
+        self.stats.open -= 1
+        say("close", f"session {self._name(session.key)}")
+        session.target.close()
+
+    def deadline(self) -> float | None:
+        if self.idle is None or not self.sessions:
+            return None
+        return min(s.back.activity for s in self.sessions.values()) + self.idle
+
+    def expire(self, now: float) -> None:
+        assert self.idle is not None
+        for session in list(self.sessions.values()):
+            if now >= session.back.activity + self.idle:
+                say("idle", f"session {self._name(session.key)}", f"after {self.idle:g} s")
+                self._drop(session)
+
+    @property
+    def done(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        for session in list(self.sessions.values()):
+            self._drop(session)
+
+
+class DatagramEcho:
+    """Sends every datagram back to its sender; unnamed senders cannot be answered."""
+
+    def __init__(self, sock: Socket, opts: IoOptions, stats: Stats, *, limit: int | None) -> None:
+        self.sock = sock
+        self.end = End(str(sock.label), sock=sock, opts=opts)
+        self.end.needs_reply_to = True
+        self.opts = opts
+        self.stats = stats
+        self.left = limit
+        self._pending: Item | None = None
+
+    def interest(self) -> list[tuple[int, int]]:
+        return [(self.sock.fd, _OUT if self._pending else _IN)]
+
+    def ready(self, fd: int, revents: int) -> None:
+        if self._pending is not None:
+            self._reply()
+            return
+        item = self.end.recv_item(self.opts.bufsize, self.stats)
+        if item is None:
+            return
+        self.stats.add("in", len(item.data), 1)
+        say(
+            "message",
+            f"{len(item.data)} bytes",
+            f"from {self.end.sender_text(item.address)}",
+            f"flags {item.flags}",
+        )
+        if self.left is not None:
+            self.left -= 1
+        if item.address is None:
+            say("unnamed", "sender has no name: cannot reply")
+            self.stats.dropped += 1
+            return
+        self._pending = item
+        self._reply()
+
+    def _reply(self) -> None:
+        assert self._pending is not None
+        self.end.reply_to = self._pending.address
+        try:
+            if not self.end.send_item(self._pending):
+                return
+        except SockwireError as exc:  # e.g. the sender's socket is gone (ECONNREFUSED)
+            say("error", f"reply to {self.end.sender_text(self._pending.address)}", str(exc))
+            self.stats.dropped += 1
+        else:
+            self.stats.add("out", len(self._pending.data), 1)
+        self._pending = None
+
+    def deadline(self) -> float | None:
+        return None
+
+    def expire(self, now: float) -> None:
+        pass
+
+    @property
+    def done(self) -> bool:
+        return self.left == 0 and self._pending is None
+
+    def close(self) -> None:
+        pass
+
+
+class Loop:
+    """poll(2) over every handler's descriptors until ``finished()`` says so."""
+
+    def __init__(self, observer: Observer, *, on_usr1: Callable[[], None] | None = None) -> None:
+        self.observer = observer
+        self.on_usr1 = on_usr1
+        self.handlers: list[Handler] = []
+
+    def add(self, handler: Handler) -> None:
+        self.handlers.append(handler)
+
+    def run(self, finished: Callable[[], bool]) -> None:
+        with self._wakeup() as wake_fd:
+            while True:
+                self.observer.check()
+                for handler in [h for h in self.handlers if h.done]:
+                    self.handlers.remove(handler)
+                    handler.close()
+                if finished():
+                    return
+                wanted: dict[int, int] = {}
+                for handler in self.handlers:
+                    for fd, events in handler.interest():
+                        wanted[fd] = wanted.get(fd, 0) | events
+                if wake_fd is not None:
+                    wanted[wake_fd] = _IN
+                deadlines = [d for h in self.handlers if (d := h.deadline()) is not None]
+                if not wanted and not deadlines:
+                    return  # nothing can happen any more
+                poller = select.poll()
+                for fd, events in wanted.items():
+                    poller.register(fd, events)
+                wait = None
+                if deadlines:
+                    wait = max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+                for fd, revents in poller.poll(wait):
+                    if fd == wake_fd:
+                        self._signals(fd)
+                        continue
+                    for handler in list(self.handlers):
+                        handler.ready(fd, revents)
+                now = time.monotonic()
+                for handler in list(self.handlers):
+                    deadline = handler.deadline()
+                    if deadline is not None and now >= deadline:
+                        handler.expire(now)
+
+    def close(self) -> None:
+        for handler in self.handlers:
+            handler.close()
+        self.handlers.clear()
+
+    def _signals(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 64)
+        except BlockingIOError:
+            return
+        if signal.SIGUSR1 in data and self.on_usr1 is not None:
+            self.on_usr1()
+
+    @contextlib.contextmanager
+    def _wakeup(self) -> Iterator[int | None]:
+        if self.on_usr1 is None or threading.current_thread() is not threading.main_thread():
+            yield None
+            return
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        old_handler = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+        old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        try:
+            yield r
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            signal.signal(signal.SIGUSR1, old_handler)
+            os.close(r)
+            os.close(w)
+
+
+class _Terminated(SystemExit):
+    pass
+
+
+@contextlib.contextmanager
+def handled_signals() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C (``finally`` blocks run), then exits with 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        raise _Terminated(128 + signal.SIGTERM)
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,202 @@
+"""``sockwire recv ENDPOINT``: receive messages, each shown with sender, length and flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+HELP = "receive messages and show each one's sender, length, flags and truncation"
+
+DESCRIPTION = """\
+Bind ENDPOINT (datagrams) or listen on it (seqpacket; --connect: connect
+to it instead) and print one line per message:
+
+  #1 from unnamed (pid=812 uid=0 gid=0) 31 bytes: <13>Nov 25 12:00:00 root: hi
+
+A sender that never bound a name is shown as `unnamed`: normal, not an
+error (UNIX datagram receivers also show the sender's pid/uid/gid, from
+SCM_CREDENTIALS). A message longer than --bufsize is shown TRUNCATED with
+its full length (MSG_TRUNC). --format raw writes only the payloads; --format
+json one JSON object per message. Stops after --count messages; otherwise
+datagrams are received until interrupted, and seqpacket until the
+sender's EOF.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .options import add_io_options, count_type
+
+    parser.description = DESCRIPTION
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")
+    parser.add_argument("--count", type=count_type, metavar="N", help="stop after N messages")
+    parser.add_argument(
+        "--format",
+        choices=("text", "raw", "json"),
+        default="text",
+        help="text: one described line per message (default); raw: payloads only; "
+        "json: JSON lines",
+    )
+    parser.add_argument(
+        "--connect",
+        action="store_true",
+        help="connect to ENDPOINT (a seqpacket server) instead of binding or listening",
+    )
+    group = parser.add_argument_group("serving")
+    group.add_argument("--backlog", type=_backlog, metavar="N", help="listen() queue (seqpacket)")
+    group.add_argument("--mode", metavar="OCTAL", help="file mode of a UNIX socket file")
+    add_io_options(parser)
+
+
+def _backlog(text: str) -> int:
+    from .options import backlog_type
+
+    return int(backlog_type(text))
+
+
+def printable(data: bytes) -> str:
+    """Text as text; control bytes and invalid UTF-8 escaped, so one message is one line."""
+    text = data.decode("utf-8", "backslashreplace")
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def describe(
+    number: int, sender: str, msg: Any, *, peeked: bool = False, creds: Any = None
+) -> dict[str, Any]:
+    """The facts about one received message, as the text and JSON forms show them.
+
+    ``creds``: the connected peer's SO_PEERCRED, when the message has none
+    of its own (seqpacket connections).
+    """
+    from ..flags import MsgFlag
+
+    shown = MsgFlag(msg.flags & ~MsgFlag.TRUNC)
+    doc: dict[str, Any] = {
+        "n": number,
+        "from": sender,
+        "size": msg.size,
+        "len": len(msg.data),
+        "truncated": msg.truncated,
+        "flags": str(MsgFlag(msg.flags)),
+        "data": msg.data.decode("utf-8", "backslashreplace"),
+        "hex": msg.data.hex(),
+    }
+    who = msg.creds if msg.creds is not None else creds
+    if who is not None:
+        doc.update(pid=who.pid, uid=who.uid, gid=who.gid)
+    if peeked:
+        doc["peeked"] = True
+    doc["_other_flags"] = str(shown) if shown else ""
+    return doc
+
+
+def text_line(doc: dict[str, Any], data: bytes) -> str:
+    who = doc["from"]
+    if "pid" in doc:
+        who += f" (pid={doc['pid']} uid={doc['uid']} gid={doc['gid']})"
+    size = f"{doc['size']} bytes"
+    if doc["truncated"]:
+        size += f", TRUNCATED to {doc['len']} (MSG_TRUNC; raise --bufsize)"
+    if doc["_other_flags"]:
+        size += f", flags {doc['_other_flags']}"
+    if doc.get("peeked"):
+        size += ", peeked (left queued)"
+    return f"#{doc['n']} from {who} {size}: {printable(data)}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import socket
+    import sys
+
+    from ..flags import MsgFlag
+    from ..sock import Socket, format_address
+    from .exitcodes import UsageError
+    from .observe import Observer, say
+    from .options import check_framing, endpoint, io_options, server_endpoint
+    from .pump import handled_signals, is_message
+    from .sockets import connect_socket, server_socket
+
+    opts = io_options(args)
+    ep = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
+    if not is_message(ep.type):
+        check_framing(ep, opts)
+        raise UsageError(
+            f"recv on {ep.display()}",
+            "a byte stream has no message boundaries; use `sockwire listen` for bytes, or a "
+            "unix+seqpacket:, unix+dgram: or udp:// endpoint",
+        )
+    limit = 1 if opts.peek else args.count
+    datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
+    out = sys.stdout
+    received = 0
+
+    def show(sock: Socket, msg: Any, peer_creds: Any) -> None:
+        nonlocal received
+        received += 1
+        sender = format_address(sock.family, msg.address)
+        doc = describe(received, sender, msg, peeked=opts.peek, creds=peer_creds)
+        say(
+            "message",
+            f"#{received}",
+            f"{msg.size} bytes",
+            f"from {sender}",
+            f"flags {MsgFlag(msg.flags)}",
+        )
+        if args.format == "raw":
+            out.buffer.write(msg.data)
+            out.buffer.flush()
+            return
+        if args.format == "json":
+            doc.pop("_other_flags")
+            out.write(json.dumps(doc) + "\n")
+        else:
+            out.write(text_line(doc, msg.data) + "\n")
+        out.flush()
+
+    def drain(sock: Socket, *, creds: bool, peer_creds: Any = None) -> bool:
+        """Receive from one socket; True when the limit is reached, False at EOF."""
+        if opts.timeout is not None:
+            sock.settimeout(opts.timeout)
+        while limit is None or received < limit:
+            observer.check()
+            if opts.peek:
+                msg = sock.recvmsg(opts.bufsize, creds=creds, flags=MsgFlag.PEEK)
+            else:
+                msg = sock.recvmsg(opts.bufsize, creds=creds)
+            if not msg.data and not datagram:
+                say("eof", f"fd={sock.fd}", f"after {received} messages")
+                return False
+            show(sock, msg, peer_creds)
+        return True
+
+    observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+    with observer, handled_signals():
+        if args.connect:
+            with connect_socket(ep) as sock:
+                drain(sock, creds=False, peer_creds=sock.peercred())
+            return 0
+        unix = ep.is_unix
+        with server_socket(ep, passcred=unix and datagram) as sock:
+            if datagram:
+                drain(sock, creds=unix)
+                return 0
+            while True:
+                if opts.timeout is not None:
+                    sock.settimeout(opts.timeout)
+                conn, peer = sock.accept()
+                with conn:
+                    if drain(conn, creds=False, peer_creds=peer.creds) or limit is None:
+                        return 0

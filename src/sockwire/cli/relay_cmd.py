@@ -1,0 +1,193 @@
+"""``sockwire relay LISTEN TARGET``: accept on one endpoint, connect each client to another."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "accept on one endpoint and connect each client to another, both ways"
+
+#: seconds a connect to TARGET may take when no --timeout is given
+CONNECT_TIMEOUT = 10
+
+DESCRIPTION = """\
+Accept on LISTEN (or receive, for datagrams) and, for each client, connect
+to TARGET; copy both ways until both sides have ended.
+
+  unix <-> tcp, tcp <-> tcp, unix+seqpacket <-> unix+seqpacket (boundaries
+  kept), udp <-> unix+dgram (one TARGET socket per sender, like a NAT).
+
+Half-close is propagated: a side's EOF becomes shutdown(SHUT_WR) on the
+other. Counts go to stderr on exit and on SIGUSR1 (kill -USR1 PID).
+Between two byte streams, with nothing watched, bytes move with splice(2)
+and never enter Python. A byte stream and a message socket cannot be
+relayed without framing (--framing: not in this build yet). Each connect
+to TARGET is made in turn, bounded by --timeout (default 10 s).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .options import add_io_options, add_server_options, count_type
+
+    parser.description = DESCRIPTION
+    parser.add_argument("listen", metavar="LISTEN", help="where clients come from")
+    parser.add_argument("target", metavar="TARGET", help="where each client is connected to")
+    add_server_options(parser, keep_open=False, max_clients=64)
+    parser.add_argument(
+        "--count",
+        type=count_type,
+        metavar="N",
+        help="exit after N connections (datagram senders) have been relayed and closed",
+    )
+    add_io_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import contextlib
+    import socket
+    import sys
+
+    from ..errors import SockwireError, UnsupportedError
+    from ..sock import Peer, Socket
+    from .observe import Observer
+    from .options import check_framing, endpoint, io_options, server_endpoint
+    from .pump import (
+        Acceptor,
+        Conn,
+        DatagramRelay,
+        End,
+        Flow,
+        Loop,
+        Stats,
+        handled_signals,
+        is_message,
+    )
+    from .sockets import connect_socket, server_socket
+
+    opts = io_options(args)
+    listen_ep = server_endpoint(args.listen, args)
+    target_ep = endpoint(args.target, args)
+    for ep in (listen_ep, target_ep):
+        if ep.scheme == "netlink":
+            raise UnsupportedError(f"relay {ep}", "netlink talks to the kernel; nothing to relay")
+    listen_msg, target_msg = is_message(listen_ep.type), is_message(target_ep.type)
+    if listen_msg != target_msg:
+        check_framing(listen_ep if not listen_msg else target_ep, opts)
+        stream, other = (listen_ep, target_ep) if not listen_msg else (target_ep, listen_ep)
+        raise UnsupportedError(
+            f"relay {listen_ep.display()} {target_ep.display()}",
+            f"{stream.display()} is a byte stream and {other.display()} carries messages; "
+            "their boundaries would be lost without --framing (not in this build yet)",
+        )
+    if not listen_msg:
+        check_framing(listen_ep, opts)
+        check_framing(target_ep, opts)
+
+    stats = Stats()
+    forward, backward = "client->target", "target->client"
+    watching = opts.watching
+    use_splice = not (watching or opts.peek or opts.send_flags) and not listen_msg
+
+    def report(text: str) -> None:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"sockwire: relay: {text}\n")
+            sys.stderr.flush()
+
+    def summary() -> None:
+        report(stats.summary())
+
+    # the connect to TARGET runs inside the loop, so it is always bounded:
+    # by --timeout/?timeout=, else by CONNECT_TIMEOUT
+    dial_ep = target_ep
+    if target_ep.option("timeout") is None and target_ep.scheme != "fd":
+        dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)
+
+    def open_target() -> Socket:
+        sock = connect_socket(dial_ep)
+        sock.setblocking(False)
+        return sock
+
+    closed = [0]
+    observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+    with observer, handled_signals():
+        loop = Loop(observer, on_usr1=summary)
+        try:
+            with server_socket(listen_ep, passcred=False) as listener:
+                listener.setblocking(False)
+                if listen_ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+                    relay = DatagramRelay(
+                        listener,
+                        open_target,
+                        opts,
+                        stats,
+                        max_sessions=args.max_clients,
+                        idle=opts.timeout,
+                        names=(forward, backward),
+                    )
+                    loop.add(relay)
+                    loop.run(lambda: args.count is not None and stats.connections >= args.count)
+                    return 0
+                active: list[Conn] = []
+
+                def on_close(conn: Conn) -> None:
+                    active.remove(conn)
+                    closed[0] += 1
+                    acceptor.resume()
+
+                def on_accept(client: Socket, peer: Peer) -> None:
+                    label = f"{peer} -> {target_ep.display()}"
+                    try:
+                        target = open_target()
+                    except SockwireError as exc:
+                        report(f"{label}: {exc}")
+                        client.close()
+                        closed[0] += 1
+                        return
+                    a = End(label, sock=client, opts=opts)
+                    b = End(target_ep.display(), sock=target, opts=opts)
+                    flows = [
+                        Flow(
+                            a,
+                            b,
+                            opts,
+                            direction=forward,
+                            stats=stats,
+                            message=listen_msg,
+                            required=not a.datagram,
+                            use_splice=use_splice,
+                        ),
+                        Flow(
+                            b,
+                            a,
+                            opts,
+                            direction=backward,
+                            stats=stats,
+                            message=listen_msg,
+                            required=not b.datagram,
+                            use_splice=use_splice,
+                        ),
+                    ]
+                    conn = Conn(
+                        label,
+                        flows,
+                        [client, target],
+                        stats,
+                        raise_errors=False,
+                        idle=opts.timeout,
+                    )
+                    conn.report = report
+                    conn.on_close = on_close
+                    active.append(conn)
+                    loop.add(conn)
+
+                acceptor = Acceptor(
+                    listener,
+                    on_accept,
+                    room=lambda: len(active) < args.max_clients,
+                    accepts_left=args.count,
+                )
+                loop.add(acceptor)
+                loop.run(lambda: args.count is not None and closed[0] >= args.count)
+                return 0
+        finally:
+            loop.close()
+            summary()

@@ -1,0 +1,95 @@
+"""``sockwire send ENDPOINT [MSG ...]``: one message per argument (or per stdin line)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "send messages to a datagram or seqpacket endpoint"
+
+DESCRIPTION = """\
+Send each MSG as one message to ENDPOINT (a datagram or seqpacket socket);
+with no MSG, each stdin line is one message (--split read: each read).
+Nothing is appended: `sockwire send udp://127.0.0.1:7001 hello` sends 5
+bytes. A UNIX datagram sender is autobound, so the receiver sees a name it
+can answer. Byte streams have no message boundaries: use `sockwire connect`
+(or --framing, not in this build yet).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .options import add_io_options
+
+    parser.description = DESCRIPTION
+    parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")
+    parser.add_argument("messages", nargs="*", metavar="MSG", help="messages to send")
+    parser.add_argument(
+        "--split",
+        choices=("line", "read"),
+        default="line",
+        help="without MSG: one message per stdin line (default) or per read",
+    )
+    add_io_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
+    from .exitcodes import UsageError
+    from .observe import Observer, say
+    from .options import check_framing, endpoint, io_options
+    from .pump import handled_signals, is_message
+    from .sockets import connect_socket
+
+    opts = io_options(args)
+    ep = endpoint(args.endpoint, args)
+    if not is_message(ep.type):
+        check_framing(ep, opts)
+        raise UsageError(
+            f"send to {ep.display()}",
+            "a byte stream has no message boundaries; use `sockwire connect` to send bytes, "
+            "or a unix+seqpacket:, unix+dgram: or udp:// endpoint",
+        )
+    for text in args.messages:
+        if len(text.encode("utf-8", "surrogateescape")) > opts.bufsize:
+            raise UsageError(
+                f"a message of {len(text)} characters", f"is over --bufsize ({opts.bufsize})"
+            )
+    observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+    with observer, handled_signals(), connect_socket(ep) as sock:
+        if opts.timeout is not None:
+            sock.settimeout(opts.timeout)
+        count = 0
+
+        def send(data: bytes) -> None:
+            nonlocal count
+            observer.check()
+            sock.send(data, opts.send_flags)
+            count += 1
+            say("message", f"#{count}", f"{len(data)} bytes", f"to {ep.display()}")
+
+        if args.messages:
+            for text in args.messages:
+                send(text.encode("utf-8", "surrogateescape"))
+        else:
+            partial = b""
+            while True:
+                data = os.read(sys.stdin.fileno(), opts.bufsize)
+                if not data:
+                    break
+                if args.split == "read":
+                    send(data)
+                    continue
+                lines = (partial + data).splitlines(keepends=True)
+                partial = b""
+                if lines and not lines[-1].endswith((b"\n", b"\r")):
+                    partial = lines.pop()
+                    if len(partial) >= opts.bufsize:
+                        lines.append(partial)
+                        partial = b""
+                for line in lines:
+                    send(line)
+            if partial:
+                send(partial)
+        say("done", f"{count} messages sent")
+    return 0

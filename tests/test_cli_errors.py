@@ -1,0 +1,168 @@
+"""Exit codes and one-line errors: bad arguments, refused peers, closed pipes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sockwire.cli.exitcodes import Exit
+from sockwire.cli.main import main
+from tests.cli_helpers import SOCKWIRE, run, short_dir, sockwire
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def d() -> Iterator[str]:
+    with short_dir() as path:
+        yield path
+
+
+LONG = "x" * 10_000
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["connect", f"tcp://{LONG}:80"],
+        ["connect", f"unix:/tmp/{LONG}"],
+        ["listen", f"unix+dgram:/{LONG}"],
+        ["relay", f"unix:/tmp/{LONG}", "tcp://127.0.0.1:1"],
+        ["connect", "tcp://127.0.0.1:1", "--bufsize", "-1"],
+        ["connect", "tcp://127.0.0.1:1", "--bufsize", "99999999999999"],
+        ["connect", "tcp://127.0.0.1:1", "--bufsize", "1" * 5000],
+        ["recv", "udp://127.0.0.1:0", "--count", "0"],
+        ["connect", "tcp://127.0.0.1:1", "--send-flags", "PEEK"],
+        ["connect", "tcp://127.0.0.1:1", "--send-flags", "BOGUS"],
+        ["connect", "tcp://127.0.0.1:1", "--timeout", "-1"],
+        ["connect", "tcp://127.0.0.1:1?timeout=3", "--timeout", "5"],
+        ["listen", "tcp://127.0.0.1:0", "--backlog", "70000"],
+        ["listen", "tcp://127.0.0.1:0", "--mode", "0600"],
+        ["listen", "unix:/tmp/a.sock?mode=0644", "--mode", "0600"],
+        ["listen", "unix:/tmp/a.sock", "--max-clients", "100000"],
+        ["inspect", "--kind", "bogus"],
+        ["frobnicate"],
+        ["connect"],
+    ],
+)
+def test_bad_arguments_are_one_line_usage_errors(argv: list[str]) -> None:
+    proc = sockwire(*argv)
+    assert proc.returncode == Exit.USAGE, proc.stderr
+    err = proc.stderr.decode()
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("sockwire: ")
+    assert len(err) < 2000  # the 10 KB argument is not echoed back
+
+
+def test_refused_and_not_found(d: str) -> None:
+    with socket.socket() as probe:  # a port nobody listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        proc = sockwire("connect", f"tcp://127.0.0.1:{port}")
+    assert proc.returncode == Exit.REFUSED
+    assert proc.stderr.decode().startswith(f"sockwire: connect 127.0.0.1:{port} (ECONNREFUSED): ")
+    proc = sockwire("connect", f"unix:{d}/none.sock")
+    assert proc.returncode == Exit.REFUSED and "(ENOENT)" in proc.stderr.decode()
+    assert proc.stderr.decode().count("\n") == 1
+
+
+def test_wrong_socket_type_names_the_right_scheme(d: str) -> None:
+    with run("recv", f"unix+seqpacket:{d}/q.sock", "--trace") as r:
+        r.address()
+        proc = sockwire("connect", f"unix:{d}/q.sock")
+        assert proc.returncode == Exit.REFUSED
+        assert "(EPROTOTYPE)" in proc.stderr.decode() and "unix+seqpacket:" in proc.stderr.decode()
+        assert r.stop() == 143
+
+
+def test_framing_other_than_none_is_not_in_this_build(d: str) -> None:
+    proc = sockwire("connect", f"unix:{d}/x.sock", "--framing", "len32")
+    assert proc.returncode == Exit.IO
+    assert "framed byte streams are not in this build" in proc.stderr.decode()
+
+
+def test_existing_path_is_address_in_use(d: str) -> None:
+    path = f"{d}/taken"
+    with open(path, "w") as handle:
+        handle.write("precious")
+    proc = sockwire("listen", f"unix:{path}")
+    assert proc.returncode == Exit.IO and "already exists" in proc.stderr.decode()
+    with open(path) as handle:
+        assert handle.read() == "precious"
+
+
+def _pipeline(command: str) -> tuple[int, str]:
+    """Run ``command | head -c1`` in bash; sockwire's exit status and stderr."""
+    script = (
+        f"set -o pipefail; {command} 2>$ERRFILE | head -c1 >/dev/null; echo ${{PIPESTATUS[0]}}"
+    )
+    env = dict(os.environ)
+    with short_dir() as tmp:
+        env["ERRFILE"] = f"{tmp}/err"
+        out = subprocess.run(
+            ["bash", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+            check=False,
+        )
+        with open(f"{tmp}/err") as handle:
+            err = handle.read()
+    return int(out.stdout.strip().splitlines()[-1]), err
+
+
+def test_connect_into_head_exits_141_quietly(d: str) -> None:
+    with run("echo", f"unix:{d}/e.sock", "--trace") as echo:
+        echo.address()
+        sw = " ".join(SOCKWIRE)
+        code, err = _pipeline(f"{sw} connect unix:{d}/e.sock </dev/zero")
+        assert code == Exit.BROKEN_PIPE
+        assert err == ""
+        assert echo.stop() == 143
+
+
+def test_relay_trace_into_head_exits_141_quietly(d: str) -> None:
+    front = f"{d}/r.sock"
+    argv = [*SOCKWIRE, "relay", f"unix:{front}", f"unix:{d}/none.sock", "--trace"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.read(1)  # like head -c1: one byte, then the reader goes away
+        proc.stdout.close()
+        # the next trace line fails with EPIPE: at start-up (bind, listen), or,
+        # if those were already in the pipe, at the accept of a client
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            if os.path.exists(front):
+                with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as client:
+                    client.connect(front)
+                break
+            select.select([], [], [], 0.02)
+        assert proc.wait(timeout=15) == Exit.BROKEN_PIPE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert not os.path.exists(front)
+
+
+def test_main_in_process_maps_errors(capsys: pytest.CaptureFixture[str], d: str) -> None:
+    assert main(["connect", f"unix:{d}/none.sock"]) == Exit.REFUSED
+    assert capsys.readouterr().err.startswith(f"sockwire: connect {d}/none.sock (ENOENT)")
+
+
+def test_help_documents_exit_codes_and_commands() -> None:
+    proc = sockwire("--help")
+    text = proc.stdout.decode()
+    for word in ("listen", "connect", "relay", "send", "recv", "echo", "inspect", "141", "143"):
+        assert word in text
+    proc = sockwire("connect", "--help")
+    assert proc.returncode == 0 and "--close-on-eof" in proc.stdout.decode()
