@@ -45,6 +45,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sockwire.cli.inspect_cmd",
         "the machine's sockets with their processes, or whether a socket file is live",
     ),
+    "route": (
+        "sockwire.cli.route_cmd",
+        "links, addresses and routes from a NETLINK_ROUTE dump, like ip addr / ip route",
+    ),
     "bench": (
         "sockwire.cli.bench_cmd",
         "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C",
