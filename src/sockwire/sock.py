@@ -151,6 +151,8 @@ class Message:
     flags: MsgFlag = MsgFlag.NONE
     address: Address | None = None
     size: int = 0
+    #: control messages other than fds and credentials: (level, type, data)
+    ancillary: list[tuple[int, int, bytes]] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -688,15 +690,19 @@ class Socket:
         maxfds: int = 0,
         creds: bool = False,
         flags: int = 0,
+        ancillary: int = 0,
     ) -> Message:
         """recvmsg(2): data, up to ``maxfds`` passed fds, sender credentials, flags.
 
         Truncation is reported on the Message (``truncated``/``ctruncated``),
         with ``size`` the full length; fds that arrive belong to the caller.
+        ``ancillary``: room in bytes for other control messages (e.g. the TTL
+        or hop limit of IP_RECVTTL/IPV6_RECVHOPLIMIT), returned in
+        ``Message.ancillary``.
         """
         self._check_open("recvmsg")
         flags = int(flags)
-        ancbufsize = 0
+        ancbufsize = max(0, int(ancillary))
         if maxfds:
             ancbufsize += socket.CMSG_SPACE(maxfds * 4)
         if creds:
@@ -720,6 +726,8 @@ class Socket:
                 message.fds.extend(array.array("i", payload[:usable]))
             elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 message.creds = Creds(*_UCRED.unpack(payload[: _UCRED.size]))
+            else:
+                message.ancillary.append((level, kind, payload))
         if _hooks:
             result = str(count)
             extra: dict[str, Any] = {"flags": str(message.flags)}

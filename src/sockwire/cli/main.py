@@ -49,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sockwire.cli.route_cmd",
         "links, addresses and routes from a NETLINK_ROUTE dump, like ip addr / ip route",
     ),
+    "ping": (
+        "sockwire.cli.ping_cmd",
+        "ICMP echo over a raw or ICMP datagram socket, with checksums and RTT statistics",
+    ),
     "bench": (
         "sockwire.cli.bench_cmd",
         "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C",
