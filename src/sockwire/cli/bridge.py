@@ -37,7 +37,7 @@ from .options import (
     server_endpoint,
 )
 from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handled_signals
-from .sockets import connect_socket, server_socket
+from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
 __all__ = ["add_bridge_options", "run_bridge"]
 
@@ -83,12 +83,13 @@ def _observer(opts: IoOptions) -> Observer:
 
 def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
     opts = io_options(args)
-    ep = server_endpoint(args.endpoint, args) if listen else endpoint(args.endpoint, args)
-    message = ep.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
-    if not message:
-        check_framing(ep, opts)
-    stats = Stats()
-    with _observer(opts) as observer, handled_signals():
+    given = server_endpoint(args.endpoint, args) if listen else endpoint(args.endpoint, args)
+    with _observer(opts) as observer, handled_signals(), inherited(given) as (ep, adopted):
+        message = ep.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
+        if not message:
+            check_framing(ep, opts)
+        stats = Stats()
+        datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         loop = Loop(observer)
         try:
             hub = StdinHub(opts, split=args.split)
@@ -97,11 +98,13 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
             stdout = End("stdout", fd=1, opts=opts)
             with contextlib.suppress(OSError, ValueError):
                 sys.stdout.flush()
-            if not listen:
-                return _client(args, opts, ep.display(), connect_socket(ep), hub, stdout, loop)
-            if ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):
-                return _datagram_server(args, opts, ep, hub, stdout, loop, stats)
-            return _stream_server(args, opts, ep, hub, stdout, loop, stats)
+            if not listen or (adopted is not None and not datagram and not is_listening(adopted)):
+                # a client; or an inherited connection (inetd style): the one to serve
+                sock = connect_socket(ep, adopted)
+                return _client(args, opts, ep.display(), sock, hub, stdout, loop)
+            if datagram:
+                return _datagram_server(args, opts, ep, hub, stdout, loop, stats, adopted)
+            return _stream_server(args, opts, ep, hub, stdout, loop, stats, adopted)
         finally:
             loop.close()
 
@@ -177,11 +180,13 @@ def _datagram_server(
     stdout: End,
     loop: Loop,
     stats: Stats,
+    adopted: Socket | None,
 ) -> int:
-    with server_socket(ep, passcred=ep.is_unix) as sock:
+    unix = is_unix(ep, adopted)
+    with server_socket(ep, passcred=unix, adopted=adopted) as sock:
         sock.setblocking(False)
         label = ep.display()
-        inbound = End(label, sock=sock, opts=opts, creds=ep.is_unix)
+        inbound = End(label, sock=sock, opts=opts, creds=unix)
         outbound = End(label, sock=sock, opts=opts)
         outbound.needs_reply_to = True
         noted: list[bool] = []
@@ -235,10 +240,11 @@ def _stream_server(
     stdout: End,
     loop: Loop,
     stats: Stats,
+    adopted: Socket | None,
 ) -> int:
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
-    with server_socket(ep) as listener:
+    with server_socket(ep, adopted=adopted) as listener:
         listener.setblocking(False)
 
         def on_accept(sock: Socket, peer: Peer) -> None:

@@ -266,10 +266,6 @@ def _check_supported(ep: Endpoint) -> Endpoint:
             f"{ep.display()}",
             "TLS is not available on the command line yet; use tcp:// (or socat for TLS)",
         )
-    if ep.scheme == "systemd":
-        raise UnsupportedError(
-            f"{ep.display()}", "systemd activation needs sockwire.unix, not yet in this build"
-        )
     return ep
 
 

@@ -95,7 +95,9 @@ def describe(
         "hex": msg.data.hex(),
     }
     who = msg.creds if msg.creds is not None else creds
-    if who is not None:
+    # pid 0 (with the overflow uid/gid): the kernel attached no credentials, e.g. to a
+    # datagram queued before SO_PASSCRED was set (an inherited socket): unknown, not pid 0
+    if who is not None and who.pid != 0:
         doc.update(pid=who.pid, uid=who.uid, gid=who.gid)
     if peeked:
         doc["peeked"] = True
@@ -127,76 +129,80 @@ def run(args: argparse.Namespace) -> int:
     from .observe import Observer, say
     from .options import check_framing, endpoint, io_options, server_endpoint
     from .pump import handled_signals, is_message
-    from .sockets import connect_socket, server_socket
+    from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
     opts = io_options(args)
-    ep = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
-    if not is_message(ep.type):
-        check_framing(ep, opts)
-        raise UsageError(
-            f"recv on {ep.display()}",
-            "a byte stream has no message boundaries; use `sockwire listen` for bytes, or a "
-            "unix+seqpacket:, unix+dgram: or udp:// endpoint",
-        )
-    limit = 1 if opts.peek else args.count
-    datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
-    out = sys.stdout
-    received = 0
+    given = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
+    with inherited(given) as (ep, adopted):
+        if not is_message(ep.type):
+            check_framing(ep, opts)
+            raise UsageError(
+                f"recv on {ep.display()}",
+                "a byte stream has no message boundaries; use `sockwire listen` for bytes, or a "
+                "unix+seqpacket:, unix+dgram: or udp:// endpoint",
+            )
+        limit = 1 if opts.peek else args.count
+        datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
+        out = sys.stdout
+        received = 0
 
-    def show(sock: Socket, msg: Any, peer_creds: Any) -> None:
-        nonlocal received
-        received += 1
-        sender = format_address(sock.family, msg.address)
-        doc = describe(received, sender, msg, peeked=opts.peek, creds=peer_creds)
-        say(
-            "message",
-            f"#{received}",
-            f"{msg.size} bytes",
-            f"from {sender}",
-            f"flags {MsgFlag(msg.flags)}",
-        )
-        if args.format == "raw":
-            out.buffer.write(msg.data)
-            out.buffer.flush()
-            return
-        if args.format == "json":
-            doc.pop("_other_flags")
-            out.write(json.dumps(doc) + "\n")
-        else:
-            out.write(text_line(doc, msg.data) + "\n")
-        out.flush()
-
-    def drain(sock: Socket, *, creds: bool, peer_creds: Any = None) -> bool:
-        """Receive from one socket; True when the limit is reached, False at EOF."""
-        if opts.timeout is not None:
-            sock.settimeout(opts.timeout)
-        while limit is None or received < limit:
-            observer.check()
-            if opts.peek:
-                msg = sock.recvmsg(opts.bufsize, creds=creds, flags=MsgFlag.PEEK)
+        def show(sock: Socket, msg: Any, peer_creds: Any) -> None:
+            nonlocal received
+            received += 1
+            sender = format_address(sock.family, msg.address)
+            doc = describe(received, sender, msg, peeked=opts.peek, creds=peer_creds)
+            say(
+                "message",
+                f"#{received}",
+                f"{msg.size} bytes",
+                f"from {sender}",
+                f"flags {MsgFlag(msg.flags)}",
+            )
+            if args.format == "raw":
+                out.buffer.write(msg.data)
+                out.buffer.flush()
+                return
+            if args.format == "json":
+                doc.pop("_other_flags")
+                out.write(json.dumps(doc) + "\n")
             else:
-                msg = sock.recvmsg(opts.bufsize, creds=creds)
-            if not msg.data and not datagram:
-                say("eof", f"fd={sock.fd}", f"after {received} messages")
-                return False
-            show(sock, msg, peer_creds)
-        return True
+                out.write(text_line(doc, msg.data) + "\n")
+            out.flush()
 
-    observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
-    with observer, handled_signals():
-        if args.connect:
-            with connect_socket(ep) as sock:
-                drain(sock, creds=False, peer_creds=sock.peercred())
-            return 0
-        unix = ep.is_unix
-        with server_socket(ep, passcred=unix and datagram) as sock:
-            if datagram:
-                drain(sock, creds=unix)
+        def drain(sock: Socket, *, creds: bool, peer_creds: Any = None) -> bool:
+            """Receive from one socket; True when the limit is reached, False at EOF."""
+            if opts.timeout is not None:
+                sock.settimeout(opts.timeout)
+            while limit is None or received < limit:
+                observer.check()
+                if opts.peek:
+                    msg = sock.recvmsg(opts.bufsize, creds=creds, flags=MsgFlag.PEEK)
+                else:
+                    msg = sock.recvmsg(opts.bufsize, creds=creds)
+                if not msg.data and not datagram:
+                    say("eof", f"fd={sock.fd}", f"after {received} messages")
+                    return False
+                show(sock, msg, peer_creds)
+            return True
+
+        observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+        with observer, handled_signals():
+            if args.connect or (
+                adopted is not None and not datagram and not is_listening(adopted)
+            ):
+                # --connect, or an inherited connection (inetd style): receive from it
+                with connect_socket(ep, adopted) as sock:
+                    drain(sock, creds=False, peer_creds=sock.peercred())
                 return 0
-            while True:
-                if opts.timeout is not None:
-                    sock.settimeout(opts.timeout)
-                conn, peer = sock.accept()
-                with conn:
-                    if drain(conn, creds=False, peer_creds=peer.creds) or limit is None:
-                        return 0
+            unix = is_unix(ep, adopted)
+            with server_socket(ep, passcred=unix and datagram, adopted=adopted) as sock:
+                if datagram:
+                    drain(sock, creds=unix)
+                    return 0
+                while True:
+                    if opts.timeout is not None:
+                        sock.settimeout(opts.timeout)
+                    conn, peer = sock.accept()
+                    with conn:
+                        if drain(conn, creds=False, peer_creds=peer.creds) or limit is None:
+                            return 0

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..address import Endpoint
+    from ..sock import Socket
+    from .options import IoOptions
 
 HELP = "accept on one endpoint and connect each client to another, both ways"
 
@@ -42,14 +48,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .exitcodes import UsageError
+    from .options import endpoint, io_options, server_endpoint
+    from .sockets import inherited
+
+    opts = io_options(args)
+    listen_given = server_endpoint(args.listen, args)
+    target_ep = endpoint(args.target, args)
+    if target_ep.scheme in ("fd", "systemd"):
+        raise UsageError(
+            f"relay to {target_ep}",
+            "an inherited socket cannot be connected anew for each client; give TARGET as an "
+            "address (fd: and systemd: work as LISTEN)",
+        )
+    with inherited(listen_given) as (listen_ep, adopted):
+        return _relay(args, opts, listen_ep, target_ep, adopted)
+
+
+def _relay(
+    args: argparse.Namespace,
+    opts: IoOptions,
+    listen_ep: Endpoint,
+    target_ep: Endpoint,
+    adopted: Socket | None,
+) -> int:
     import contextlib
     import socket
     import sys
 
     from ..errors import SockwireError, UnsupportedError
-    from ..sock import Peer, Socket
+    from ..sock import Peer
     from .observe import Observer
-    from .options import check_framing, endpoint, io_options, server_endpoint
+    from .options import check_framing
     from .pump import (
         Acceptor,
         Conn,
@@ -61,11 +91,8 @@ def run(args: argparse.Namespace) -> int:
         handled_signals,
         is_message,
     )
-    from .sockets import connect_socket, server_socket
+    from .sockets import connect_socket, is_listening, server_socket
 
-    opts = io_options(args)
-    listen_ep = server_endpoint(args.listen, args)
-    target_ep = endpoint(args.target, args)
     for ep in (listen_ep, target_ep):
         if ep.scheme == "netlink":
             raise UnsupportedError(f"relay {ep}", "netlink talks to the kernel; nothing to relay")
@@ -82,10 +109,10 @@ def run(args: argparse.Namespace) -> int:
         check_framing(listen_ep, opts)
         check_framing(target_ep, opts)
 
+    datagram = listen_ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
     stats = Stats()
     forward, backward = "client->target", "target->client"
-    watching = opts.watching
-    use_splice = not (watching or opts.peek or opts.send_flags) and not listen_msg
+    use_splice = not (opts.watching or opts.peek or opts.send_flags) and not listen_msg
 
     def report(text: str) -> None:
         with contextlib.suppress(OSError):
@@ -98,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     # the connect to TARGET runs inside the loop, so it is always bounded:
     # by --timeout/?timeout=, else by CONNECT_TIMEOUT
     dial_ep = target_ep
-    if target_ep.option("timeout") is None and target_ep.scheme != "fd":
+    if target_ep.option("timeout") is None:
         dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)
 
     def open_target() -> Socket:
@@ -107,13 +134,74 @@ def run(args: argparse.Namespace) -> int:
         return sock
 
     closed = [0]
+    active: list[Conn] = []
+    acceptor: Acceptor | None = None
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+
+    def on_close(conn: Conn) -> None:
+        active.remove(conn)
+        closed[0] += 1
+        if acceptor is not None:
+            acceptor.resume()
+
+    def on_accept(client: Socket, peer: Peer) -> None:
+        label = f"{peer} -> {target_ep.display()}"
+        try:
+            target = open_target()
+        except SockwireError as exc:
+            report(f"{label}: {exc}")
+            client.close()
+            closed[0] += 1
+            return
+        a = End(label, sock=client, opts=opts)
+        b = End(target_ep.display(), sock=target, opts=opts)
+        flows = [
+            Flow(
+                a,
+                b,
+                opts,
+                direction=forward,
+                stats=stats,
+                message=listen_msg,
+                required=not a.datagram,
+                use_splice=use_splice,
+            ),
+            Flow(
+                b,
+                a,
+                opts,
+                direction=backward,
+                stats=stats,
+                message=listen_msg,
+                required=not b.datagram,
+                use_splice=use_splice,
+            ),
+        ]
+        conn = Conn(
+            label,
+            flows,
+            [client, target],
+            stats,
+            raise_errors=False,
+            idle=opts.timeout,
+        )
+        conn.report = report
+        conn.on_close = on_close
+        active.append(conn)
+        loop.add(conn)
+
     with observer, handled_signals():
         loop = Loop(observer, on_usr1=summary)
         try:
-            with server_socket(listen_ep, passcred=False) as listener:
+            if adopted is not None and not datagram and not is_listening(adopted):
+                # an inherited connection (inetd style, systemd Accept=yes): relay it, then exit
+                adopted.setblocking(False)
+                on_accept(adopted, adopted.peer())
+                loop.run(lambda: closed[0] >= 1)
+                return 0
+            with server_socket(listen_ep, passcred=False, adopted=adopted) as listener:
                 listener.setblocking(False)
-                if listen_ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+                if datagram:
                     relay = DatagramRelay(
                         listener,
                         open_target,
@@ -126,59 +214,6 @@ def run(args: argparse.Namespace) -> int:
                     loop.add(relay)
                     loop.run(lambda: args.count is not None and stats.connections >= args.count)
                     return 0
-                active: list[Conn] = []
-
-                def on_close(conn: Conn) -> None:
-                    active.remove(conn)
-                    closed[0] += 1
-                    acceptor.resume()
-
-                def on_accept(client: Socket, peer: Peer) -> None:
-                    label = f"{peer} -> {target_ep.display()}"
-                    try:
-                        target = open_target()
-                    except SockwireError as exc:
-                        report(f"{label}: {exc}")
-                        client.close()
-                        closed[0] += 1
-                        return
-                    a = End(label, sock=client, opts=opts)
-                    b = End(target_ep.display(), sock=target, opts=opts)
-                    flows = [
-                        Flow(
-                            a,
-                            b,
-                            opts,
-                            direction=forward,
-                            stats=stats,
-                            message=listen_msg,
-                            required=not a.datagram,
-                            use_splice=use_splice,
-                        ),
-                        Flow(
-                            b,
-                            a,
-                            opts,
-                            direction=backward,
-                            stats=stats,
-                            message=listen_msg,
-                            required=not b.datagram,
-                            use_splice=use_splice,
-                        ),
-                    ]
-                    conn = Conn(
-                        label,
-                        flows,
-                        [client, target],
-                        stats,
-                        raise_errors=False,
-                        idle=opts.timeout,
-                    )
-                    conn.report = report
-                    conn.on_close = on_close
-                    active.append(conn)
-                    loop.add(conn)
-
                 acceptor = Acceptor(
                     listener,
                     on_accept,

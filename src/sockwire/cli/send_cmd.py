@@ -39,57 +39,58 @@ def run(args: argparse.Namespace) -> int:
     from .observe import Observer, say
     from .options import check_framing, endpoint, io_options
     from .pump import handled_signals, is_message
-    from .sockets import connect_socket
+    from .sockets import connect_socket, inherited
 
     opts = io_options(args)
-    ep = endpoint(args.endpoint, args)
-    if not is_message(ep.type):
-        check_framing(ep, opts)
-        raise UsageError(
-            f"send to {ep.display()}",
-            "a byte stream has no message boundaries; use `sockwire connect` to send bytes, "
-            "or a unix+seqpacket:, unix+dgram: or udp:// endpoint",
-        )
-    for text in args.messages:
-        if len(text.encode("utf-8", "surrogateescape")) > opts.bufsize:
+    given = endpoint(args.endpoint, args)
+    with inherited(given) as (ep, adopted):
+        if not is_message(ep.type):
+            check_framing(ep, opts)
             raise UsageError(
-                f"a message of {len(text)} characters", f"is over --bufsize ({opts.bufsize})"
+                f"send to {ep.display()}",
+                "a byte stream has no message boundaries; use `sockwire connect` to send bytes, "
+                "or a unix+seqpacket:, unix+dgram: or udp:// endpoint",
             )
-    observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
-    with observer, handled_signals(), connect_socket(ep) as sock:
-        if opts.timeout is not None:
-            sock.settimeout(opts.timeout)
-        count = 0
+        for text in args.messages:
+            if len(text.encode("utf-8", "surrogateescape")) > opts.bufsize:
+                raise UsageError(
+                    f"a message of {len(text)} characters", f"is over --bufsize ({opts.bufsize})"
+                )
+        observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+        with observer, handled_signals(), connect_socket(ep, adopted) as sock:
+            if opts.timeout is not None:
+                sock.settimeout(opts.timeout)
+            count = 0
 
-        def send(data: bytes) -> None:
-            nonlocal count
-            observer.check()
-            sock.send(data, opts.send_flags)
-            count += 1
-            say("message", f"#{count}", f"{len(data)} bytes", f"to {ep.display()}")
+            def send(data: bytes) -> None:
+                nonlocal count
+                observer.check()
+                sock.send(data, opts.send_flags)
+                count += 1
+                say("message", f"#{count}", f"{len(data)} bytes", f"to {ep.display()}")
 
-        if args.messages:
-            for text in args.messages:
-                send(text.encode("utf-8", "surrogateescape"))
-        else:
-            partial = b""
-            while True:
-                data = os.read(sys.stdin.fileno(), opts.bufsize)
-                if not data:
-                    break
-                if args.split == "read":
-                    send(data)
-                    continue
-                lines = (partial + data).splitlines(keepends=True)
+            if args.messages:
+                for text in args.messages:
+                    send(text.encode("utf-8", "surrogateescape"))
+            else:
                 partial = b""
-                if lines and not lines[-1].endswith((b"\n", b"\r")):
-                    partial = lines.pop()
-                    if len(partial) >= opts.bufsize:
-                        lines.append(partial)
-                        partial = b""
-                for line in lines:
-                    send(line)
-            if partial:
-                send(partial)
-        say("done", f"{count} messages sent")
-    return 0
+                while True:
+                    data = os.read(sys.stdin.fileno(), opts.bufsize)
+                    if not data:
+                        break
+                    if args.split == "read":
+                        send(data)
+                        continue
+                    lines = (partial + data).splitlines(keepends=True)
+                    partial = b""
+                    if lines and not lines[-1].endswith((b"\n", b"\r")):
+                        partial = lines.pop()
+                        if len(partial) >= opts.bufsize:
+                            lines.append(partial)
+                            partial = b""
+                    for line in lines:
+                        send(line)
+                if partial:
+                    send(partial)
+            say("done", f"{count} messages sent")
+        return 0
