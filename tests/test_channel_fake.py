@@ -107,7 +107,9 @@ def fake_pair(seed: int = 0, cap: int = 64) -> tuple[Channel, Channel]:
 
 
 def _sizes(rng: random.Random, count: int, big: int) -> list[int]:
-    sizes = [rng.randrange(1024) if rng.random() < 0.9 else rng.randrange(65536) for _ in range(count)]
+    sizes = [
+        rng.randrange(1024) if rng.random() < 0.9 else rng.randrange(65536) for _ in range(count)
+    ]
     for _ in range(big):
         sizes.insert(rng.randrange(len(sizes) + 1), 1 << 20)
     return sizes

@@ -27,7 +27,7 @@ from sockwire.framing import (
     make_codec,
 )
 
-FRAMED = ("len16", "len32", "len64", "netstring", "line", "nul")
+FRAMED = ["len16", "len32", "len64", "netstring", "line", "nul"]
 _DELIM = {"line": b"\n", "nul": b"\0"}
 
 
@@ -60,6 +60,7 @@ def _roundtrip(mode: str, messages: list[bytes], cuts: list[int]) -> list[bytes]
 
 def test_modes_are_the_endpoint_framings() -> None:
     assert MODES == address.FRAMINGS
+    assert list(MODES) == [*FRAMED, "none"]
 
 
 @pytest.mark.parametrize("mode", FRAMED)
@@ -84,7 +85,7 @@ def test_byte_by_byte_and_zero_length(mode: str) -> None:
     assert got == messages
 
 
-@pytest.mark.parametrize("mode", ("len32", "len64", "netstring", "line", "nul"))
+@pytest.mark.parametrize("mode", ["len32", "len64", "netstring", "line", "nul"])
 def test_big_frames_under_random_chunking(mode: str) -> None:
     rng = random.Random(5)
     messages = [
@@ -102,7 +103,7 @@ def test_big_frames_under_random_chunking(mode: str) -> None:
     assert got == messages
 
 
-@pytest.mark.parametrize("mode", ("len32", "netstring"))
+@pytest.mark.parametrize("mode", ["len32", "netstring"])
 def test_a_big_body_read_whole_is_the_message_itself(mode: str) -> None:
     """The driver's zero-copy contract: exact read after a header -> same object."""
     fc = make_codec(mode)
@@ -122,7 +123,7 @@ def test_a_big_body_read_whole_is_the_message_itself(mode: str) -> None:
     assert dec.read_size() < 8, "after a big frame, read one header first"
 
 
-@pytest.mark.parametrize("mode", FRAMED + ("none",))
+@pytest.mark.parametrize("mode", [*FRAMED, "none"])
 def test_random_bytes_give_messages_or_a_protocol_error(mode: str) -> None:
     @settings(max_examples=500)
     @given(st.binary(max_size=200), st.lists(st.integers(min_value=0), max_size=4))
@@ -153,7 +154,7 @@ def _oversize_headers(rng: random.Random, mode: str, max_size: int) -> list[byte
     return [n.to_bytes(width, "big") for n in lengths]
 
 
-@pytest.mark.parametrize("mode", ("len16", "len32", "len64", "netstring"))
+@pytest.mark.parametrize("mode", ["len16", "len32", "len64", "netstring"])
 def test_declared_length_over_max_size_is_refused_before_allocation(mode: str) -> None:
     max_size = 1000 if mode == "len16" else 1 << 20
     rng = random.Random(mode)
@@ -175,7 +176,7 @@ def test_declared_length_over_max_size_is_refused_before_allocation(mode: str) -
     assert peak_growth < 1 << 20
 
 
-@pytest.mark.parametrize("mode", ("line", "nul"))
+@pytest.mark.parametrize("mode", ["line", "nul"])
 def test_delimited_frame_longer_than_max_size_is_refused(mode: str) -> None:
     dec = make_codec(mode, max_size=100).decoder
     dec.feed(b"a" * 60)
@@ -190,9 +191,7 @@ def test_netstring_digits_beyond_max_size_refused_early() -> None:
         dec.feed(b"9")
 
 
-@pytest.mark.parametrize(
-    "wire", [b"01:a,", b"x:", b":a,", b"1:ab", b"-1:a,", b"2:ab;"], ids=repr
-)
+@pytest.mark.parametrize("wire", [b"01:a,", b"x:", b":a,", b"1:ab", b"-1:a,", b"2:ab;"], ids=repr)
 def test_bad_netstrings(wire: bytes) -> None:
     with pytest.raises(BadFrame):
         decode_all(make_codec("netstring").decoder, wire)

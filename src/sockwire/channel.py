@@ -724,6 +724,22 @@ class Channel:
         """
         if isinstance(sock, socket.socket):
             sock = Socket.adopt(sock, label=label)
+        try:
+            return cls._from_socket(sock, framing, codec, authenticated, max_size, label)
+        except BaseException:
+            sock.close()  # the Channel owned it from the start
+            raise
+
+    @classmethod
+    def _from_socket(
+        cls,
+        sock: Socket,
+        framing: str | None,
+        codec: str | Codec,
+        authenticated: bool,
+        max_size: int,
+        label: str | None,
+    ) -> Channel:
         kind: Kind
         if sock.type == socket.SOCK_STREAM:
             kind = "stream"
@@ -744,35 +760,26 @@ class Channel:
         packet_limit = MAX_PACKET
         if kind == "stream" and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if kind == "seqpacket":
-            # The kernel's largest seqpacket message is SO_SNDBUF minus 32
-            # bytes (measured on this machine); bigger ones fail with EMSGSIZE,
-            # so messages are split below that.
-            sndbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
-            packet_limit = min(MAX_PACKET, sndbuf - 32)
-        if kind == "dgram" and sock.family == socket.AF_UNIX:
+        if kind == "seqpacket" or (kind == "dgram" and sock.family == socket.AF_UNIX):
+            # The kernel's largest seqpacket (and unix datagram) message is
+            # SO_SNDBUF minus 32 bytes (measured on this machine); larger ones
+            # fail with EMSGSIZE, so a seqpacket Channel splits below that.
             sndbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
             packet_limit = min(MAX_PACKET, sndbuf - 32)
         if kind == "dgram" and sock.family in (socket.AF_INET, socket.AF_INET6):
-            packet_limit = 65507 if sock.family == socket.AF_INET else 65527
-        name = label or sock.label or f"channel fd {sock.fd}"
-        try:
-            io = SocketIO(sock)
-            return cls(
-                io,
-                kind=kind,
-                framing=framing or ("len32" if kind == "stream" else "none"),
-                codec=codec,
-                authenticated=authenticated,
-                max_size=max_size,
-                packet_limit=packet_limit,
-                label=name,
-                family=sock.family,
-                sock_type=sock.type,
-            )
-        except BaseException:
-            sock.close()
-            raise
+            packet_limit = 65507 if sock.family == socket.AF_INET else 65527  # 64 KiB - headers
+        return cls(
+            SocketIO(sock),
+            kind=kind,
+            framing=framing or ("len32" if kind == "stream" else "none"),
+            codec=codec,
+            authenticated=authenticated,
+            max_size=max_size,
+            packet_limit=packet_limit,
+            label=label or sock.label or f"channel fd {sock.fd}",
+            family=sock.family,
+            sock_type=sock.type,
+        )
 
     @classmethod
     def connect(
