@@ -405,3 +405,20 @@ def test_struct_of_the_datagram_header() -> None:
         a.send(b"hi")
         raw = b._io.raw.recv(64)  # type: ignore[attr-defined]
         assert raw == struct.pack("!BI", 0x10, 0) + b"hi"
+
+
+def test_a_channel_made_under_a_trace_hook_shows_its_system_calls() -> None:
+    from sockwire import trace
+
+    with trace.recording() as events:
+        a, b = sockwire.pipe()
+        with a, b:
+            a.send(b"one")
+            a.send(b"two")
+            a.flush()
+            assert [b.recv(timeout=5), b.recv(timeout=5)] == [b"one", b"two"]
+    calls = [e.call for e in events]
+    assert calls.count("send") == 1  # two messages, one system call
+    assert "recv" in calls
+    sent = next(e for e in events if e.call == "send")
+    assert sent.result == "14"

@@ -76,6 +76,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
 from . import framing as _framing
+from . import trace
 from .address import Endpoint, parse
 from .codecs import Codec, get_codec
 from .errors import (
@@ -89,10 +90,13 @@ from .errors import (
     SockwireError,
     TimeoutError,
     UnsupportedError,
+    errno_name,
     translate,
 )
+from .flags import MsgFlag
 from .framing import BIG, DEFAULT_MAX_SIZE, READ_SIZE, BytesLike
 from .sock import Address, Socket
+from .trace import Event, preview
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -620,6 +624,70 @@ class SocketIO:
         self.socket.close()
 
 
+class TracedSocketIO(SocketIO):
+    """SocketIO that reports every call to :mod:`sockwire.trace` (chosen when hooks exist).
+
+    A Channel built while a trace hook is installed (the tour, ``--trace``)
+    uses this seam, so the frames beneath the messages are visible as
+    strace-like lines. Errors stay ``OSError`` here: the Channel translates.
+    """
+
+    def _emit(
+        self, call: str, args: tuple[str, ...], result: str, data: bytes | None = None
+    ) -> None:
+        fd = self.raw.fileno()
+        trace.emit(Event(call, (str(fd), *args), result, fd=fd, data=data))
+
+    def _failed(self, call: str, args: tuple[str, ...], exc: OSError) -> None:
+        fd = self.raw.fileno()
+        name = errno_name(exc.errno) if exc.errno is not None else type(exc).__name__
+        trace.emit(Event(call, (str(fd), *args), "-1", name, fd=fd))
+
+    def recv(self, size: int, waitall: bool) -> bytes:
+        flags = socket.MSG_WAITALL if waitall else 0
+        args = (str(min(size, READ_SIZE) if not waitall else size), str(MsgFlag(flags)))
+        try:
+            data = super().recv(size, waitall)
+        except OSError as exc:
+            self._failed("recv", args, exc)
+            raise
+        self._emit("recv", args, str(len(data)), data)
+        return data
+
+    def recv_packet(self, buf: memoryview) -> tuple[int, Address | None]:
+        args = (str(len(buf)), str(MsgFlag(socket.MSG_TRUNC)))
+        try:
+            size, address = super().recv_packet(buf)
+        except OSError as exc:
+            self._failed("recvfrom", args, exc)
+            raise
+        self._emit("recvfrom", args, str(size), buf[: min(size, len(buf))].tobytes())
+        return size, address
+
+    def send_all(self, buffers: Sequence[BytesLike]) -> None:
+        for item in buffers:  # one send per call made, partial sends shown as they happen
+            view = memoryview(item).cast("B")
+            while view:
+                args = (preview(bytes(view[:64])), str(len(view)), "MSG_NOSIGNAL")
+                try:
+                    sent = self.raw.send(view, socket.MSG_NOSIGNAL)
+                except OSError as exc:
+                    self._failed("send", args, exc)
+                    raise
+                self._emit("send", args, str(sent))
+                view = view[sent:]
+
+    def send_packet(self, buffers: Sequence[BytesLike]) -> None:
+        data = b"".join(bytes(b) for b in buffers)
+        args = ("[" + ", ".join(preview(bytes(b)) for b in buffers) + "]", str(len(data)))
+        try:
+            super().send_packet(buffers)
+        except OSError as exc:
+            self._failed("sendmsg", args, exc)
+            raise
+        self._emit("sendmsg", args, str(len(data)))
+
+
 # --------------------------------------------------------------------------
 # The blocking driver
 # --------------------------------------------------------------------------
@@ -769,7 +837,7 @@ class Channel:
         if kind == "dgram" and sock.family in (socket.AF_INET, socket.AF_INET6):
             packet_limit = 65507 if sock.family == socket.AF_INET else 65527  # 64 KiB - headers
         return cls(
-            SocketIO(sock),
+            TracedSocketIO(sock) if trace.installed else SocketIO(sock),
             kind=kind,
             framing=framing or ("len32" if kind == "stream" else "none"),
             codec=codec,
