@@ -422,3 +422,34 @@ def test_a_channel_made_under_a_trace_hook_shows_its_system_calls() -> None:
     assert "recv" in calls
     sent = next(e for e in events if e.call == "send")
     assert sent.result == "14"
+
+
+@pytest.mark.parametrize("name", ["pipe-stream", "tcp"])
+def test_threads_mixing_small_and_big_frames_never_interleave(name: str, tmp: str) -> None:
+    a, b = _make(name, tmp)
+    per_thread = 1500
+
+    def size(i: int) -> int:
+        return 70000 if i % 97 == 0 else 1 + i % 50
+
+    def sender(tag: int) -> None:
+        for i in range(per_thread):
+            a.send(bytes([tag]) * size(i))
+            if i % 500 == 0:
+                a.flush()
+        a.send_many(bytes([tag]) * size(i) for i in range(per_thread))
+        a.flush()
+
+    with a, b:
+        threads = [threading.Thread(target=sender, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            got = [b.recv(timeout=10) for _ in range(4 * 2 * per_thread)]
+        finally:
+            for thread in threads:
+                thread.join()
+    for tag in range(4):
+        mine = [m for m in got if m[:1] == bytes([tag])]
+        assert all(m == m[:1] * len(m) for m in mine)
+        assert [len(m) for m in mine] == [size(i) for i in range(per_thread)] * 2

@@ -68,6 +68,7 @@ import os
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 import weakref
@@ -133,6 +134,9 @@ _PKT_MORE = bytes([_V | FLAG_MORE])
 _DGRAM_HEADER = struct.Struct("!BI")
 _SEQ_MASK = 0xFFFFFFFF
 _SEQ_WINDOW = 1 << 31
+#: True where the GIL makes one ``bytearray +=`` atomic (every build before
+#: PEP 703's free-threaded one): the fast send path relies on it.
+_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 #: Senders tracked for datagram loss accounting (oldest forgotten first).
 MAX_TRACKED_SENDERS = 1024
 
@@ -292,14 +296,8 @@ class ChannelCore:
         if kind == "stream":
             out = self.out
             if size < self._fast_limit:
-                mark = len(out)
-                out += self._pack(size)
-                try:
-                    out += msg
-                except TypeError:
-                    del out[mark:]
-                    raise
-                return [[out]] if len(out) >= FLUSH_AT else None
+                out += self._pack(size) + msg  # one append: atomic, and all or nothing
+                return [[self.take()]] if len(out) >= FLUSH_AT else None
             return self._queue_stream_slow(msg, size)
         if kind == "seqpacket":
             return self._packets(msg, size)
@@ -314,15 +312,12 @@ class ChannelCore:
                 "raise max_size on both ends",
             )
         if size < BIG:
-            mark = len(out)
-            try:
-                self.encoder.append(out, msg)
-            except TypeError:
-                del out[mark:]
-                raise
-            return [[out]] if len(out) >= FLUSH_AT else None
+            frame = bytearray()
+            self.encoder.append(frame, msg)
+            out += frame  # one append: atomic, and all or nothing
+            return [[self.take()]] if len(out) >= FLUSH_AT else None
         head, trailer = self.encoder.head(msg)
-        write: list[BytesLike] = [out] if out else []
+        write: list[BytesLike] = [self.take()] if out else []
         if head:
             write.append(head)
         write.append(msg)
@@ -359,14 +354,22 @@ class ChannelCore:
         return [[header, msg]]
 
     def fast_sender(
-        self, write: Callable[[list[list[BytesLike]]], None], lock: threading.Lock
+        self,
+        flush: Callable[[], None],
+        write: Callable[[list[list[BytesLike]]], None],
+        lock: threading.Lock,
     ) -> Callable[[BytesLike], None] | None:
         """``send`` for small frames of a length-prefix stream, as one closure.
 
         The same steps as :meth:`queue` (which stays the reference and takes
-        every other case), minus the method calls and attribute lookups that
-        dominate at 64-byte messages. ``write`` is the driver's; None when
-        this channel has no fast path (other framings, packets).
+        every other case), minus the method calls, attribute lookups and the
+        lock that dominate at 64-byte messages. A frame is appended with one
+        ``bytearray +=``, which the GIL makes atomic, so frames of several
+        threads never interleave; writes to the socket (``flush``, and
+        ``write`` of what :meth:`queue` returns) are serialized by ``lock``
+        and take the bytes out with :meth:`take`. Without a GIL (PEP 703
+        builds) every send takes the lock instead. None when this channel has
+        no fast path (other framings, packets).
         """
         if self._fast_limit == 0:
             return None
@@ -378,15 +381,18 @@ class ChannelCore:
         release = lock.release
 
         def send(msg: BytesLike) -> None:
+            size = len(msg)
+            if size < limit and core.sendable:
+                try:
+                    out = core.out
+                    out += pack(size) + msg
+                except TypeError:
+                    raise _not_bytes(msg) from None
+                if len(out) >= FLUSH_AT:
+                    flush()
+                return
             acquire()
             try:
-                size = len(msg)
-                if size < limit and core.sendable:
-                    out = core.out
-                    out += pack(size) + msg  # one append: a TypeError leaves `out` intact
-                    if len(out) >= FLUSH_AT:
-                        write([[out]])
-                    return
                 writes = queue(msg)
                 if writes is not None:
                     write(writes)
@@ -395,19 +401,88 @@ class ChannelCore:
             finally:
                 release()
 
-        return send
+        def send_locked(msg: BytesLike) -> None:
+            acquire()
+            try:
+                writes = queue(msg)
+                if writes is not None:
+                    write(writes)
+            except TypeError:
+                raise _not_bytes(msg) from None
+            finally:
+                release()
+
+        return send if _GIL else send_locked
+
+    def fast_batch_sender(
+        self,
+        flush: Callable[[], None],
+        write: Callable[[list[list[BytesLike]]], None],
+        lock: threading.Lock,
+    ) -> Callable[[Iterable[BytesLike]], None] | None:
+        """``send_many`` for a length-prefix stream: the frames of a batch in one append."""
+        if self._fast_limit == 0:
+            return None
+        core = self
+        pack = self._pack
+        limit = self._fast_limit
+        queue = self.queue
+        acquire = lock.acquire
+        release = lock.release
+
+        def send_many(msgs: Iterable[BytesLike]) -> None:
+            batch = bytearray()
+            msg: object = None
+            try:
+                for msg in msgs:
+                    size = len(msg)
+                    if size < limit:
+                        batch += pack(size) + msg
+                        if len(batch) < FLUSH_AT:
+                            continue
+                    if not core.sendable:
+                        core.check("send")
+                    acquire()
+                    try:
+                        core.out += batch
+                        batch.clear()
+                        if size >= limit:
+                            writes = queue(msg)
+                            if writes is not None:
+                                write(writes)
+                        else:
+                            write([[core.take()]])
+                    finally:
+                        release()
+                if batch:
+                    if not core.sendable:
+                        core.check("send")
+                    out = core.out
+                    out += batch
+                    if len(out) >= FLUSH_AT:
+                        flush()
+            except TypeError:
+                if batch:  # the messages before the bad one still go out, in order
+                    core.out += batch
+                raise _not_bytes(msg) from None
+
+        return send_many
+
+    def take(self) -> bytes:
+        """Take every buffered byte out (for a write), leaving later appends in place.
+
+        ``bytes(out)`` and ``del out[:n]`` are one C call each; an append by
+        another thread between them lands after the first n bytes and stays.
+        The writer holds the send lock, so two writers never reorder frames.
+        """
+        out = self.out
+        data = bytes(out)
+        del out[: len(data)]
+        return data
 
     def flush_writes(self) -> list[list[BytesLike]]:
         """The writes flush() must make (buffered stream frames), maybe none."""
-        return [[self.out]] if self.out else []
-
-    def sent(self) -> None:
-        """The driver wrote everything it was given: empty the buffer."""
-        self.out.clear()
-
-    def discard_output(self) -> None:
-        """A write failed: what was buffered will never be sent."""
-        self.out = bytearray()  # a new one: the failed write may still hold a view
+        return [[self.take()]] if self.out else []
 
     # ---- incoming
 
@@ -753,23 +828,83 @@ class Channel:
     def _install_fast_paths(self) -> None:
         """Per-instance closures for send/recv of raw bytes: one Python call per message."""
         if self._dumps is None:
-            fast = self._core.fast_sender(self._write, self._send_lock)
+            fast = self._core.fast_sender(self._flush, self._write, self._send_lock)
             if fast is not None:
                 self.send = fast  # type: ignore[method-assign,assignment]
+            batch = self._core.fast_batch_sender(self._flush, self._write, self._send_lock)
+            if batch is not None:
+                self.send_many = batch  # type: ignore[method-assign,assignment]
         if self._loads is None:
-            pending = self._pending
-            popleft = self._popleft
-            slow = self._recv_slow
+            self.recv = self._fast_receiver()  # type: ignore[method-assign,assignment]
 
-            def recv(timeout: float | None = None) -> Any:
+    def _fast_receiver(self) -> Callable[[float | None], Any]:
+        """recv() as one closure; for streams it holds _recv_general's loop, lean.
+
+        Every name the loop needs is a closure cell (no attribute lookups):
+        this is the round-trip path, where per-call Python work shows.
+        """
+        pending = self._pending
+        popleft = self._popleft
+        general = self._recv_general
+        if self._packets:
+
+            def recv_packets(timeout: float | None = None) -> Any:
                 if pending:
                     try:
                         return popleft()
                     except IndexError:  # another thread took the last one
                         pass
-                return slow(timeout)
+                return general(timeout)
 
-            self.recv = recv  # type: ignore[method-assign]
+            return recv_packets
+        core = self._core
+        decoder = core.decoder
+        assert decoder is not None
+        read_size = decoder.read_size
+        receive = core.receive
+        io_recv = self._io.recv
+        io_send_all = self._io.send_all
+        take = core.take
+        recv_lock = self._recv_lock
+        send_lock = self._send_lock
+        recv_error = self._recv_error
+        broken = self._break
+
+        def recv(timeout: float | None = None) -> Any:
+            if pending:
+                try:
+                    return popleft()
+                except IndexError:  # another thread took the last one
+                    pass
+            if timeout is not None:
+                return general(timeout)
+            recv_lock.acquire()
+            try:
+                while not pending:
+                    if core.state is not _OPEN:
+                        core.check("recv")
+                    if core.out:  # flush before blocking: the peer may wait for it
+                        send_lock.acquire()
+                        try:
+                            io_send_all((take(),))
+                        except OSError as exc:
+                            raise recv_error(exc, "send") from exc
+                        finally:
+                            send_lock.release()
+                    try:
+                        data = io_recv(read_size(), decoder.exact)
+                    except OSError as exc:
+                        raise recv_error(exc, "recv") from exc
+                    try:
+                        receive(data)
+                    except (ProtocolError, ConnectionLost):
+                        broken()
+                        raise
+                return popleft()
+            finally:
+                recv_lock.release()
+
+        return recv
 
     # ---- construction helpers
 
@@ -972,16 +1107,21 @@ class Channel:
 
     def _flush_locked(self) -> None:
         core = self._core
-        out = core.out
-        if out:
+        if core.out:
+            data = core.take()
             try:
-                if self._packets:
-                    raise AssertionError("packet channels buffer nothing")
-                self._io.send_all((out,))
+                self._io.send_all((data,))
             except OSError as exc:
-                core.discard_output()
                 raise self._translate(exc, "send") from exc
-            out.clear()
+
+    def _flush(self) -> None:
+        """Write what is buffered (the fast sender's call when the buffer is full)."""
+        lock = self._send_lock
+        lock.acquire()
+        try:
+            self._flush_locked()
+        finally:
+            lock.release()
 
     def _write(self, writes: list[list[BytesLike]]) -> None:
         io = self._io
@@ -993,9 +1133,7 @@ class Channel:
                 for write in writes:
                     io.send_all(write)
         except OSError as exc:
-            self._core.discard_output()
             raise self._translate(exc, "send") from exc
-        self._core.sent()
 
     def _type_error(self, msg: Any) -> InvalidOperation:
         shown = type(msg).__name__ if msg is not None else "non-bytes object"
@@ -1025,44 +1163,12 @@ class Channel:
         return msg
 
     def _recv_slow(self, timeout: float | None) -> bytes:
-        if timeout is None and not self._packets:
-            return self._recv_stream()
         return self._recv_general(timeout)
 
-    def _recv_stream(self) -> bytes:
-        """_recv_general for a stream without deadline: the round-trip path, kept lean."""
-        lock = self._recv_lock
-        lock.acquire()
-        try:
-            core = self._core
-            pending = self._pending
-            read_size = core.read_size
-            recv = self._io.recv
-            receive = core.receive
-            while not pending:
-                if core.state is not _OPEN:
-                    core.check("recv")
-                if core.out:
-                    with self._send_lock:
-                        self._flush_locked()
-                want, exact = read_size()
-                try:
-                    data = recv(want, exact)
-                except OSError as exc:
-                    raise self._recv_error(exc) from exc
-                try:
-                    receive(data)
-                except (ProtocolError, ConnectionLost):
-                    self._break()
-                    raise
-            return pending.popleft()
-        finally:
-            lock.release()
-
-    def _recv_error(self, exc: OSError) -> SockwireError:
+    def _recv_error(self, exc: OSError, op: str = "recv") -> SockwireError:
         if self._core.state is State.CLOSED:
             return ClosedError(f"recv on {self.label}", "the channel was closed during the call")
-        return self._translate(exc, "recv")
+        return self._translate(exc, op)
 
     def _recv_general(self, timeout: float | None) -> bytes:
         if timeout is None:
