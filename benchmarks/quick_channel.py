@@ -10,7 +10,7 @@ of the per-round ratios. The cases are the issue's performance targets:
   one-way 1 MiB:        sockwire                    vs stdlib framed loop    (target >= 1.0x)
                         sockwire                    vs multiprocessing.connection (>= 2x)
 
-usage: python benchmarks/quick_channel.py [--rounds N] [--scale F] [--profile CASE]
+usage: python benchmarks/quick_channel.py [--rounds N] [--scale F] [--pin CPU] [--profile CASE]
 (pyzmq cases are skipped when pyzmq is not installed: pip install pyzmq)
 """
 
@@ -261,7 +261,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply message counts")
     parser.add_argument("--profile", choices=["send", "rtt", "big"], help="cProfile one case")
+    parser.add_argument(
+        "--pin",
+        type=int,
+        metavar="CPU",
+        help="pin both processes to one CPU (CPU cost per message)",
+    )
     args = parser.parse_args()
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})  # children inherit it
     n_small = int(200_000 * args.scale)
     n_rtt = int(20_000 * args.scale)
     n_big = int(1_000 * args.scale)

@@ -76,3 +76,19 @@ def test_pickle_bytes_never_execute_on_default_channels(tmp_path: os.PathLike[st
         a.flush()
         assert b.recv() == {"still": "usable"}
     assert not os.path.exists(sentinel)
+
+
+@pytest.mark.parametrize("kind", ["stream", "seqpacket", "dgram"])
+def test_codecs_through_a_pipe(kind: str) -> None:
+    pytest.importorskip("msgpack")
+    a, b = sockwire.pipe(kind, codec="msgpack")
+    with a, b:
+        a.send_many([{"k": b"\0bin"}, [1, "two"]])
+        a.flush()
+        assert b.recv(timeout=5) == {"k": b"\0bin"}
+        assert b.recv(timeout=5) == [1, "two"]
+    a, b = sockwire.pipe(kind, codec="pickle", authenticated=True)
+    with a, b:
+        a.send({1, 2, 3})
+        a.flush()
+        assert b.recv(timeout=5) == {1, 2, 3}
