@@ -478,6 +478,95 @@ class ChannelCore:
 
         return send_many
 
+    def fast_stream_receiver(
+        self,
+        *,
+        recv_into: Callable[[memoryview, int], int],
+        view: memoryview,
+        sendall: Callable[[bytes], None],
+        recv_lock: threading.Lock,
+        send_lock: threading.Lock,
+        general: Callable[[float | None], bytes],
+        general_read: Callable[[], bytes],
+        on_error: Callable[[OSError, str], SockwireError],
+        broken: Callable[[], None],
+    ) -> Callable[[float | None], Any] | None:
+        """``recv`` for a length-prefix stream read into ``view``, as one closure.
+
+        The round-trip path: flush what ``send`` buffered, one ``recv_into``,
+        whole frames sliced out inline (the decoder's loop, without its call
+        layers). Anything else (a partial frame at the end, a big body, EOF,
+        a length over max_size) goes to :meth:`receive`, i.e. the decoder,
+        which is the reference for every byte it is given. ``sendall`` and
+        ``recv_into`` are the driver's; the core still does no I/O itself.
+        """
+        decoder = self.decoder
+        if not isinstance(decoder, _framing.LengthPrefixDecoder):
+            return None
+        core = self
+        width = decoder.width
+        unpack_from = decoder._unpack_from
+        max_size = decoder.max_size
+        pending = self.pending
+        popleft = pending.popleft
+        append = pending.append
+        receive = self.receive
+        take = self.take
+        size_limit = min(READ_SIZE, len(view))
+
+        def recv(timeout: float | None = None) -> Any:
+            if pending:
+                try:
+                    return popleft()
+                except IndexError:  # another thread took the last one
+                    pass
+            if timeout is not None:
+                return general(timeout)
+            recv_lock.acquire()
+            try:
+                while not pending:
+                    if core.state is not _OPEN:
+                        core.check("recv")
+                    if core.out:  # flush before blocking: the peer may wait for it
+                        send_lock.acquire()
+                        try:
+                            sendall(take())
+                        except OSError as exc:
+                            raise on_error(exc, "send") from exc
+                        finally:
+                            send_lock.release()
+                    try:
+                        # the decoder mid-frame (tail, big body, header-only read):
+                        # its own read sizes and its own parsing
+                        if decoder._tail or decoder._need or decoder._header_only:
+                            general_read()
+                            continue
+                        count = recv_into(view, size_limit)
+                        if not count:
+                            receive(b"")
+                            continue
+                        data = view[:count].tobytes()
+                        start = 0
+                        while count - start >= width:
+                            (size,) = unpack_from(data, start)
+                            stop = start + width + size
+                            if stop > count or size > max_size:
+                                break
+                            append(data[start + width : stop])
+                            start = stop
+                        if start < count:
+                            receive(data[start:] if start else data)
+                    except OSError as exc:
+                        raise on_error(exc, "recv") from exc
+                    except (ProtocolError, ConnectionLost):
+                        broken()
+                        raise
+                return popleft()
+            finally:
+                recv_lock.release()
+
+        return recv
+
     def take(self) -> bytes:
         """Take every buffered byte out (for a write), leaving later appends in place.
 
@@ -872,6 +961,22 @@ class Channel:
         core = self._core
         decoder = core.decoder
         assert decoder is not None
+        io = self._io
+        if isinstance(io, SocketIO) and not isinstance(io, TracedSocketIO):
+            raw = io.raw
+            fast = core.fast_stream_receiver(
+                recv_into=raw.recv_into,
+                view=io._view,
+                sendall=lambda data: raw.sendall(data, socket.MSG_NOSIGNAL),
+                recv_lock=self._recv_lock,
+                send_lock=self._send_lock,
+                general=general,
+                general_read=self._read_once,
+                on_error=self._recv_error,
+                broken=self._break,
+            )
+            if fast is not None:
+                return fast
         read_size = decoder.read_size
         receive = core.receive
         io_recv = self._io.recv
@@ -1176,6 +1281,15 @@ class Channel:
 
     def _recv_slow(self, timeout: float | None) -> bytes:
         return self._recv_general(timeout)
+
+    def _read_once(self) -> bytes:
+        """One read as the decoder asks for it (recv lock held); messages go to pending."""
+        core = self._core
+        decoder = core.decoder
+        assert decoder is not None
+        data = self._io.recv(decoder.read_size(), decoder.exact)
+        core.receive(data)
+        return data
 
     def _recv_error(self, exc: OSError, op: str = "recv") -> SockwireError:
         if self._core.state is State.CLOSED:
