@@ -23,6 +23,7 @@ import pstats
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -256,6 +257,20 @@ def zmq_oneway(count: int, msg: bytes) -> float:
 # ---------------------------------------------------------------- main
 
 
+def _fresh(case: str, scale: float, pin: int | None) -> float:
+    """Run one case in a new interpreter: no case inherits another's heap state.
+
+    (glibc serves 1 MiB allocations with mmap until a free raises its
+    threshold, so a forked child's speed depends on what its parent did:
+    multiprocessing.connection measured 0.6 or 5 GB/s by that alone.)
+    """
+    argv = [sys.executable, __file__, "--one", case, "--scale", str(scale)]
+    if pin is not None:
+        argv += ["--pin", str(pin)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=600)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -267,6 +282,7 @@ def main() -> None:
         metavar="CPU",
         help="pin both processes to one CPU (CPU cost per message)",
     )
+    parser.add_argument("--one", metavar="CASE", help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
     if args.pin is not None:
         os.sched_setaffinity(0, {args.pin})  # children inherit it
@@ -307,10 +323,13 @@ def main() -> None:
     }
     if have_zmq:
         cases["zmq 64B"] = lambda: n_small / zmq_oneway(n_small, SMALL)
+    if args.one:
+        print(cases[args.one]())
+        return
     results: dict[str, list[float]] = {name: [] for name in cases}
     for round_no in range(args.rounds):
-        for name, fn in cases.items():
-            results[name].append(fn())
+        for name in cases:
+            results[name].append(_fresh(name, args.scale, args.pin))
         print(
             f"round {round_no + 1}: " + ", ".join(f"{k}={v[-1]:,.0f}" for k, v in results.items())
         )
