@@ -73,6 +73,7 @@ Measured with ``benchmarks/quick_channel.py``; results in the issue notes.
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import select
@@ -149,6 +150,12 @@ _SEQ_WINDOW = 1 << 31
 _GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 #: Senders tracked for datagram loss accounting (oldest forgotten first).
 MAX_TRACKED_SENDERS = 1024
+
+
+@functools.cache
+def _small_headers(pack: Callable[[int], bytes]) -> tuple[bytes, ...]:
+    """len32 headers of sizes 0-255, made once: indexing beats struct.pack."""
+    return tuple(pack(size) for size in range(256))
 
 
 def _not_bytes(msg: object) -> InvalidOperation:
@@ -390,15 +397,18 @@ class ChannelCore:
         acquire = lock.acquire
         release = lock.release
 
+        flush_at = FLUSH_AT
+        heads = _small_headers(self._pack) if limit == BIG and self.framing == "len32" else None
+
         def send(msg: BytesLike) -> None:
             size = len(msg)
             if size < limit and core.sendable:
                 try:
                     out = core.out
-                    out += pack(size) + msg
+                    out += (heads[size] if heads and size < 256 else pack(size)) + msg
                 except TypeError:
                     raise _not_bytes(msg) from None
-                if len(out) >= FLUSH_AT:
+                if len(out) >= flush_at:
                     flush()
                 return
             acquire()
