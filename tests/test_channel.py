@@ -474,3 +474,22 @@ def test_fast_receiver_hands_odd_reads_to_the_decoder() -> None:
         finally:
             thread.join()
     assert got == messages
+
+
+def test_a_closed_channel_is_freed_by_reference_counting() -> None:
+    import gc
+    import weakref
+
+    a, b = sockwire.pipe()
+    a.send(b"x")
+    a.flush()
+    assert b.recv(timeout=5) == b"x"
+    ref = weakref.ref(a)
+    a.close()
+    b.close()
+    gc.disable()
+    try:
+        del a
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -1400,6 +1400,10 @@ class Channel:
             core.closed()
         self._io.close()
         _CHANNELS.discard(self)
+        # the fast-path closures refer back to this channel: drop the cycle;
+        # the class's methods answer from now on (with ClosedError)
+        for name in ("send", "send_many", "recv"):
+            self.__dict__.pop(name, None)
 
     def _flush_on_close(self) -> None:
         writes = self._core.flush_writes()
@@ -1438,9 +1442,8 @@ class Channel:
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._core.forget_buffers()
-        self.__dict__.pop("send", None)
-        self.__dict__.pop("recv", None)
-        self._install_fast_paths()  # they hold the old locks
+        if self._core.state is not State.CLOSED:
+            self._install_fast_paths()  # the old ones hold the old locks
 
 
 def pipe(
