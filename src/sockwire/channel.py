@@ -24,8 +24,8 @@ State rules of a Channel (the core enforces them; every driver shares them)::
     OPEN         EOF at a frame boundary        PEER_CLOSED  queued messages, then ConnectionLost
     OPEN         EOF inside a frame             BROKEN       queued messages, then ConnectionLost
                                                              (cause: BadFrame); no partial message
-    OPEN         bad frame (FrameTooLarge, ..)  BROKEN       ProtocolError; the socket is closed
-    OPEN         reset / EPIPE / ECONNRESET     BROKEN       ConnectionLost; the socket is closed
+    OPEN         bad frame (FrameTooLarge, ..)  BROKEN       ProtocolError; connection shut down
+    OPEN         reset / EPIPE / ECONNRESET     BROKEN       ConnectionLost; connection shut down
     PEER_CLOSED  send(msg)                      PEER_CLOSED  allowed (half-close); EPIPE -> BROKEN
     PEER_CLOSED  recv, nothing queued           PEER_CLOSED  ConnectionLost again; iteration ends
     BROKEN       send / recv / flush            BROKEN       the same error again
@@ -34,9 +34,10 @@ State rules of a Channel (the core enforces them; every driver shares them)::
     CLOSED       send / recv / flush            CLOSED       ClosedError
     CLOSED       close()                        CLOSED       nothing: close is idempotent
 
-Datagram channels have no EOF: a datagram that breaks the protocol is
-counted (``stats.invalid``) and dropped, not fatal, since anyone may send to
-a bound address.
+"Shut down" is shutdown(SHUT_RDWR): the peer sees the end at once; the
+descriptor itself is released by close(). Datagram channels have no EOF: a
+datagram that breaks the protocol is counted (``stats.invalid``) and
+dropped, not fatal, since anyone may send to a bound address.
 
 Thread contract: a Channel may be shared by threads; frames never
 interleave and one thread's messages keep their order. Appending a small
@@ -57,9 +58,10 @@ close the end it does not use.
 
 Performance notes, the reasons behind the shape: per-message Python work is
 the limit, so the hot paths are a few lines. ``send`` appends to one
-``bytearray``; ``recv`` reads up to 256 KiB per system call and slices every
-complete frame out of it (slicing ``bytes`` is the cheapest way to make a
-``bytes`` in CPython); a big body is read with one ``recv(n, MSG_WAITALL)``
+``bytearray``; ``recv`` reads up to 256 KiB per system call into one reused
+buffer, takes one ``bytes`` snapshot and slices every complete frame out of
+it (slicing ``bytes`` is the cheapest way to make a ``bytes`` in CPython);
+without a deadline, a big body is read with one ``recv(n, MSG_WAITALL)``
 whose result *is* the message; big sends go out with ``sendmsg`` gathering
 header and payload (no copy). ``Socket.raw`` is used on these paths and
 ``OSError`` is translated here, at the Channel boundary. ``send`` and
