@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 import sys
@@ -11,12 +12,17 @@ import pytest
 import sockwire
 from sockwire.codecs import get_codec
 from sockwire.errors import InvalidOperation, PermissionDenied, ProtocolError, UnsupportedError
+from tests.helpers import need
+
+
+def _need_msgpack() -> None:
+    need(importlib.util.find_spec("msgpack") is not None, "needs msgpack (a dev extra)")
 
 
 @pytest.mark.parametrize("name", ["json", "msgpack"])
 def test_structured_codecs_round_trip(name: str) -> None:
     if name == "msgpack":
-        pytest.importorskip("msgpack")
+        _need_msgpack()
     codec = get_codec(name)
     value = {"a": [1, 2.5, "three", None, True], "b": {"c": "ü"}}
     assert codec.decode(codec.encode(value)) == value
@@ -80,7 +86,7 @@ def test_pickle_bytes_never_execute_on_default_channels(tmp_path: os.PathLike[st
 
 @pytest.mark.parametrize("kind", ["stream", "seqpacket", "dgram"])
 def test_codecs_through_a_pipe(kind: str) -> None:
-    pytest.importorskip("msgpack")
+    _need_msgpack()
     a, b = sockwire.pipe(kind, codec="msgpack")
     with a, b:
         a.send_many([{"k": b"\0bin"}, [1, "two"]])
