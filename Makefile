@@ -39,5 +39,8 @@ bench: $(STAMP)
 		echo "socat missing: the relay suite will report it as missing"
 	$(BIN)/sockwire bench $(BENCH_ARGS)
 
+soak: $(STAMP)
+	$(BIN)/pytest -m soak
+
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .hypothesis

@@ -55,6 +55,7 @@ OPTION_VALUES = {
     "certfile": st.text(_path_chars, min_size=1, max_size=30),
     "keyfile": st.text(_path_chars, min_size=1, max_size=30),
     "cafile": st.text(string.ascii_letters + "/&?% =", min_size=1, max_size=30),
+    "authfile": st.text(_path_chars, min_size=1, max_size=30),
     "servername": hostnames,
     "unsafe_dir": st.sampled_from(["1", "0", "yes", "off"]),
     "allowed_uids": st.lists(

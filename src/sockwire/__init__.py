@@ -6,6 +6,8 @@ imported eagerly; it is small. Higher layers are imported on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
 from .address import Endpoint, parse
 from .errors import (
@@ -34,10 +36,24 @@ from .errors import (
 from .flags import MsgFlag
 from .sock import Creds, FamilyInfo, Message, Peer, Socket, families, socketpair
 
+if TYPE_CHECKING:
+    from .channel import Channel, pipe
+
+
+def __getattr__(name: str) -> Any:
+    """Channel and pipe are imported on first use (higher layer, lazy)."""
+    if name in ("Channel", "pipe"):
+        from . import channel
+
+        return getattr(channel, name)
+    raise AttributeError(f"module 'sockwire' has no attribute {name!r}")
+
+
 __all__ = [
     "AddressError",
     "AddressInUse",
     "BadFrame",
+    "Channel",
     "ClosedError",
     "ConnectError",
     "ConnectionLost",
@@ -66,5 +82,6 @@ __all__ = [
     "__version__",
     "families",
     "parse",
+    "pipe",
     "socketpair",
 ]

@@ -250,6 +250,11 @@ OPTIONS: dict[str, OptionSpec] = {
     "certfile": OptionSpec(frozenset({"tls+tcp"}), _file_path, "PEM certificate chain file"),
     "keyfile": OptionSpec(frozenset({"tls+tcp"}), _file_path, "PEM private key file"),
     "cafile": OptionSpec(frozenset({"tls+tcp"}), _file_path, "PEM CA bundle to verify the peer"),
+    "authfile": OptionSpec(
+        frozenset({"tcp", "tls+tcp", "unix", "unix+seqpacket"}),
+        _file_path,
+        "file holding the shared key for the HMAC challenge handshake (never the key itself)",
+    ),
     "servername": OptionSpec(
         frozenset({"tls+tcp"}),
         lambda text: _host(text, "servername"),

@@ -7,10 +7,16 @@ this checkout cannot run yet is reported as missing, never silently dropped.
 from __future__ import annotations
 
 import importlib.util
+import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .harness import Case
+from .harness import Case, Conn, Ends
+from .peers import tcp_pair
+
+if TYPE_CHECKING:
+    from ..channel import Channel
 
 __all__ = ["channel", "relay_command"]
 
@@ -21,15 +27,67 @@ def _channel_missing() -> str | None:
     return None
 
 
+class _ChannelConn:
+    """A Channel as a benchmark Conn (send batches; recv flushes first)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.send = channel.send
+        self.recv = channel.recv
+        self.flush = channel.flush
+        self.close = channel.close
+
+
+def _channel_pair(transport: str) -> tuple[Channel, Channel]:
+    from ..channel import Channel, pipe
+    from ..sock import Socket
+
+    if transport in ("unix", "seqpacket", "dgram"):
+        return pipe({"unix": "stream"}.get(transport, transport))
+    if transport == "tcp":
+        a, b = tcp_pair()
+        return (
+            Channel.from_socket(Socket.adopt(a), framing="len32"),
+            Channel.from_socket(Socket.adopt(b), framing="len32"),
+        )
+    if transport == "udp":
+        left = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        right = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for sock in (left, right):
+            sock.bind(("127.0.0.1", 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        left.connect(right.getsockname())
+        right.connect(left.getsockname())
+        return Channel.from_socket(Socket.adopt(left)), Channel.from_socket(Socket.adopt(right))
+    raise ValueError(f"unknown transport {transport!r}")
+
+
 def channel(transport: str, *, one_core: bool = False) -> Case:
     """A sockwire Channel over ``transport``: unix, seqpacket, dgram, tcp or udp."""
+
+    def make() -> Ends:
+        left, right = _channel_pair(transport)
+
+        def parent() -> Conn:
+            right.close()
+            return _ChannelConn(left)
+
+        def child() -> Conn:
+            left.close()
+            return _ChannelConn(right)
+
+        def cleanup() -> None:
+            left.close()
+            right.close()
+
+        return Ends(parent, child, cleanup)
+
     suffix = " (one core)" if one_core else ""
     key = f"sockwire-{transport}" + ("-1core" if one_core else "")
     return Case(
         key,
         f"sockwire Channel, {transport}{suffix}",
         "sockwire",
-        make=None,
+        make=make,
         missing=_channel_missing,
         one_core=one_core,
     )

@@ -15,11 +15,14 @@ with min-max shown. Timings never enter pass/fail tests.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
 import signal
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -203,6 +206,10 @@ def _pin(cpu: int | None) -> None:
 Progress = Callable[[str], None]
 
 
+class CaseFailed(RuntimeError):
+    """A case could not be measured; the message carries the reason."""
+
+
 def run_suite(suite: Suite, *, quick: bool, rounds: int, progress: Progress) -> SuiteResult:
     """Run every available case ``rounds`` times, interleaved."""
     result = SuiteResult(suite)
@@ -225,25 +232,43 @@ def run_suite(suite: Suite, *, quick: bool, rounds: int, progress: Progress) -> 
                 params.total,
             )
             try:
-                if case.run is not None:
-                    figures = case.run(pinned)
-                else:
-                    assert suite.driver is not None
-                    figures = suite.driver(case, pinned)
-            except Exception as exc:  # noqa: BLE001  # one broken case must not end the bench
-                result.errors[case.key] = f"{type(exc).__name__}: {exc}"
+                figures = _run_in_worker(suite.name, case.key, pinned)
+            except CaseFailed as exc:  # one broken case must not end the bench
+                result.errors[case.key] = str(exc)
                 continue
             result.rounds.setdefault(case.key, []).append(figures)
     return result
 
 
+def _run_in_worker(suite: str, key: str, params: Params) -> dict[str, float]:
+    """Run one case once in a fresh interpreter (see worker.py for why)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "sockwire.bench.worker",
+        suite,
+        key,
+        json.dumps(dataclasses.asdict(params)),
+    ]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+    except subprocess.TimeoutExpired:
+        raise CaseFailed(f"{key}: no result within 600 s") from None
+    lines = proc.stdout.strip().splitlines()
+    try:
+        reply = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        detail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise CaseFailed(f"{key}: the worker died: {detail}") from None
+    if "error" in reply:
+        raise CaseFailed(reply["error"])
+    figures: dict[str, float] = reply["ok"]
+    return figures
+
+
 # --------------------------------------------------------------------------
 # Running the two halves of a case: fork, pin, report back through a pipe
 # --------------------------------------------------------------------------
-
-
-class CaseFailed(RuntimeError):
-    """The child side of a case failed; the message carries its reason."""
 
 
 def fork_pair(

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the ratios (needs matplotlib)")
     parser.add_argument(
-        "--rounds", type=int, default=None, help="interleaved rounds per case (default 5; 3 quick)"
+        "--rounds", type=int, default=None, help="interleaved rounds per case (default 5; 2 quick)"
     )
 
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             f"sockwire: unknown suite {unknown[0]!r}; valid: {', '.join(SUITE_NAMES)}\n"
         )
         return Exit.USAGE
-    rounds = args.rounds if args.rounds is not None else (3 if args.quick else 5)
+    rounds = args.rounds if args.rounds is not None else (2 if args.quick else 5)
     if not 1 <= rounds <= 50:
         sys.stderr.write("sockwire: --rounds must be from 1 to 50\n")
         return Exit.USAGE

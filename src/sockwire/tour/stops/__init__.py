@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("domains", "types", "connection", "transfer", "datagram", "unix")
+MODULES = ("domains", "types", "connection", "transfer", "datagram", "unix", "messages")
 
 for _name in MODULES:
     importlib.import_module(f"{__name__}.{_name}")

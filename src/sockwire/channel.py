@@ -1,0 +1,1504 @@
+"""Channel: whole messages over any socket type, as a sans-IO core and one blocking driver.
+
+The same API (``send``, ``send_many``, ``recv``, iteration, ``flush``,
+``close``) over three kinds of transport:
+
+* **stream** (unix, tcp, socketpair): frames of :mod:`sockwire.framing`
+  (``len32`` unless the endpoint says ``?framing=``);
+* **seqpacket**: the kernel keeps boundaries; each packet carries a one-byte
+  header so an empty message is not EOF, and messages larger than one packet
+  are split with a continuation flag;
+* **dgram** (unix+dgram, udp): one datagram per message with a 5-byte header
+  (version/flags, sequence number), so the receiver counts what it knows was
+  lost; truncation (MSG_TRUNC) is counted too. The wire format is in
+  ``docs/PROTOCOL.md``.
+
+State rules of a Channel (the core enforces them; every driver shares them)::
+
+    state        event                          next         the caller sees
+    -----------  -----------------------------  -----------  ---------------------------------
+    OPEN         send(msg)                      OPEN         frame queued; flushed at 64 KiB,
+                                                             on flush(), before a blocking
+                                                             recv and on close()
+    OPEN         data arrives                   OPEN         whole messages queued for recv
+    OPEN         EOF at a frame boundary        PEER_CLOSED  queued messages, then ConnectionLost
+    OPEN         EOF inside a frame             BROKEN       queued messages, then ConnectionLost
+                                                             (cause: BadFrame); no partial message
+    OPEN         bad frame (FrameTooLarge, ..)  BROKEN       ProtocolError; connection shut down
+    OPEN         reset / EPIPE / ECONNRESET     BROKEN       ConnectionLost; connection shut down
+    PEER_CLOSED  send(msg)                      PEER_CLOSED  allowed (half-close); EPIPE -> BROKEN
+    PEER_CLOSED  recv, nothing queued           PEER_CLOSED  ConnectionLost again; iteration ends
+    BROKEN       send / recv / flush            BROKEN       the same error again
+    any          close()                        CLOSED       queued frames flushed (best effort,
+                                                             bounded by close_timeout), fd closed
+    CLOSED       send / recv / flush            CLOSED       ClosedError
+    CLOSED       close()                        CLOSED       nothing: close is idempotent
+
+"Shut down" is shutdown(SHUT_RDWR): the peer sees the end at once; the
+descriptor itself is released by close(). Datagram channels have no EOF: a
+datagram that breaks the protocol is counted (``stats.invalid``) and
+dropped, not fatal, since anyone may send to a bound address.
+
+Thread contract: a Channel may be shared by threads; frames never
+interleave and one thread's messages keep their order. Appending a small
+frame to the send buffer is one ``bytearray +=`` of the whole frame, which
+the GIL makes atomic, so ``send`` takes no lock for it; every write to the
+socket (a flush, a big message, a packet) holds the send lock and takes the
+bytes out of the buffer with a copy-then-delete that keeps later appends.
+On a free-threaded build (PEP 703, no GIL) ``send`` takes the send lock for
+every message instead. Reading from the socket and parsing hold the receive
+lock; handing out an already-parsed message is one atomic ``deque.popleft``.
+``close()`` from another thread wakes a ``recv`` blocked in this Channel
+(``shutdown(SHUT_RD)``), which then raises ClosedError.
+
+Fork: after ``fork()`` the child's copy of every Channel drops what the
+parent had buffered (unsent frames, unread messages: they belong to the
+parent) and gets fresh locks. Create a :func:`pipe`, fork, and let each side
+close the end it does not use.
+
+Performance notes, the reasons behind the shape: per-message Python work is
+the limit, so the hot paths are a few lines. ``send`` appends to one
+``bytearray``; ``recv`` reads up to 256 KiB per system call into one reused
+buffer, takes one ``bytes`` snapshot and slices every complete frame out of
+it (slicing ``bytes`` is the cheapest way to make a ``bytes`` in CPython);
+without a deadline, a big body is read with one ``recv(n, MSG_WAITALL)``
+whose result *is* the message; big sends go out with ``sendmsg`` gathering
+header and payload (no copy). ``Socket.raw`` is used on these paths and
+``OSError`` is translated here, at the Channel boundary. ``send`` and
+``recv`` of a bytes channel are per-instance closures built by the core
+(:meth:`ChannelCore.fast_sender`) and the driver (``_fast_receiver``): one
+Python call per message, no attribute lookups; the methods of the class are
+the general path they fall back to (codecs, deadlines, packets).
+Measured with ``benchmarks/quick_channel.py``; results in the issue notes.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeAlias
+
+from . import framing as _framing
+from . import trace
+from .address import Endpoint, parse
+from .codecs import Codec, get_codec
+from .errors import (
+    BadFrame,
+    ClosedError,
+    ConnectionLost,
+    FrameTooLarge,
+    InvalidOperation,
+    MessageTooLarge,
+    ProtocolError,
+    SockwireError,
+    TimeoutError,
+    UnsupportedError,
+    errno_name,
+    translate,
+)
+from .flags import MsgFlag
+from .framing import BIG, DEFAULT_MAX_SIZE, READ_SIZE, BytesLike
+from .sock import Address, Socket
+from .trace import Event, preview
+
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "FLUSH_AT",
+    "MAX_PACKET",
+    "Channel",
+    "ChannelCore",
+    "ChannelIO",
+    "DatagramStats",
+    "Kind",
+    "SocketIO",
+    "State",
+    "pipe",
+]
+
+log = logging.getLogger("sockwire")
+
+#: send() buffers small frames until this many bytes are waiting.
+FLUSH_AT = 64 * 1024
+#: Largest seqpacket/datagram packet a Channel sends or expects, header included.
+MAX_PACKET = 256 * 1024
+#: How long close() may spend flushing frames a slow peer does not read.
+CLOSE_TIMEOUT = 5.0
+
+Kind: TypeAlias = Literal["stream", "seqpacket", "dgram"]
+
+# ---- wire constants (docs/PROTOCOL.md)
+VERSION = 1
+_V = VERSION << 4
+FLAG_MORE = 0x01  # seqpacket: another fragment of this message follows
+_RESERVED = 0x0E
+_PKT_ONE = bytes([_V])
+_PKT_MORE = bytes([_V | FLAG_MORE])
+_DGRAM_HEADER = struct.Struct("!BI")
+_SEQ_MASK = 0xFFFFFFFF
+_SEQ_WINDOW = 1 << 31
+#: True where the GIL makes one ``bytearray +=`` atomic (every build before
+#: PEP 703's free-threaded one): the fast send path relies on it.
+_GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
+#: Senders tracked for datagram loss accounting (oldest forgotten first).
+MAX_TRACKED_SENDERS = 1024
+
+
+@functools.cache
+def _small_headers(pack: Callable[[int], bytes]) -> tuple[bytes, ...]:
+    """len32 headers of sizes 0-255, made once: indexing beats struct.pack."""
+    return tuple(pack(size) for size in range(256))
+
+
+def _not_bytes(msg: object) -> InvalidOperation:
+    return InvalidOperation(
+        f"send of a {type(msg).__name__} on a bytes channel",
+        "send bytes, or open the channel with codec='json' (or msgpack)",
+    )
+
+
+class State:
+    """The states of the table at the top of this module."""
+
+    OPEN = "OPEN"
+    PEER_CLOSED = "PEER_CLOSED"
+    BROKEN = "BROKEN"
+    CLOSED = "CLOSED"
+
+
+_OPEN = State.OPEN
+
+
+@dataclass
+class DatagramStats:
+    """What a datagram channel knows went wrong (all counts since it opened).
+
+    ``lost``: sequence numbers skipped and not (yet) filled by a late arrival;
+    ``late``: datagrams older than one already seen (reordered or duplicated);
+    ``truncated``: datagrams larger than the receive buffer (MSG_TRUNC), dropped;
+    ``invalid``: datagrams without a valid sockwire header, dropped.
+    """
+
+    lost: int = 0
+    late: int = 0
+    truncated: int = 0
+    invalid: int = 0
+
+
+# --------------------------------------------------------------------------
+# The sans-IO core: state, framing, buffers. No system call below this line
+# until the driver.
+# --------------------------------------------------------------------------
+
+
+class ChannelCore:
+    """Everything a Channel decides, for any driver (blocking here, asyncio later).
+
+    Outgoing: :meth:`queue` returns None (buffered) or a list of *writes*; a
+    write is a list of buffers that must reach the kernel as one unit (a
+    stream write sent in full, or one packet). After the driver wrote them it
+    calls :meth:`sent`. Incoming: the driver asks :meth:`read_size`, reads,
+    and calls :meth:`receive` (streams) or :meth:`receive_packet`; complete
+    messages appear in :attr:`pending`.
+    """
+
+    def __init__(
+        self,
+        kind: Kind,
+        *,
+        framing: str = "len32",
+        max_size: int = DEFAULT_MAX_SIZE,
+        packet_limit: int = MAX_PACKET,
+    ) -> None:
+        self.kind = kind
+        self.state = State.OPEN
+        self.error: SockwireError | None = None
+        self.max_size = max_size
+        self.pending: collections.deque[bytes] = collections.deque()
+        self.out = bytearray()
+        self.stats = DatagramStats()
+        if kind == "stream":
+            fc = _framing.make_codec(framing, max_size=max_size)
+            self.framing = fc.name
+            self.encoder = fc.encoder
+            self.decoder: _framing.Decoder | None = fc.decoder
+            enc = fc.encoder
+            if isinstance(enc, _framing.LengthPrefixEncoder):
+                self._pack = enc._pack
+                # len16 goes the checked way: 65535 is its limit, not ours
+                self._fast_limit = BIG if enc.width > 2 else 0
+            else:
+                self._pack = _framing._STRUCTS[4].pack  # unused: _fast_limit is 0
+                self._fast_limit = 0
+        else:
+            if framing not in ("len32", "none"):
+                raise InvalidOperation(
+                    f"framing={framing} on a {kind} socket",
+                    f"{kind} sockets keep message boundaries themselves; framing is for streams",
+                )
+            self.framing = kind
+            self.decoder = None
+            self._pack = _framing._STRUCTS[4].pack
+            self._fast_limit = 0
+        self.sendable = True  # OPEN or PEER_CLOSED: the hot path tests one attribute
+        # seqpacket: payload bytes per packet; dgram: largest payload
+        self.packet_payload = max(1, min(packet_limit, MAX_PACKET) - self.header_size)
+        self._seq = 0
+        self._expect: dict[Address | None, int] = {}
+        self._frags: list[bytes] = []
+        self._frag_size = 0
+
+    @property
+    def header_size(self) -> int:
+        return _DGRAM_HEADER.size if self.kind == "dgram" else 1
+
+    # ---- state
+
+    def check(self, op: str) -> None:
+        """Raise what ``op`` meets in a state other than OPEN (the table's last rows)."""
+        state = self.state
+        if state is State.OPEN or (state is State.PEER_CLOSED and op == "send"):
+            return
+        if state is State.CLOSED:
+            raise ClosedError(f"{op} on a closed channel", "it was closed earlier; a caller bug")
+        if state is State.PEER_CLOSED:
+            raise ConnectionLost(
+                f"{op} on a channel the peer closed",
+                "every message the peer sent was delivered; it sends no more",
+            )
+        assert self.error is not None
+        raise self.error
+
+    def fail(self, error: SockwireError) -> SockwireError:
+        """OPEN/PEER_CLOSED -> BROKEN with ``error`` (returned, for ``raise``)."""
+        if self.state in (State.OPEN, State.PEER_CLOSED):
+            self.state = State.BROKEN
+            self.sendable = False
+            self.error = error
+        return error
+
+    def mark_closed(self) -> None:
+        """any -> CLOSED, before the driver has the locks: nothing is cleared yet."""
+        self.state = State.CLOSED
+        self.sendable = False
+
+    def closed(self) -> None:
+        """any -> CLOSED: drop what is buffered either way."""
+        self.mark_closed()
+        self.out = bytearray()  # not clear(): a failed write may still hold a view of it
+        self.pending.clear()
+        self._frags = []
+
+    def forget_buffers(self) -> None:
+        """After fork, in the child: the parent owns what was buffered."""
+        self.out = bytearray()
+        self.pending.clear()
+
+    # ---- outgoing
+
+    def queue(self, msg: BytesLike) -> list[list[BytesLike]] | None:
+        """Frame ``msg``; None while it only sits in the buffer, else the writes to make."""
+        if not self.sendable:
+            self.check("send")
+        kind = self.kind
+        size = len(msg)
+        if kind == "stream":
+            out = self.out
+            if size < self._fast_limit:
+                out += self._pack(size) + msg  # one append: atomic, and all or nothing
+                return [[self.take()]] if len(out) >= FLUSH_AT else None
+            return self._queue_stream_slow(msg, size)
+        if kind == "seqpacket":
+            return self._packets(msg, size)
+        return self._datagram(msg, size)
+
+    def _queue_stream_slow(self, msg: BytesLike, size: int) -> list[list[BytesLike]] | None:
+        out = self.out
+        if size > self.max_size:
+            raise MessageTooLarge(
+                f"a {size}-byte message",
+                f"over max_size ({self.max_size} bytes), which the receiver enforces too; "
+                "raise max_size on both ends",
+            )
+        if size < BIG:
+            frame = bytearray()
+            self.encoder.append(frame, msg)
+            out += frame  # one append: atomic, and all or nothing
+            return [[self.take()]] if len(out) >= FLUSH_AT else None
+        head, trailer = self.encoder.head(msg)
+        write: list[BytesLike] = [self.take()] if out else []
+        if head:
+            write.append(head)
+        write.append(msg)
+        if trailer:
+            write.append(trailer)
+        return [write]
+
+    def _packets(self, msg: BytesLike, size: int) -> list[list[BytesLike]]:
+        limit = self.packet_payload
+        if size <= limit:
+            return [[_PKT_ONE, msg]]
+        if size > self.max_size:
+            raise MessageTooLarge(
+                f"a {size}-byte message",
+                f"over max_size ({self.max_size} bytes), which the receiver enforces too",
+            )
+        view = memoryview(msg).cast("B")
+        writes: list[list[BytesLike]] = []
+        for start in range(0, size, limit):
+            last = start + limit >= size
+            writes.append([_PKT_ONE if last else _PKT_MORE, view[start : start + limit]])
+        return writes
+
+    def _datagram(self, msg: BytesLike, size: int) -> list[list[BytesLike]]:
+        if size > self.packet_payload:
+            raise MessageTooLarge(
+                f"a {size}-byte datagram message",
+                f"this datagram channel carries at most {self.packet_payload} bytes per "
+                "message (one datagram, after the 5-byte header); use a stream or seqpacket "
+                "channel for larger messages",
+            )
+        header = _DGRAM_HEADER.pack(_V, self._seq)
+        self._seq = (self._seq + 1) & _SEQ_MASK
+        return [[header, msg]]
+
+    def fast_sender(
+        self,
+        flush: Callable[[], None],
+        write: Callable[[list[list[BytesLike]]], None],
+        lock: threading.Lock,
+    ) -> Callable[[BytesLike], None] | None:
+        """``send`` for small frames of a length-prefix stream, as one closure.
+
+        The same steps as :meth:`queue` (which stays the reference and takes
+        every other case), minus the method calls, attribute lookups and the
+        lock that dominate at 64-byte messages. A frame is appended with one
+        ``bytearray +=``, which the GIL makes atomic, so frames of several
+        threads never interleave; writes to the socket (``flush``, and
+        ``write`` of what :meth:`queue` returns) are serialized by ``lock``
+        and take the bytes out with :meth:`take`. Without a GIL (PEP 703
+        builds) every send takes the lock instead. None when this channel has
+        no fast path (other framings, packets).
+        """
+        if self._fast_limit == 0:
+            return None
+        core = self
+        pack = self._pack
+        limit = self._fast_limit
+        queue = self.queue
+        acquire = lock.acquire
+        release = lock.release
+
+        flush_at = FLUSH_AT
+        heads = _small_headers(self._pack) if limit == BIG and self.framing == "len32" else None
+
+        def send(msg: BytesLike) -> None:
+            size = len(msg)
+            if size < limit and core.sendable:
+                try:
+                    out = core.out
+                    out += (heads[size] if heads and size < 256 else pack(size)) + msg
+                except TypeError:
+                    raise _not_bytes(msg) from None
+                if len(out) >= flush_at:
+                    flush()
+                return
+            acquire()
+            try:
+                writes = queue(msg)
+                if writes is not None:
+                    write(writes)
+            except TypeError:
+                raise _not_bytes(msg) from None
+            finally:
+                release()
+
+        def send_locked(msg: BytesLike) -> None:
+            acquire()
+            try:
+                writes = queue(msg)
+                if writes is not None:
+                    write(writes)
+            except TypeError:
+                raise _not_bytes(msg) from None
+            finally:
+                release()
+
+        return send if _GIL else send_locked
+
+    def fast_batch_sender(
+        self,
+        flush: Callable[[], None],
+        write: Callable[[list[list[BytesLike]]], None],
+        lock: threading.Lock,
+    ) -> Callable[[Iterable[BytesLike]], None] | None:
+        """``send_many`` for a length-prefix stream: the frames of a batch in one append."""
+        if self._fast_limit == 0:
+            return None
+        core = self
+        pack = self._pack
+        limit = self._fast_limit
+        queue = self.queue
+        acquire = lock.acquire
+        release = lock.release
+
+        def send_many(msgs: Iterable[BytesLike]) -> None:
+            batch = bytearray()
+            msg: object = None
+            try:
+                for msg in msgs:
+                    size = len(msg)
+                    if size < limit:
+                        batch += pack(size) + msg
+                        if len(batch) < FLUSH_AT:
+                            continue
+                    if not core.sendable:
+                        core.check("send")
+                    acquire()
+                    try:
+                        core.out += batch
+                        batch.clear()
+                        if size >= limit:
+                            writes = queue(msg)
+                            if writes is not None:
+                                write(writes)
+                        else:
+                            write([[core.take()]])
+                    finally:
+                        release()
+                if batch:
+                    if not core.sendable:
+                        core.check("send")
+                    out = core.out
+                    out += batch
+                    if len(out) >= FLUSH_AT:
+                        flush()
+            except TypeError:
+                if batch:  # the messages before the bad one still go out, in order
+                    core.out += batch
+                raise _not_bytes(msg) from None
+
+        return send_many
+
+    def fast_stream_receiver(
+        self,
+        *,
+        recv_into: Callable[[memoryview, int], int],
+        view: memoryview,
+        sendall: Callable[[bytes], None],
+        recv_lock: threading.Lock,
+        send_lock: threading.Lock,
+        general: Callable[[float | None], bytes],
+        general_read: Callable[[], bytes],
+        on_error: Callable[[OSError, str], SockwireError],
+        broken: Callable[[], None],
+    ) -> Callable[[float | None], Any] | None:
+        """``recv`` for a length-prefix stream read into ``view``, as one closure.
+
+        The round-trip path: flush what ``send`` buffered, one ``recv_into``,
+        whole frames sliced out inline (the decoder's loop, without its call
+        layers). Anything else (a partial frame at the end, a big body, EOF,
+        a length over max_size) goes to :meth:`receive`, i.e. the decoder,
+        which is the reference for every byte it is given. ``sendall`` and
+        ``recv_into`` are the driver's; the core still does no I/O itself.
+        """
+        decoder = self.decoder
+        if not isinstance(decoder, _framing.LengthPrefixDecoder):
+            return None
+        core = self
+        width = decoder.width
+        unpack_from = decoder._unpack_from
+        max_size = decoder.max_size
+        pending = self.pending
+        popleft = pending.popleft
+        append = pending.append
+        receive = self.receive
+        take = self.take
+        size_limit = min(READ_SIZE, len(view))
+
+        def recv(timeout: float | None = None) -> Any:
+            if pending:
+                try:
+                    return popleft()
+                except IndexError:  # another thread took the last one
+                    pass
+            if timeout is not None:
+                return general(timeout)
+            recv_lock.acquire()
+            try:
+                while not pending:
+                    if core.state is not _OPEN:
+                        core.check("recv")
+                    if core.out:  # flush before blocking: the peer may wait for it
+                        send_lock.acquire()
+                        try:
+                            sendall(take())
+                        except OSError as exc:
+                            raise on_error(exc, "send") from exc
+                        finally:
+                            send_lock.release()
+                    try:
+                        # the decoder mid-frame (tail, big body, header-only read):
+                        # its own read sizes and its own parsing
+                        if decoder._tail or decoder._need or decoder._header_only:
+                            general_read()
+                            continue
+                        count = recv_into(view, size_limit)
+                        if not count:
+                            receive(b"")
+                            continue
+                        data = view[:count].tobytes()
+                        start = 0
+                        while count - start >= width:
+                            (size,) = unpack_from(data, start)
+                            stop = start + width + size
+                            if stop > count or size > max_size:
+                                break
+                            append(data[start + width : stop])
+                            start = stop
+                        if start < count:
+                            receive(data[start:] if start else data)
+                    except OSError as exc:
+                        raise on_error(exc, "recv") from exc
+                    except (ProtocolError, ConnectionLost):
+                        broken()
+                        raise
+                return popleft()
+            finally:
+                recv_lock.release()
+
+        return recv
+
+    def take(self) -> bytes:
+        """Take every buffered byte out (for a write), leaving later appends in place.
+
+        ``bytes(out)`` and ``del out[:n]`` are one C call each; an append by
+        another thread between them lands after the first n bytes and stays.
+        The writer holds the send lock, so two writers never reorder frames.
+        """
+        out = self.out
+        data = bytes(out)
+        del out[: len(data)]
+        return data
+
+    def flush_writes(self) -> list[list[BytesLike]]:
+        """The writes flush() must make (buffered stream frames), maybe none."""
+        return [[self.take()]] if self.out else []
+
+    # ---- incoming
+
+    def read_size(self) -> tuple[int, bool]:
+        """``(bytes to ask for, exact)``; exact: all of them are one body (MSG_WAITALL ok)."""
+        decoder = self.decoder
+        if decoder is None:
+            return MAX_PACKET, False
+        return decoder.read_size(), decoder.exact
+
+    def receive(self, data: bytes) -> None:
+        """Stream bytes from the kernel (``b""`` = EOF) -> messages in :attr:`pending`."""
+        if self.state is State.CLOSED:
+            return  # close() woke a reader with shutdown(): its EOF means nothing
+        decoder = self.decoder
+        assert decoder is not None
+        try:
+            messages = decoder.feed(data)
+        except ProtocolError as exc:
+            if not data:
+                lost = ConnectionLost(
+                    "the peer closed the channel in the middle of a message",
+                    f"{exc.hint}; the partial message was dropped",
+                )
+                lost.__cause__ = exc
+                raise self.fail(lost) from exc
+            raise self.fail(exc) from None
+        if messages:
+            self.pending.extend(messages)
+        elif not data and self.state is State.OPEN:
+            self.state = State.PEER_CLOSED
+
+    def receive_packet(self, buf: memoryview, size: int, address: Address | None) -> None:
+        """One packet of ``size`` bytes (its real length: > len(buf) means truncated)."""
+        if self.kind == "seqpacket":
+            self._receive_seqpacket(buf, size)
+        else:
+            self._receive_datagram(buf, size, address)
+
+    def _receive_seqpacket(self, buf: memoryview, size: int) -> None:
+        if size == 0:  # every sockwire packet has a header byte: 0 is EOF
+            if self._frags:
+                raise self.fail(
+                    ConnectionLost(
+                        "the peer closed the channel in the middle of a message",
+                        f"{len(self._frags)} fragments of it arrived; they were dropped",
+                    )
+                )
+            if self.state is State.OPEN:
+                self.state = State.PEER_CLOSED
+            return
+        if size > len(buf):
+            raise self.fail(
+                BadFrame(
+                    f"a {size}-byte seqpacket packet",
+                    f"over the protocol's {MAX_PACKET}-byte packet limit (MSG_TRUNC)",
+                )
+            )
+        head = buf[0]
+        if head & 0xF0 != _V or head & _RESERVED:
+            raise self.fail(
+                BadFrame(
+                    f"a seqpacket packet with header byte 0x{head:02x}",
+                    f"expected 0x{_V:02x} or 0x{_V | FLAG_MORE:02x} (sockwire protocol "
+                    f"version {VERSION}); is the peer a sockwire Channel?",
+                )
+            )
+        payload = buf[1:size].tobytes()
+        if head & FLAG_MORE or self._frags:
+            self._frag_size += len(payload)
+            if self._frag_size > self.max_size:
+                raise self.fail(
+                    FrameTooLarge(
+                        f"a fragmented message of more than {self.max_size} bytes",
+                        "over this receiver's max_size",
+                    )
+                )
+            self._frags.append(payload)
+            if head & FLAG_MORE:
+                return
+            payload = b"".join(self._frags)
+            self._frags = []
+            self._frag_size = 0
+        self.pending.append(payload)
+
+    def _receive_datagram(self, buf: memoryview, size: int, address: Address | None) -> None:
+        stats = self.stats
+        if size > len(buf):
+            stats.truncated += 1
+            log.warning("dropped a truncated %d-byte datagram (MSG_TRUNC)", size)
+            return
+        hsize = _DGRAM_HEADER.size
+        if size < hsize or buf[0] != _V:
+            stats.invalid += 1
+            log.debug("dropped a %d-byte datagram without a sockwire header", size)
+            return
+        (_, seq) = _DGRAM_HEADER.unpack_from(buf)
+        expect = self._expect
+        want = expect.get(address)
+        if want is None:
+            if len(expect) >= MAX_TRACKED_SENDERS:
+                del expect[next(iter(expect))]
+            expect[address] = (seq + 1) & _SEQ_MASK
+        else:
+            gap = (seq - want) & _SEQ_MASK
+            if gap == 0:
+                expect[address] = (seq + 1) & _SEQ_MASK
+            elif gap < _SEQ_WINDOW:
+                stats.lost += gap
+                expect[address] = (seq + 1) & _SEQ_MASK
+            else:  # older than expected: reordered or duplicated
+                stats.late += 1
+                if stats.lost:
+                    stats.lost -= 1
+        self.pending.append(buf[hsize:size].tobytes())
+
+
+# --------------------------------------------------------------------------
+# The I/O seam: what the blocking driver needs from a socket. SocketIO is the
+# real one; tests use a fake with the same methods.
+# --------------------------------------------------------------------------
+
+
+class ChannelIO(Protocol):
+    """The system calls a blocking Channel makes; OSError is translated by the Channel."""
+
+    def recv(self, size: int, waitall: bool) -> bytes:
+        """Up to ``size`` stream bytes (all of them with ``waitall``); ``b""`` is EOF."""
+        ...
+
+    def recv_packet(self, buf: memoryview) -> tuple[int, Address | None]:
+        """One packet into ``buf``: its *real* size (larger than buf: truncated), sender."""
+        ...
+
+    def send_all(self, buffers: Sequence[BytesLike]) -> None:
+        """Write every byte of ``buffers`` to the stream, in order."""
+        ...
+
+    def send_packet(self, buffers: Sequence[BytesLike]) -> None:
+        """Send ``buffers`` as one packet (seqpacket/datagram)."""
+        ...
+
+    def wait(self, readable: bool, timeout: float | None) -> bool:
+        """Wait for readability (or writability); False when ``timeout`` passed first."""
+        ...
+
+    def shutdown(self, how: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SocketIO:
+    """The seam over a real socket (blocking mode; deadlines by poll)."""
+
+    def __init__(self, sock: Socket) -> None:
+        self.socket = sock
+        raw = sock.raw
+        raw.settimeout(None)
+        self.raw = raw
+        self.family = sock.family
+        self.type = sock.type
+        self._recv = raw.recv
+        self._recv_into = raw.recv_into
+        self._buf = bytearray(_framing.READ_SIZE)
+        self._view = memoryview(self._buf)
+        self._poller = select.poll()
+        self._poller.register(raw.fileno(), select.POLLIN)
+
+    def recv(self, size: int, waitall: bool) -> bytes:
+        if waitall:
+            # One big body: the kernel keeps filling this one bytes object
+            # until all `size` bytes are there (a signal or EOF can end it
+            # short); the result is the message itself, no copy.
+            return self._recv(size, socket.MSG_WAITALL)
+        # Everything else lands in one reused buffer and leaves as one bytes
+        # snapshot per read, which the decoder slices messages out of.
+        # (recv(256 KiB) instead would malloc 256 KiB per call, which glibc
+        # serves with mmap/munmap: 4x the round-trip time, measured.)
+        view = self._view
+        size = min(size, READ_SIZE)  # a big body read under a deadline: piece by piece
+        return view[: self._recv_into(view, size)].tobytes()
+
+    def recv_packet(self, buf: memoryview) -> tuple[int, Address | None]:
+        # MSG_TRUNC makes recvfrom return the packet's real length even when
+        # it did not fit; never pass it to recv(), which would return the
+        # padding as data (see sock.py).
+        size, address = self.raw.recvfrom_into(buf, 0, socket.MSG_TRUNC)
+        return size, address if address not in (None, "", b"") else None
+
+    def send_all(self, buffers: Sequence[BytesLike]) -> None:
+        raw = self.raw
+        if len(buffers) == 1:
+            raw.sendall(buffers[0], socket.MSG_NOSIGNAL)
+            return
+        bufs = list(buffers)
+        while bufs:
+            sent = raw.sendmsg(bufs, (), socket.MSG_NOSIGNAL)
+            while bufs and sent >= len(bufs[0]):
+                sent -= len(bufs[0])
+                bufs.pop(0)
+            if sent:
+                bufs[0] = memoryview(bufs[0]).cast("B")[sent:]
+
+    def send_packet(self, buffers: Sequence[BytesLike]) -> None:
+        self.raw.sendmsg(buffers, (), socket.MSG_NOSIGNAL)
+
+    def wait(self, readable: bool, timeout: float | None) -> bool:
+        if readable:
+            return bool(self._poller.poll(None if timeout is None else max(0.0, timeout) * 1000))
+        return self.socket.wait_writable(timeout)
+
+    def shutdown(self, how: int) -> None:
+        self.raw.shutdown(how)
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class TracedSocketIO(SocketIO):
+    """SocketIO that reports every call to :mod:`sockwire.trace` (chosen when hooks exist).
+
+    A Channel built while a trace hook is installed (the tour, ``--trace``)
+    uses this seam, so the frames beneath the messages are visible as
+    strace-like lines. Errors stay ``OSError`` here: the Channel translates.
+    """
+
+    def _emit(
+        self, call: str, args: tuple[str, ...], result: str, data: bytes | None = None
+    ) -> None:
+        fd = self.raw.fileno()
+        trace.emit(Event(call, (str(fd), *args), result, fd=fd, data=data))
+
+    def _failed(self, call: str, args: tuple[str, ...], exc: OSError) -> None:
+        fd = self.raw.fileno()
+        name = errno_name(exc.errno) if exc.errno is not None else type(exc).__name__
+        trace.emit(Event(call, (str(fd), *args), "-1", name, fd=fd))
+
+    def recv(self, size: int, waitall: bool) -> bytes:
+        flags = socket.MSG_WAITALL if waitall else 0
+        args = (str(min(size, READ_SIZE) if not waitall else size), str(MsgFlag(flags)))
+        try:
+            data = super().recv(size, waitall)
+        except OSError as exc:
+            self._failed("recv", args, exc)
+            raise
+        self._emit("recv", args, str(len(data)), data)
+        return data
+
+    def recv_packet(self, buf: memoryview) -> tuple[int, Address | None]:
+        args = (str(len(buf)), str(MsgFlag(socket.MSG_TRUNC)))
+        try:
+            size, address = super().recv_packet(buf)
+        except OSError as exc:
+            self._failed("recvfrom", args, exc)
+            raise
+        self._emit("recvfrom", args, str(size), buf[: min(size, len(buf))].tobytes())
+        return size, address
+
+    def send_all(self, buffers: Sequence[BytesLike]) -> None:
+        for item in buffers:  # one send per call made, partial sends shown as they happen
+            view = memoryview(item).cast("B")
+            while view:
+                args = (preview(bytes(view[:64])), str(len(view)), "MSG_NOSIGNAL")
+                try:
+                    sent = self.raw.send(view, socket.MSG_NOSIGNAL)
+                except OSError as exc:
+                    self._failed("send", args, exc)
+                    raise
+                self._emit("send", args, str(sent))
+                view = view[sent:]
+
+    def send_packet(self, buffers: Sequence[BytesLike]) -> None:
+        data = b"".join(bytes(b) for b in buffers)
+        args = ("[" + ", ".join(preview(bytes(b)) for b in buffers) + "]", str(len(data)))
+        try:
+            super().send_packet(buffers)
+        except OSError as exc:
+            self._failed("sendmsg", args, exc)
+            raise
+        self._emit("sendmsg", args, str(len(data)))
+
+
+# --------------------------------------------------------------------------
+# The blocking driver
+# --------------------------------------------------------------------------
+
+_CHANNELS: weakref.WeakSet[Channel] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for channel in list(_CHANNELS):
+        channel._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Channel:
+    """Whole messages over a socket: ``send``, ``recv``, iteration, ``close``.
+
+    Build one with :meth:`connect`, :meth:`from_socket` or :func:`pipe`. The
+    constructor takes an I/O seam (:class:`SocketIO` or a test fake).
+    ``recv`` returns ``bytes`` (or the codec's objects); ``send`` may buffer
+    up to 64 KiB of small frames until ``flush()``, a blocking ``recv``,
+    ``close()``, or the buffer is full.
+    """
+
+    def __init__(
+        self,
+        io: ChannelIO,
+        *,
+        kind: Kind = "stream",
+        framing: str = "len32",
+        codec: str | Codec = "bytes",
+        authenticated: bool = False,
+        max_size: int = DEFAULT_MAX_SIZE,
+        packet_limit: int = MAX_PACKET,
+        label: str = "channel",
+        family: int | None = None,
+        sock_type: int | None = None,
+    ) -> None:
+        self.codec = get_codec(codec, authenticated=authenticated)
+        self.authenticated = authenticated
+        self._io = io
+        self._core = core = ChannelCore(
+            kind, framing=framing, max_size=max_size, packet_limit=packet_limit
+        )
+        self.kind = kind
+        self.label = label
+        self.close_timeout = CLOSE_TIMEOUT
+        self._family = family
+        self._sock_type = sock_type
+        self._dumps = self.codec.encode if self.codec.dumps is not None else None
+        self._loads = self.codec.decode if self.codec.loads is not None else None
+        self._queue = core.queue
+        self._pending = core.pending
+        self._popleft = core.pending.popleft
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._packet_buf = memoryview(bytearray(MAX_PACKET)) if kind != "stream" else None
+        self._packets = kind != "stream"
+        self._install_fast_paths()
+        _CHANNELS.add(self)
+
+    def _install_fast_paths(self) -> None:
+        """Per-instance closures for send/recv of raw bytes: one Python call per message."""
+        if self._dumps is None:
+            fast = self._core.fast_sender(self._flush, self._write, self._send_lock)
+            if fast is not None:
+                self.send = fast  # type: ignore[method-assign,assignment]
+            batch = self._core.fast_batch_sender(self._flush, self._write, self._send_lock)
+            if batch is not None:
+                self.send_many = batch  # type: ignore[method-assign,assignment]
+        if self._loads is None:
+            self.recv = self._fast_receiver()  # type: ignore[method-assign,assignment]
+
+    def _fast_receiver(self) -> Callable[[float | None], Any]:
+        """recv() as one closure; for streams it holds _recv_general's loop, lean.
+
+        Every name the loop needs is a closure cell (no attribute lookups):
+        this is the round-trip path, where per-call Python work shows.
+        """
+        pending = self._pending
+        popleft = self._popleft
+        general = self._recv_general
+        if self._packets:
+
+            def recv_packets(timeout: float | None = None) -> Any:
+                if pending:
+                    try:
+                        return popleft()
+                    except IndexError:  # another thread took the last one
+                        pass
+                return general(timeout)
+
+            return recv_packets
+        core = self._core
+        decoder = core.decoder
+        assert decoder is not None
+        io = self._io
+        if isinstance(io, SocketIO) and not isinstance(io, TracedSocketIO):
+            raw = io.raw
+            fast = core.fast_stream_receiver(
+                recv_into=raw.recv_into,
+                view=io._view,
+                sendall=lambda data: raw.sendall(data, socket.MSG_NOSIGNAL),
+                recv_lock=self._recv_lock,
+                send_lock=self._send_lock,
+                general=general,
+                general_read=self._read_once,
+                on_error=self._recv_error,
+                broken=self._break,
+            )
+            if fast is not None:
+                return fast
+        read_size = decoder.read_size
+        receive = core.receive
+        io_recv = self._io.recv
+        io_send_all = self._io.send_all
+        take = core.take
+        recv_lock = self._recv_lock
+        send_lock = self._send_lock
+        recv_error = self._recv_error
+        broken = self._break
+
+        def recv(timeout: float | None = None) -> Any:
+            if pending:
+                try:
+                    return popleft()
+                except IndexError:  # another thread took the last one
+                    pass
+            if timeout is not None:
+                return general(timeout)
+            recv_lock.acquire()
+            try:
+                while not pending:
+                    if core.state is not _OPEN:
+                        core.check("recv")
+                    if core.out:  # flush before blocking: the peer may wait for it
+                        send_lock.acquire()
+                        try:
+                            io_send_all((take(),))
+                        except OSError as exc:
+                            raise recv_error(exc, "send") from exc
+                        finally:
+                            send_lock.release()
+                    try:
+                        data = io_recv(read_size(), decoder.exact)
+                    except OSError as exc:
+                        raise recv_error(exc, "recv") from exc
+                    try:
+                        receive(data)
+                    except (ProtocolError, ConnectionLost):
+                        broken()
+                        raise
+                return popleft()
+            finally:
+                recv_lock.release()
+
+        return recv
+
+    # ---- construction helpers
+
+    @classmethod
+    def from_socket(
+        cls,
+        sock: Socket | socket.socket,
+        *,
+        framing: str | None = None,
+        codec: str | Codec = "bytes",
+        authenticated: bool = False,
+        max_size: int = DEFAULT_MAX_SIZE,
+        label: str | None = None,
+    ) -> Channel:
+        """A Channel that owns ``sock`` (connected, or a bound datagram socket).
+
+        The kind follows SO_TYPE. The socket is put in blocking mode (the
+        Channel waits with poll for deadlines); TCP gets TCP_NODELAY, since
+        the Channel coalesces small messages itself.
+        """
+        if isinstance(sock, socket.socket):
+            sock = Socket.adopt(sock, label=label)
+        try:
+            return cls._from_socket(sock, framing, codec, authenticated, max_size, label)
+        except BaseException:
+            sock.close()  # the Channel owned it from the start
+            raise
+
+    @classmethod
+    def _from_socket(
+        cls,
+        sock: Socket,
+        framing: str | None,
+        codec: str | Codec,
+        authenticated: bool,
+        max_size: int,
+        label: str | None,
+    ) -> Channel:
+        kind: Kind
+        if sock.type == socket.SOCK_STREAM:
+            kind = "stream"
+        elif sock.type == socket.SOCK_SEQPACKET:
+            kind = "seqpacket"
+        elif sock.type == socket.SOCK_DGRAM:
+            kind = "dgram"
+        else:
+            raise InvalidOperation(
+                f"a Channel over {sock!r}",
+                "a Channel needs a stream, seqpacket or datagram socket",
+            )
+        if framing is not None and kind != "stream" and framing != "none":
+            raise InvalidOperation(
+                f"framing={framing} on a {kind} socket",
+                f"{kind} sockets keep message boundaries themselves; framing is for streams",
+            )
+        packet_limit = MAX_PACKET
+        if kind == "stream" and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if kind == "seqpacket" or (kind == "dgram" and sock.family == socket.AF_UNIX):
+            # The kernel's largest seqpacket (and unix datagram) message is
+            # SO_SNDBUF minus 32 bytes (measured on this machine); larger ones
+            # fail with EMSGSIZE, so a seqpacket Channel splits below that.
+            sndbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+            packet_limit = min(MAX_PACKET, sndbuf - 32)
+        if kind == "dgram" and sock.family in (socket.AF_INET, socket.AF_INET6):
+            packet_limit = 65507 if sock.family == socket.AF_INET else 65527  # 64 KiB - headers
+        return cls(
+            TracedSocketIO(sock) if trace.installed else SocketIO(sock),
+            kind=kind,
+            framing=framing or ("len32" if kind == "stream" else "none"),
+            codec=codec,
+            authenticated=authenticated,
+            max_size=max_size,
+            packet_limit=packet_limit,
+            label=label or sock.label or f"channel fd {sock.fd}",
+            family=sock.family,
+            sock_type=sock.type,
+        )
+
+    @classmethod
+    def connect(
+        cls,
+        endpoint: Endpoint | str,
+        *,
+        timeout: float | None = None,
+        codec: str | Codec = "bytes",
+        authenticated: bool = False,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ) -> Channel:
+        """Connect to ``endpoint`` and wrap the socket (``?framing=`` picks the framing)."""
+        from . import dial
+
+        ep = parse(endpoint)
+        if ep.scheme == "tls+tcp":
+            raise UnsupportedError(
+                f"Channel.connect({ep.display()})",
+                "TLS channels arrive with the server/client layer; use tcp:// meanwhile",
+            )
+        sock = dial.connect(ep, timeout=timeout)
+        return cls.from_socket(
+            sock,
+            framing=ep.option("framing"),
+            codec=codec,
+            authenticated=authenticated,
+            max_size=max_size,
+            label=ep.display(),
+        )
+
+    # ---- what it is
+
+    @property
+    def state(self) -> str:
+        return self._core.state
+
+    @property
+    def closed(self) -> bool:
+        return self._core.state is State.CLOSED
+
+    @property
+    def framing(self) -> str:
+        """The framing mode on a stream; "seqpacket"/"dgram" for native boundaries."""
+        return self._core.framing
+
+    @property
+    def stats(self) -> DatagramStats:
+        """Loss, lateness, truncation and invalid counts (datagram channels)."""
+        return self._core.stats
+
+    @property
+    def max_size(self) -> int:
+        return self._core.max_size
+
+    @property
+    def max_message(self) -> int:
+        """The largest message ``send`` accepts here."""
+        core = self._core
+        return core.packet_payload if self.kind == "dgram" else core.max_size
+
+    def fileno(self) -> int:
+        io = self._io
+        return io.raw.fileno() if isinstance(io, SocketIO) else -1
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.label} {self.kind} {self.framing} {self._core.state}>"
+
+    def __enter__(self) -> Channel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Any]:
+        """Messages until the peer closes cleanly (EOF inside a message raises)."""
+        while True:
+            try:
+                yield self.recv()
+            except ConnectionLost:
+                if self._core.state is State.PEER_CLOSED:
+                    return
+                raise
+
+    # ---- send
+
+    def send(self, msg: Any) -> None:
+        """Send one message (buffered up to 64 KiB; see the class docstring)."""
+        if self._dumps is not None:
+            msg = self._dumps(msg)
+        lock = self._send_lock
+        lock.acquire()
+        try:
+            writes = self._queue(msg)
+            if writes is not None:
+                self._write(writes)
+        except TypeError:
+            raise self._type_error(msg) from None
+        finally:
+            lock.release()
+
+    def send_many(self, msgs: Iterable[Any]) -> None:
+        """Send every message of ``msgs`` under one lock (the batch path)."""
+        dumps = self._dumps
+        queue = self._queue
+        lock = self._send_lock
+        lock.acquire()
+        try:
+            for msg in msgs:
+                writes = queue(msg if dumps is None else dumps(msg))
+                if writes is not None:
+                    self._write(writes)
+        except TypeError:
+            raise self._type_error(None) from None
+        finally:
+            lock.release()
+
+    def flush(self) -> None:
+        """Write every buffered frame now."""
+        with self._send_lock:
+            self._core.check("flush")
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        core = self._core
+        if core.out:
+            data = core.take()
+            try:
+                self._io.send_all((data,))
+            except OSError as exc:
+                raise self._translate(exc, "send") from exc
+
+    def _flush(self) -> None:
+        """Write what is buffered (the fast sender's call when the buffer is full)."""
+        lock = self._send_lock
+        lock.acquire()
+        try:
+            self._flush_locked()
+        finally:
+            lock.release()
+
+    def _write(self, writes: list[list[BytesLike]]) -> None:
+        io = self._io
+        try:
+            if self._packets:
+                for write in writes:
+                    io.send_packet(write)
+            else:
+                for write in writes:
+                    io.send_all(write)
+        except OSError as exc:
+            raise self._translate(exc, "send") from exc
+
+    def _type_error(self, msg: Any) -> InvalidOperation:
+        shown = type(msg).__name__ if msg is not None else "non-bytes object"
+        return InvalidOperation(
+            f"send of a {shown} on a {self.codec.name} channel",
+            "send bytes, or open the channel with codec='json' (or msgpack)",
+        )
+
+    # ---- recv
+
+    def recv(self, timeout: float | None = None) -> Any:
+        """The next message; blocks until one is whole (or ``timeout`` seconds pass).
+
+        Raises ConnectionLost when the peer is gone (after every whole message
+        it sent was returned), TimeoutError, ClosedError after close().
+        """
+        msg = None
+        if self._pending:
+            try:  # noqa: SIM105  # suppress() costs a call on the hot path
+                msg = self._popleft()
+            except IndexError:  # another thread took the last one
+                pass
+        if msg is None:
+            msg = self._recv_slow(timeout)
+        if self._loads is not None:
+            return self._loads(msg)
+        return msg
+
+    def _recv_slow(self, timeout: float | None) -> bytes:
+        return self._recv_general(timeout)
+
+    def _read_once(self) -> bytes:
+        """One read as the decoder asks for it (recv lock held); messages go to pending."""
+        core = self._core
+        decoder = core.decoder
+        assert decoder is not None
+        data = self._io.recv(decoder.read_size(), decoder.exact)
+        core.receive(data)
+        return data
+
+    def _recv_error(self, exc: OSError, op: str = "recv") -> SockwireError:
+        if self._core.state is State.CLOSED:
+            return ClosedError(f"recv on {self.label}", "the channel was closed during the call")
+        return self._translate(exc, op)
+
+    def _recv_general(self, timeout: float | None) -> bytes:
+        if timeout is None:
+            deadline = None
+            self._recv_lock.acquire()
+        else:
+            deadline = time.monotonic() + timeout
+            if not self._recv_lock.acquire(timeout=max(0.0, timeout)):
+                raise TimeoutError(f"recv on {self.label}", f"no message within {timeout:g} s")
+        try:
+            core = self._core
+            pending = self._pending
+            io = self._io
+            while not pending:
+                if core.state is not State.OPEN:
+                    core.check("recv")
+                if core.out:
+                    with self._send_lock:
+                        self._flush_locked()
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not io.wait(True, left):
+                        raise TimeoutError(
+                            f"recv on {self.label}", f"no message within {timeout:g} s"
+                        )
+                try:
+                    if self._packets:
+                        buf = self._packet_buf
+                        assert buf is not None
+                        size, address = io.recv_packet(buf)
+                        core.receive_packet(buf, size, address)
+                    else:
+                        want, exact = core.read_size()
+                        data = io.recv(want, exact and deadline is None)
+                        core.receive(data)
+                except OSError as exc:
+                    raise self._recv_error(exc) from exc
+                except ProtocolError:
+                    self._break()
+                    raise
+                except ConnectionLost:
+                    self._break()
+                    raise
+                if core.state is State.CLOSED:
+                    raise ClosedError(
+                        f"recv on {self.label}", "the channel was closed during the call"
+                    )
+            return pending.popleft()
+        finally:
+            self._recv_lock.release()
+
+    # ---- errors, close, fork
+
+    def _translate(self, exc: OSError, op: str) -> SockwireError:
+        error = translate(exc, op, self.label, family=self._family, sock_type=self._sock_type)
+        if isinstance(error, ConnectionLost | ProtocolError):
+            self._core.fail(error)
+            self._break()
+        return error
+
+    def _break(self) -> None:
+        """BROKEN: release the socket now; the peer sees the connection end."""
+        if self._core.state is State.BROKEN:
+            log.debug("channel %s broken: %s", self.label, self._core.error)
+            self._shutdown_quietly(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Flush what is buffered (bounded by ``close_timeout``), then close the socket.
+
+        Threads blocked in this channel's recv or send are woken (shutdown)
+        and raise ClosedError; close() waits for them, then closes the fd.
+        """
+        core = self._core
+        if core.state is State.CLOSED:
+            return
+        was_open = core.sendable
+        if self._send_lock.acquire(blocking=False):
+            try:
+                if was_open and core.out:
+                    self._flush_on_close()
+            finally:
+                core.mark_closed()
+                self._send_lock.release()
+        else:
+            core.mark_closed()
+        if was_open:
+            # wake threads blocked in the kernel on this socket
+            if self._recv_lock.locked():
+                self._shutdown_quietly(socket.SHUT_RD)
+            if self._send_lock.locked():
+                self._shutdown_quietly(socket.SHUT_WR)
+        with self._recv_lock, self._send_lock:  # the order recv() takes them in
+            core.closed()
+        self._io.close()
+        _CHANNELS.discard(self)
+        # the fast-path closures refer back to this channel: drop the cycle;
+        # the class's methods answer from now on (with ClosedError)
+        for name in ("send", "send_many", "recv"):
+            self.__dict__.pop(name, None)
+
+    def _flush_on_close(self) -> None:
+        writes = self._core.flush_writes()
+        if not writes:
+            return
+        io = self._io
+        if isinstance(io, SocketIO):
+            # Bound the flush: a peer that never reads must not hang close().
+            try:
+                io.raw.settimeout(self.close_timeout)
+                for write in writes:
+                    io.send_all(write)
+            except OSError as exc:
+                log.warning(
+                    "close %s: %d buffered bytes not delivered (%s)",
+                    self.label,
+                    sum(len(part) for write in writes for part in write),
+                    exc,
+                )
+            finally:
+                io.raw.settimeout(None)
+            return
+        try:
+            for write in writes:
+                io.send_all(write)
+        except OSError as exc:
+            log.warning("close %s: buffered bytes not delivered (%s)", self.label, exc)
+
+    def _shutdown_quietly(self, how: int) -> None:
+        try:
+            self._io.shutdown(how)
+        except OSError:
+            log.debug("shutdown during close of %s failed", self.label, exc_info=True)
+
+    def _after_fork(self) -> None:
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._core.forget_buffers()
+        if self._core.state is not State.CLOSED:
+            self._install_fast_paths()  # the old ones hold the old locks
+
+
+def pipe(
+    type: int | str = "stream",  # the socketpair's type, as the issue names it
+    *,
+    framing: str = "len32",
+    codec: str | Codec = "bytes",
+    max_size: int = DEFAULT_MAX_SIZE,
+    authenticated: bool = False,
+) -> tuple[Channel, Channel]:
+    """Two connected Channels over ``socketpair()``: multiprocessing.Pipe for sockets.
+
+    ``type`` is "stream" (framed), "seqpacket" or "dgram" (or a SOCK_*
+    constant). Fork, then let each process close the end it does not use.
+    A socketpair's only peer is a process you forked, so you may declare the
+    pair ``authenticated`` (which is what the pickle codec asks for).
+    """
+    from .sock import socketpair
+
+    kinds = {"stream": socket.SOCK_STREAM, "seqpacket": socket.SOCK_SEQPACKET}
+    kinds["dgram"] = socket.SOCK_DGRAM
+    if isinstance(type, str):
+        if type not in kinds:
+            raise InvalidOperation(
+                f"pipe(type={type!r})", "type is one of: stream, seqpacket, dgram"
+            )
+        sock_type: int = kinds[type]
+    else:
+        sock_type = int(type)
+    a, b = socketpair(sock_type)
+    frame = framing if sock_type == socket.SOCK_STREAM else None
+    try:
+        left = Channel.from_socket(
+            a,
+            framing=frame,
+            codec=codec,
+            authenticated=authenticated,
+            max_size=max_size,
+            label="pipe",
+        )
+    except BaseException:
+        b.close()
+        raise
+    try:
+        right = Channel.from_socket(
+            b,
+            framing=frame,
+            codec=codec,
+            authenticated=authenticated,
+            max_size=max_size,
+            label="pipe",
+        )
+    except BaseException:
+        left.close()
+        raise
+    return left, right
