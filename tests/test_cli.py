@@ -128,3 +128,17 @@ def test_tour_header_counts_one_stop_in_the_singular() -> None:
     proc = _run("tour", "--only", "families", "--brief")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("sockwire tour: 1 stop, between real processes ")
+
+
+def test_send_takes_messages_after_options_too() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(15)
+        port = receiver.getsockname()[1]
+        proc = _run("send", f"udp://127.0.0.1:{port}", "first", "--trace", "second")
+        assert proc.returncode == 0, proc.stderr
+        assert [receiver.recv(10), receiver.recv(10)] == [b"first", b"second"]
+    bad = _run("send", f"udp://127.0.0.1:{port}", "x", "--bogus")
+    assert bad.returncode == Exit.USAGE and "unrecognized arguments: --bogus" in bad.stderr

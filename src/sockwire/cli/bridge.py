@@ -34,6 +34,7 @@ from .options import (
     check_framing,
     endpoint,
     io_options,
+    no_framing,
     server_endpoint,
 )
 from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handled_signals
@@ -55,6 +56,12 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
         choices=("line", "read"),
         default="line",
         help="datagram/seqpacket: one message per stdin line (default) or per read",
+    )
+    group.add_argument(
+        "--format",
+        choices=("line", "raw"),
+        help="messages written to stdout: line (each followed by a newline; the default with "
+        "--framing) or raw (as they came; the default otherwise)",
     )
     group.add_argument(
         "--linger",
@@ -86,8 +93,11 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
     given = server_endpoint(args.endpoint, args) if listen else endpoint(args.endpoint, args)
     with _observer(opts) as observer, handled_signals(), inherited(given) as (ep, adopted):
         message = ep.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
-        if not message:
-            check_framing(ep, opts)
+        if message:
+            no_framing(ep, opts)
+            framing = "none"
+        else:
+            framing = check_framing(ep, opts)
         stats = Stats()
         datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         loop = Loop(observer)
@@ -95,16 +105,17 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
             hub = StdinHub(opts, split=args.split)
             loop.add(hub)
             # the descriptors themselves: data never goes through sys.stdout's buffer
-            stdout = End("stdout", fd=1, opts=opts)
+            fmt = args.format or ("line" if framing != "none" else "raw")
+            stdout = End("stdout", fd=1, opts=opts, line_end=fmt == "line")
             with contextlib.suppress(OSError, ValueError):
                 sys.stdout.flush()
             if not listen or (adopted is not None and not datagram and not is_listening(adopted)):
                 # a client; or an inherited connection (inetd style): the one to serve
                 sock = connect_socket(ep, adopted)
-                return _client(args, opts, ep.display(), sock, hub, stdout, loop)
+                return _client(args, opts, ep.display(), sock, hub, stdout, loop, framing)
             if datagram:
                 return _datagram_server(args, opts, ep, hub, stdout, loop, stats, adopted)
-            return _stream_server(args, opts, ep, hub, stdout, loop, stats, adopted)
+            return _stream_server(args, opts, ep, hub, stdout, loop, stats, adopted, framing)
         finally:
             loop.close()
 
@@ -119,9 +130,11 @@ def _connection(
     stats: Stats,
     *,
     raise_errors: bool,
+    framing: str = "none",
 ) -> Conn:
     sock.setblocking(False)
-    end = End(label, sock=sock, opts=opts)
+    end = End(label, sock=sock, opts=opts, framing=framing)
+    end.strip_line_ends = end.framed and args.split == "line"
     message = end.message
     to_peer = Flow(
         None,
@@ -165,8 +178,11 @@ def _client(
     hub: StdinHub,
     stdout: End,
     loop: Loop,
+    framing: str,
 ) -> int:
-    conn = _connection(args, opts, label, sock, hub, stdout, Stats(), raise_errors=True)
+    conn = _connection(
+        args, opts, label, sock, hub, stdout, Stats(), raise_errors=True, framing=framing
+    )
     loop.add(conn)
     loop.run(lambda: conn.done)
     return 0
@@ -241,6 +257,7 @@ def _stream_server(
     loop: Loop,
     stats: Stats,
     adopted: Socket | None,
+    framing: str,
 ) -> int:
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
@@ -257,6 +274,7 @@ def _stream_server(
                 stdout,
                 stats,
                 raise_errors=not keep_open,
+                framing=framing,
             )
             unsubscribe = conn.on_close
 

@@ -9,10 +9,12 @@ HELP = "an echo server for any endpoint, for testing peers"
 DESCRIPTION = """\
 Echo on ENDPOINT: streams get their bytes back (and, after their EOF, our
 shutdown(SHUT_WR)); seqpacket connections and datagram senders get each
-message back whole. Serves --max-clients connections at once (default 64)
-until interrupted, or until --count connections (datagrams: messages) have
-been served. Unnamed UNIX datagram senders cannot be answered: their
-messages are counted and dropped.
+message back whole. With --framing, a stream's frames are decoded and each
+message goes back as one frame (a bad frame ends that connection). Serves
+--max-clients connections at once (default 64) until interrupted, or until
+--count connections (datagrams: messages) have been served. Unnamed UNIX
+datagram senders cannot be answered: their messages are counted and
+dropped.
 """
 
 
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..sock import Peer, Socket
     from .observe import Observer
-    from .options import check_framing, io_options, server_endpoint
+    from .options import check_framing, io_options, no_framing, server_endpoint
     from .pump import Acceptor, Conn, DatagramEcho, End, Flow, Loop, Stats, handled_signals
     from .sockets import inherited, is_listening, is_unix, server_socket
 
@@ -52,8 +54,11 @@ def run(args: argparse.Namespace) -> int:
 
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
     with observer, handled_signals(), inherited(given) as (ep, adopted):
+        framing = "none"
         if ep.is_stream:
-            check_framing(ep, opts)
+            framing = check_framing(ep, opts)
+        else:
+            no_framing(ep, opts)
         datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         loop = Loop(observer, on_usr1=lambda: report(stats.summary()))
         active: list[Conn] = []
@@ -68,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         acceptor: Acceptor | None = None
 
         def on_accept(client: Socket, peer: Peer) -> None:
-            end = End(str(peer), sock=client, opts=opts)
+            end = End(str(peer), sock=client, opts=opts, framing=framing)
             flow = Flow(end, end, opts, direction="echo", stats=stats, message=end.message)
             conn = Conn(
                 f"echo {peer}",

@@ -96,6 +96,9 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
             module = _load(name)
             module.add_arguments(command)
             command.set_defaults(run=module.run)
+            # a command whose last positional takes many values (send MSG ...) also gets
+            # those after an option: argparse alone stops at the first option
+            command.set_defaults(_more=getattr(module, "MORE_POSITIONALS", None))
     return parser
 
 
@@ -113,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_chosen(args_list))
     try:
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        more = getattr(args, "_more", None)
+        if extra and more and not any(e.startswith("-") and e != "-" for e in extra):
+            setattr(args, more, [*getattr(args, more), *extra])
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if getattr(args, "run", None) is None:
             parser.print_help(sys.stderr)
             return Exit.USAGE

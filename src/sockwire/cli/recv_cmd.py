@@ -9,8 +9,9 @@ from typing import Any
 HELP = "receive messages and show each one's sender, length, flags and truncation"
 
 DESCRIPTION = """\
-Bind ENDPOINT (datagrams) or listen on it (seqpacket; --connect: connect
-to it instead) and print one line per message:
+Bind ENDPOINT (datagrams) or listen on it (seqpacket, or a byte stream
+with --framing; --connect: connect to it instead) and print one line per
+message:
 
   #1 from unnamed (pid=812 uid=0 gid=0) 31 bytes: <13>Nov 25 12:00:00 root: hi
 
@@ -19,8 +20,9 @@ error (UNIX datagram receivers also show the sender's pid/uid/gid, from
 SCM_CREDENTIALS). A message longer than --bufsize is shown TRUNCATED with
 its full length (MSG_TRUNC). --format raw writes only the payloads; --format
 json one JSON object per message. Stops after --count messages; otherwise
-datagrams are received until interrupted, and seqpacket until the
-sender's EOF.
+datagrams are received until interrupted, and seqpacket and framed streams
+until the sender's EOF. On a framed stream a frame declared longer than
+--bufsize, or EOF inside a frame, is a one-line error (exit 1).
 """
 
 
@@ -122,25 +124,38 @@ def text_line(doc: dict[str, Any], data: bytes) -> str:
 def run(args: argparse.Namespace) -> int:
     import socket
     import sys
+    from collections import deque
 
     from ..flags import MsgFlag
-    from ..sock import Socket, format_address
+    from ..framing import Decoder, make_codec
+    from ..sock import Message, Socket, format_address
     from .exitcodes import UsageError
     from .observe import Observer, say
-    from .options import check_framing, endpoint, io_options, server_endpoint
-    from .pump import handled_signals, is_message
+    from .options import check_framing, endpoint, io_options, no_framing, server_endpoint
+    from .pump import feed, handled_signals, is_message
     from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
     opts = io_options(args)
     given = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
     with inherited(given) as (ep, adopted):
-        if not is_message(ep.type):
-            check_framing(ep, opts)
-            raise UsageError(
-                f"recv on {ep.display()}",
-                "a byte stream has no message boundaries; use `sockwire listen` for bytes, or a "
-                "unix+seqpacket:, unix+dgram: or udp:// endpoint",
-            )
+        framed: str | None = None
+        if is_message(ep.type):
+            no_framing(ep, opts)
+        else:
+            framing = check_framing(ep, opts)
+            if framing == "none":
+                raise UsageError(
+                    f"recv on {ep.display()}",
+                    "a byte stream has no message boundaries; give --framing (e.g. len32), use "
+                    "`sockwire listen` for bytes, or a unix+seqpacket:, unix+dgram: or udp:// "
+                    "endpoint",
+                )
+            if opts.peek:
+                raise UsageError(
+                    "--peek with --framing", "a frame may span reads; peek at datagrams only"
+                )
+            framed = framing
+
         limit = 1 if opts.peek else args.count
         datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         out = sys.stdout
@@ -173,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
             """Receive from one socket; True when the limit is reached, False at EOF."""
             if opts.timeout is not None:
                 sock.settimeout(opts.timeout)
+            if framed is not None:
+                return drain_frames(
+                    sock, make_codec(framed, max_size=opts.bufsize).decoder, peer_creds
+                )
             while limit is None or received < limit:
                 observer.check()
                 if opts.peek:
@@ -183,6 +202,25 @@ def run(args: argparse.Namespace) -> int:
                     say("eof", f"fd={sock.fd}", f"after {received} messages")
                     return False
                 show(sock, msg, peer_creds)
+            return True
+
+        def drain_frames(sock: Socket, decoder: Decoder, peer_creds: Any) -> bool:
+            """Frames from a stream, one message each; the sender is the connected peer."""
+            address = sock.getpeername()
+            waiting: deque[bytes] = deque()
+            while limit is None or received < limit:
+                observer.check()
+                if waiting:
+                    data = waiting.popleft()
+                    show(sock, Message(data, address=address or None, size=len(data)), peer_creds)
+                    continue
+                chunk = sock.recv(min(decoder.read_size(), opts.bufsize + 16))
+                waiting.extend(
+                    feed(decoder, chunk, format_address(sock.family, address), opts.bufsize)
+                )
+                if not chunk:
+                    say("eof", f"fd={sock.fd}", f"after {received} messages")
+                    return False
             return True
 
         observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)

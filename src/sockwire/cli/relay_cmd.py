@@ -25,9 +25,13 @@ to TARGET; copy both ways until both sides have ended.
 Half-close is propagated: a side's EOF becomes shutdown(SHUT_WR) on the
 other. Counts go to stderr on exit and on SIGUSR1 (kill -USR1 PID).
 Between two byte streams, with nothing watched, bytes move with splice(2)
-and never enter Python. A byte stream and a message socket cannot be
-relayed without framing (--framing: not in this build yet). Each connect
-to TARGET is made in turn, bounded by --timeout (default 10 s).
+and never enter Python. A byte stream and a message socket need framing
+on the stream side so boundaries survive: --framing len32 (or ?framing=
+on that endpoint) makes each seqpacket message or datagram one frame, and
+each frame one message. Two framed streams may differ (?framing=line on
+one side, len32 on the other: translated). Each connect to TARGET is made
+in turn, bounded by --timeout (default 10 s). LISTEN may be fd:N or
+systemd: (a passed listener, or one passed connection).
 """
 
 
@@ -78,8 +82,9 @@ def _relay(
 
     from ..errors import SockwireError, UnsupportedError
     from ..sock import Peer
+    from .exitcodes import UsageError
     from .observe import Observer
-    from .options import check_framing
+    from .options import check_framing, no_framing
     from .pump import (
         Acceptor,
         Conn,
@@ -97,22 +102,29 @@ def _relay(
         if ep.scheme == "netlink":
             raise UnsupportedError(f"relay {ep}", "netlink talks to the kernel; nothing to relay")
     listen_msg, target_msg = is_message(listen_ep.type), is_message(target_ep.type)
-    if listen_msg != target_msg:
-        check_framing(listen_ep if not listen_msg else target_ep, opts)
-        stream, other = (listen_ep, target_ep) if not listen_msg else (target_ep, listen_ep)
-        raise UnsupportedError(
+    if listen_msg and target_msg:
+        no_framing(listen_ep, opts)
+    listen_framing = "none" if listen_msg else check_framing(listen_ep, opts)
+    target_framing = "none" if target_msg else check_framing(target_ep, opts)
+    kinds = [
+        "messages" if msg else "frames" if framing != "none" else "bytes"
+        for msg, framing in ((listen_msg, listen_framing), (target_msg, target_framing))
+    ]
+    if "bytes" in kinds and kinds[0] != kinds[1]:
+        stream, other = (listen_ep, target_ep) if kinds[0] == "bytes" else (target_ep, listen_ep)
+        raise UsageError(
             f"relay {listen_ep.display()} {target_ep.display()}",
             f"{stream.display()} is a byte stream and {other.display()} carries messages; "
-            "their boundaries would be lost without --framing (not in this build yet)",
+            "their boundaries would be lost: give the stream side a framing "
+            "(--framing len32, or ?framing= on that endpoint)",
         )
-    if not listen_msg:
-        check_framing(listen_ep, opts)
-        check_framing(target_ep, opts)
+    message = kinds[0] != "bytes"
 
     datagram = listen_ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
     stats = Stats()
     forward, backward = "client->target", "target->client"
-    use_splice = not (opts.watching or opts.peek or opts.send_flags) and not listen_msg
+    # the fast path: two unframed byte streams, nobody watching
+    use_splice = not (opts.watching or opts.peek or opts.send_flags) and not message
 
     def report(text: str) -> None:
         with contextlib.suppress(OSError):
@@ -153,8 +165,8 @@ def _relay(
             client.close()
             closed[0] += 1
             return
-        a = End(label, sock=client, opts=opts)
-        b = End(target_ep.display(), sock=target, opts=opts)
+        a = End(label, sock=client, opts=opts, framing=listen_framing)
+        b = End(target_ep.display(), sock=target, opts=opts, framing=target_framing)
         flows = [
             Flow(
                 a,
@@ -162,7 +174,7 @@ def _relay(
                 opts,
                 direction=forward,
                 stats=stats,
-                message=listen_msg,
+                message=message,
                 required=not a.datagram,
                 use_splice=use_splice,
             ),
@@ -172,7 +184,7 @@ def _relay(
                 opts,
                 direction=backward,
                 stats=stats,
-                message=listen_msg,
+                message=message,
                 required=not b.datagram,
                 use_splice=use_splice,
             ),
@@ -210,6 +222,7 @@ def _relay(
                         max_sessions=args.max_clients,
                         idle=opts.timeout,
                         names=(forward, backward),
+                        target_framing=target_framing,
                     )
                     loop.add(relay)
                     loop.run(lambda: args.count is not None and stats.connections >= args.count)

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "send messages to a datagram or seqpacket endpoint"
+#: the messages may also come after options (`send EP --framing len32 a b`)
+MORE_POSITIONALS = "messages"
+
+HELP = "send messages to a datagram, seqpacket or framed stream endpoint"
 
 DESCRIPTION = """\
-Send each MSG as one message to ENDPOINT (a datagram or seqpacket socket);
-with no MSG, each stdin line is one message (--split read: each read).
-Nothing is appended: `sockwire send udp://127.0.0.1:7001 hello` sends 5
-bytes. A UNIX datagram sender is autobound, so the receiver sees a name it
-can answer. Byte streams have no message boundaries: use `sockwire connect`
-(or --framing, not in this build yet).
+Send each MSG as one message to ENDPOINT (a datagram or seqpacket socket,
+or a byte stream with --framing); with no MSG, each stdin line is one
+message (--split read: each read). Nothing is appended: `sockwire send
+udp://127.0.0.1:7001 hello` sends 5 bytes. On a framed stream each message
+is one frame and a stdin line's newline is left out (it separated the
+messages); then the connection is shut down (SHUT_WR) and closed. A UNIX
+datagram sender is autobound, so the receiver sees a name it can answer.
+A byte stream without --framing has no message boundaries: use `sockwire
+connect`.
 """
 
 
@@ -33,24 +39,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import socket
     import sys
 
+    from ..framing import make_codec
     from .exitcodes import UsageError
     from .observe import Observer, say
-    from .options import check_framing, endpoint, io_options
+    from .options import check_framing, endpoint, io_options, no_framing
     from .pump import handled_signals, is_message
     from .sockets import connect_socket, inherited
 
     opts = io_options(args)
     given = endpoint(args.endpoint, args)
     with inherited(given) as (ep, adopted):
-        if not is_message(ep.type):
-            check_framing(ep, opts)
-            raise UsageError(
-                f"send to {ep.display()}",
-                "a byte stream has no message boundaries; use `sockwire connect` to send bytes, "
-                "or a unix+seqpacket:, unix+dgram: or udp:// endpoint",
-            )
+        encoder = None
+        if is_message(ep.type):
+            no_framing(ep, opts)
+        else:
+            framing = check_framing(ep, opts)
+            if framing == "none":
+                raise UsageError(
+                    f"send to {ep.display()}",
+                    "a byte stream has no message boundaries; give --framing (e.g. len32), "
+                    "use `sockwire connect` to send bytes, or a unix+seqpacket:, unix+dgram: "
+                    "or udp:// endpoint",
+                )
+            encoder = make_codec(framing, max_size=opts.bufsize).encoder
         for text in args.messages:
             if len(text.encode("utf-8", "surrogateescape")) > opts.bufsize:
                 raise UsageError(
@@ -65,7 +79,14 @@ def run(args: argparse.Namespace) -> int:
             def send(data: bytes) -> None:
                 nonlocal count
                 observer.check()
-                sock.send(data, opts.send_flags)
+                if encoder is None:
+                    sock.send(data, opts.send_flags)
+                else:
+                    if args.split == "line" and not args.messages:
+                        data = data.rstrip(b"\r\n") if data.endswith(b"\n") else data.rstrip(b"\r")
+                    frame = encoder.encode(data)
+                    whole = frame if isinstance(frame, bytes) else b"".join(frame)
+                    sock.sendall(whole, opts.send_flags)
                 count += 1
                 say("message", f"#{count}", f"{len(data)} bytes", f"to {ep.display()}")
 
@@ -92,5 +113,7 @@ def run(args: argparse.Namespace) -> int:
                         send(line)
                 if partial:
                     send(partial)
+            if encoder is not None:
+                sock.shutdown(socket.SHUT_WR)  # the receiver sees EOF after the last frame
             say("done", f"{count} messages sent")
         return 0
