@@ -691,6 +691,7 @@ class Socket:
         creds: bool = False,
         flags: int = 0,
         ancillary: int = 0,
+        buffer: bytearray | None = None,
     ) -> Message:
         """recvmsg(2): data, up to ``maxfds`` passed fds, sender credentials, flags.
 
@@ -698,7 +699,9 @@ class Socket:
         with ``size`` the full length; fds that arrive belong to the caller.
         ``ancillary``: room in bytes for other control messages (e.g. the TTL
         or hop limit of IP_RECVTTL/IPV6_RECVHOPLIMIT), returned in
-        ``Message.ancillary``.
+        ``Message.ancillary``. ``buffer``: a reusable bytearray of at least
+        ``bufsize`` bytes to receive into, instead of a new one per call (a
+        relay's hot loop); ``Message.data`` is still a copy of what arrived.
         """
         self._check_open("recvmsg")
         flags = int(flags)
@@ -710,7 +713,10 @@ class Socket:
         # MSG_CMSG_CLOEXEC: received fds are close-on-exec, like every fd
         # Python opens (PEP 446); without it they leak into exec'd children.
         kernel_flags = flags | socket.MSG_CMSG_CLOEXEC if maxfds else flags
-        buf = bytearray(bufsize)
+        if buffer is not None and len(buffer) >= bufsize:
+            buf: bytearray | memoryview = memoryview(buffer)[:bufsize]
+        else:
+            buf = bytearray(bufsize)
         count, ancdata, mflags, address = self._recvmsg_into(
             "recvmsg", buf, ancbufsize, kernel_flags, (str(bufsize),), emit=False
         )

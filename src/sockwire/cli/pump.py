@@ -18,7 +18,9 @@ connection:
   Python's cost per call is a microsecond; at 1 MiB a call that is noise.
 
 Bounds: each direction holds one buffer (``--bufsize``), one pipe, or one
-read's worth of messages. A source is not read while its direction has
+turn's worth of messages: up to :data:`BATCH` receives or ``--bufsize``
+bytes (many small messages per poll(2); a framed destination gets them as
+one batch of frames, one send(2)). A source is not read while its direction has
 something pending, so a slow reader slows its writer (backpressure), never
 memory. Every socket in the loop is non-blocking; stdin/stdout are left as
 they are (they may be shared with the shell) and used only when poll says so.
@@ -47,7 +49,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -92,6 +94,8 @@ _TROUBLE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _MESSAGE_TYPES = frozenset({socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW})
 _DATAGRAM_TYPES = frozenset({socket.SOCK_DGRAM, socket.SOCK_RAW})
 PIPE_SIZE = 1024 * 1024
+#: Messages received, or framed and sent, per turn of the loop (bounded batches).
+BATCH = 64
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
@@ -202,8 +206,9 @@ class End:
         #: for an unconnected datagram socket: where send_item sends (the last sender)
         self.reply_to: Address | None = None
         self.needs_reply_to = False
-        # a frame being written: (the item it carries, its bytes, bytes already sent)
-        self._tx: tuple[Item, memoryview, int] | None = None
+        self._rbuf: bytearray | None = None
+        # frames being written: (the first item, how many items, their bytes, bytes sent)
+        self._tx: tuple[Item, int, memoryview, int] | None = None
 
     @property
     def family(self) -> int:
@@ -236,10 +241,12 @@ class End:
     def recv_item(self, bufsize: int, stats: Stats | None) -> Item | None:
         """One message, or None when nothing is ready. EOF is ``Item(b"")`` on seqpacket."""
         assert self.sock is not None
+        if self._rbuf is None or len(self._rbuf) < bufsize:
+            self._rbuf = bytearray(bufsize)  # one per End, reused: not one per message
         try:
             if self.opts.peek:
-                self.sock.recvmsg(bufsize, flags=MsgFlag.PEEK)
-            msg = self.sock.recvmsg(bufsize, creds=self.creds)
+                self.sock.recvmsg(bufsize, flags=MsgFlag.PEEK, buffer=self._rbuf)
+            msg = self.sock.recvmsg(bufsize, creds=self.creds, buffer=self._rbuf)
         except WouldBlock:
             return None
         if msg.truncated:
@@ -300,24 +307,40 @@ class End:
         return True
 
     def _send_frame(self, item: Item) -> bool:
+        return self.send_frames([item]) == 1
+
+    def send_frames(self, queue: Sequence[Item]) -> int:
+        """Frames for the messages at the head of ``queue``, written as one batch.
+
+        Returns how many messages are now fully sent, 0 when the socket filled
+        up first: the rest of the batch goes out on the next call (with the
+        same head). A batch is at most :data:`BATCH` messages or about
+        ``--bufsize`` bytes, encoded into one buffer: one send(2) for many
+        small messages.
+        """
         assert self.sock is not None
         assert self.codec is not None
-        if self._tx is None or self._tx[0] is not item:
-            data = item.data
-            if self.strip_line_ends:
-                data = data.rstrip(b"\r\n") if data.endswith(b"\n") else data.rstrip(b"\r")
-            frame = self.codec.encoder.encode(data)
-            joined = frame if isinstance(frame, bytes) else b"".join(frame)
-            self._tx = (item, memoryview(joined), 0)
-        _, view, sent = self._tx
+        if self._tx is None or self._tx[0] is not queue[0]:
+            out = bytearray()
+            count = 0
+            for item in queue:
+                if count and (count >= BATCH or len(out) >= self.opts.bufsize):
+                    break
+                data = item.data
+                if self.strip_line_ends:
+                    data = data.rstrip(b"\r\n") if data.endswith(b"\n") else data.rstrip(b"\r")
+                self.codec.encoder.append(out, data)
+                count += 1
+            self._tx = (queue[0], count, memoryview(out), 0)
+        first, count, view, sent = self._tx
         while sent < len(view):
             try:
                 sent += self.sock.send(view[sent:], self.opts.send_flags)  # type: ignore[arg-type]
             except WouldBlock:
-                self._tx = (item, view, sent)
-                return False
+                self._tx = (first, count, view, sent)
+                return 0
         self._tx = None
-        return True
+        return count
 
     def shutdown_write(self) -> None:
         """Tell the peer we are done (SHUT_WR); plain fds and datagrams have no such thing."""
@@ -457,16 +480,23 @@ class Flow:
         src = self.src
         assert src is not None
         if self.message:
-            items = src.recv_items(self.opts.bufsize, self.stats)
-            if items is None:
-                return
-            for item in items:
-                if item.eof:
-                    self._eof()
+            # up to BATCH receives (or --bufsize bytes) per turn of the loop: one
+            # poll(2) for many small messages; the bound on what waits in the queue
+            size = 0
+            for _ in range(BATCH):
+                items = src.recv_items(self.opts.bufsize, self.stats)
+                if items is None:
                     break
-                self._received(item)
-                if not self.discard:
-                    self._queue.append(item)
+                for item in items:
+                    if item.eof:
+                        self._eof()
+                        break
+                    self._received(item)
+                    size += len(item.data)
+                    if not self.discard:
+                        self._queue.append(item)
+                if self.src_eof or size >= self.opts.bufsize:
+                    break
         elif self._pipe is not None:
             room = self._pipe.size - self._piped
             try:
@@ -493,7 +523,15 @@ class Flow:
         self.drain()
 
     def drain(self) -> None:
-        if self.message:
+        if self.message and self.dst.framed:
+            while self._queue:
+                done = self.dst.send_frames(self._queue)
+                if not done:
+                    return
+                for _ in range(done):
+                    self._queue.popleft()
+                self.activity = time.monotonic()
+        elif self.message:
             while self._queue and self._can_send():
                 if not self.dst.send_item(self._queue[0]):
                     return
