@@ -528,3 +528,18 @@ def test_help_documents_the_exit_codes_and_the_bounded_default() -> None:
     assert "exit codes:" in proc.stdout
     assert "4    no reply at all" in proc.stdout and "5    no raw socket" in proc.stdout
     assert "default 4" in proc.stdout
+
+
+@pytest.mark.timeout(30)
+def test_ctrl_c_prints_the_statistics_and_exits_130() -> None:
+    import signal
+
+    from tests.cli_helpers import run
+
+    need_root()
+    with run("ping", "127.0.0.1", "-c", "1000", "-i", "0.05") as proc:
+        proc.wait_out(b"icmp_seq=2 ")
+        assert proc.stop(signal.SIGINT) == 130
+    out = proc.out.decode()
+    assert "--- 127.0.0.1 ping statistics ---" in out and "rtt min/avg/max/mdev" in out
+    assert "Traceback" not in proc.text
