@@ -11,7 +11,7 @@ import pytest
 
 import sockwire
 from sockwire.cli.exitcodes import Exit, for_error
-from sockwire.cli.main import main
+from sockwire.cli.main import COMMANDS, main
 
 
 def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -106,3 +106,39 @@ def test_main_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["tour", "--only", "nope"]) == Exit.USAGE
     err = capsys.readouterr().err
     assert err.startswith("sockwire: unknown tour stop")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_help_documents_exit_codes(command: str) -> None:
+    proc = _run(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "exit codes:" in proc.stdout
+    assert "  0 " in proc.stdout and "  2 " in proc.stdout
+
+
+def test_families_help_documents_its_json() -> None:
+    proc = _run("families", "--help")
+    assert '{"families": [{"number", "name", "supported", "needs_capability"' in proc.stdout
+    doc = json.loads(_run("families", "--json").stdout)
+    first = doc["families"][0]
+    assert set(first) == {"number", "name", "supported", "needs_capability", "types"}
+
+
+def test_tour_header_counts_one_stop_in_the_singular() -> None:
+    proc = _run("tour", "--only", "families", "--brief")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("sockwire tour: 1 stop, between real processes ")
+
+
+def test_send_takes_messages_after_options_too() -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(("127.0.0.1", 0))
+        receiver.settimeout(15)
+        port = receiver.getsockname()[1]
+        proc = _run("send", f"udp://127.0.0.1:{port}", "first", "--trace", "second")
+        assert proc.returncode == 0, proc.stderr
+        assert [receiver.recv(10), receiver.recv(10)] == [b"first", b"second"]
+    bad = _run("send", f"udp://127.0.0.1:{port}", "x", "--bogus")
+    assert bad.returncode == Exit.USAGE and "unrecognized arguments: --bogus" in bad.stderr

@@ -82,10 +82,12 @@ def test_wrong_socket_type_names_the_right_scheme(d: str) -> None:
         assert r.stop() == 143
 
 
-def test_framing_other_than_none_is_not_in_this_build(d: str) -> None:
-    proc = sockwire("connect", f"unix:{d}/x.sock", "--framing", "len32")
-    assert proc.returncode == Exit.IO
-    assert "framed byte streams are not in this build" in proc.stderr.decode()
+def test_framing_on_a_message_socket_is_a_usage_error(d: str) -> None:
+    proc = sockwire("connect", f"unix+seqpacket:{d}/x.sock", "--framing", "len32")
+    assert proc.returncode == Exit.USAGE
+    assert "framing is for byte streams" in proc.stderr.decode()
+    framed = sockwire("connect", f"unix:{d}/x.sock", "--framing", "len32")
+    assert framed.returncode == Exit.REFUSED  # framing accepted; nobody listens there
 
 
 def test_existing_path_is_address_in_use(d: str) -> None:

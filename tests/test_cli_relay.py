@@ -124,7 +124,7 @@ def test_target_refused_is_reported_and_relay_goes_on(d: str) -> None:
 
 def test_stream_to_messages_needs_framing(d: str) -> None:
     with run("relay", f"unix:{d}/r.sock", f"unix+seqpacket:{d}/q.sock") as relay:
-        assert relay.finish() == 1
+        assert relay.finish() == 2
     assert relay.text.count("\n") == 1 and "--framing" in relay.text
 
 

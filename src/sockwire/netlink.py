@@ -302,6 +302,10 @@ class Route:
     def type_name(self) -> str:
         return ROUTE_TYPES.get(self.type, str(self.type))
 
+    @property
+    def scope_name(self) -> str:
+        return SCOPES.get(self.scope, str(self.scope))
+
     def __str__(self) -> str:
         dst = "default" if self.dst is None else f"{self.dst}/{self.prefixlen}"
         text = f"{self.type_name} {dst}" if self.type != 1 else dst

@@ -151,6 +151,8 @@ class Message:
     flags: MsgFlag = MsgFlag.NONE
     address: Address | None = None
     size: int = 0
+    #: control messages other than fds and credentials: (level, type, data)
+    ancillary: list[tuple[int, int, bytes]] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -688,15 +690,22 @@ class Socket:
         maxfds: int = 0,
         creds: bool = False,
         flags: int = 0,
+        ancillary: int = 0,
+        buffer: bytearray | None = None,
     ) -> Message:
         """recvmsg(2): data, up to ``maxfds`` passed fds, sender credentials, flags.
 
         Truncation is reported on the Message (``truncated``/``ctruncated``),
         with ``size`` the full length; fds that arrive belong to the caller.
+        ``ancillary``: room in bytes for other control messages (e.g. the TTL
+        or hop limit of IP_RECVTTL/IPV6_RECVHOPLIMIT), returned in
+        ``Message.ancillary``. ``buffer``: a reusable bytearray of at least
+        ``bufsize`` bytes to receive into, instead of a new one per call (a
+        relay's hot loop); ``Message.data`` is still a copy of what arrived.
         """
         self._check_open("recvmsg")
         flags = int(flags)
-        ancbufsize = 0
+        ancbufsize = max(0, int(ancillary))
         if maxfds:
             ancbufsize += socket.CMSG_SPACE(maxfds * 4)
         if creds:
@@ -704,7 +713,10 @@ class Socket:
         # MSG_CMSG_CLOEXEC: received fds are close-on-exec, like every fd
         # Python opens (PEP 446); without it they leak into exec'd children.
         kernel_flags = flags | socket.MSG_CMSG_CLOEXEC if maxfds else flags
-        buf = bytearray(bufsize)
+        if buffer is not None and len(buffer) >= bufsize:
+            buf: bytearray | memoryview = memoryview(buffer)[:bufsize]
+        else:
+            buf = bytearray(bufsize)
         count, ancdata, mflags, address = self._recvmsg_into(
             "recvmsg", buf, ancbufsize, kernel_flags, (str(bufsize),), emit=False
         )
@@ -720,6 +732,8 @@ class Socket:
                 message.fds.extend(array.array("i", payload[:usable]))
             elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                 message.creds = Creds(*_UCRED.unpack(payload[: _UCRED.size]))
+            else:
+                message.ancillary.append((level, kind, payload))
         if _hooks:
             result = str(count)
             extra: dict[str, Any] = {"flags": str(message.flags)}

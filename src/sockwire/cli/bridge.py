@@ -34,10 +34,11 @@ from .options import (
     check_framing,
     endpoint,
     io_options,
+    no_framing,
     server_endpoint,
 )
 from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handled_signals
-from .sockets import connect_socket, server_socket
+from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
 __all__ = ["add_bridge_options", "run_bridge"]
 
@@ -55,6 +56,12 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
         choices=("line", "read"),
         default="line",
         help="datagram/seqpacket: one message per stdin line (default) or per read",
+    )
+    group.add_argument(
+        "--format",
+        choices=("line", "raw"),
+        help="messages written to stdout: line (each followed by a newline; the default with "
+        "--framing) or raw (as they came; the default otherwise)",
     )
     group.add_argument(
         "--linger",
@@ -83,25 +90,32 @@ def _observer(opts: IoOptions) -> Observer:
 
 def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
     opts = io_options(args)
-    ep = server_endpoint(args.endpoint, args) if listen else endpoint(args.endpoint, args)
-    message = ep.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
-    if not message:
-        check_framing(ep, opts)
-    stats = Stats()
-    with _observer(opts) as observer, handled_signals():
+    given = server_endpoint(args.endpoint, args) if listen else endpoint(args.endpoint, args)
+    with _observer(opts) as observer, handled_signals(), inherited(given) as (ep, adopted):
+        message = ep.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
+        if message:
+            no_framing(ep, opts)
+            framing = "none"
+        else:
+            framing = check_framing(ep, opts)
+        stats = Stats()
+        datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         loop = Loop(observer)
         try:
             hub = StdinHub(opts, split=args.split)
             loop.add(hub)
             # the descriptors themselves: data never goes through sys.stdout's buffer
-            stdout = End("stdout", fd=1, opts=opts)
+            fmt = args.format or ("line" if framing != "none" else "raw")
+            stdout = End("stdout", fd=1, opts=opts, line_end=fmt == "line")
             with contextlib.suppress(OSError, ValueError):
                 sys.stdout.flush()
-            if not listen:
-                return _client(args, opts, ep.display(), connect_socket(ep), hub, stdout, loop)
-            if ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):
-                return _datagram_server(args, opts, ep, hub, stdout, loop, stats)
-            return _stream_server(args, opts, ep, hub, stdout, loop, stats)
+            if not listen or (adopted is not None and not datagram and not is_listening(adopted)):
+                # a client; or an inherited connection (inetd style): the one to serve
+                sock = connect_socket(ep, adopted)
+                return _client(args, opts, ep.display(), sock, hub, stdout, loop, framing)
+            if datagram:
+                return _datagram_server(args, opts, ep, hub, stdout, loop, stats, adopted)
+            return _stream_server(args, opts, ep, hub, stdout, loop, stats, adopted, framing)
         finally:
             loop.close()
 
@@ -116,9 +130,11 @@ def _connection(
     stats: Stats,
     *,
     raise_errors: bool,
+    framing: str = "none",
 ) -> Conn:
     sock.setblocking(False)
-    end = End(label, sock=sock, opts=opts)
+    end = End(label, sock=sock, opts=opts, framing=framing)
+    end.strip_line_ends = end.framed and args.split == "line"
     message = end.message
     to_peer = Flow(
         None,
@@ -162,8 +178,11 @@ def _client(
     hub: StdinHub,
     stdout: End,
     loop: Loop,
+    framing: str,
 ) -> int:
-    conn = _connection(args, opts, label, sock, hub, stdout, Stats(), raise_errors=True)
+    conn = _connection(
+        args, opts, label, sock, hub, stdout, Stats(), raise_errors=True, framing=framing
+    )
     loop.add(conn)
     loop.run(lambda: conn.done)
     return 0
@@ -177,11 +196,13 @@ def _datagram_server(
     stdout: End,
     loop: Loop,
     stats: Stats,
+    adopted: Socket | None,
 ) -> int:
-    with server_socket(ep, passcred=ep.is_unix) as sock:
+    unix = is_unix(ep, adopted)
+    with server_socket(ep, passcred=unix, adopted=adopted) as sock:
         sock.setblocking(False)
         label = ep.display()
-        inbound = End(label, sock=sock, opts=opts, creds=ep.is_unix)
+        inbound = End(label, sock=sock, opts=opts, creds=unix)
         outbound = End(label, sock=sock, opts=opts)
         outbound.needs_reply_to = True
         noted: list[bool] = []
@@ -235,10 +256,12 @@ def _stream_server(
     stdout: End,
     loop: Loop,
     stats: Stats,
+    adopted: Socket | None,
+    framing: str,
 ) -> int:
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
-    with server_socket(ep) as listener:
+    with server_socket(ep, adopted=adopted) as listener:
         listener.setblocking(False)
 
         def on_accept(sock: Socket, peer: Peer) -> None:
@@ -251,6 +274,7 @@ def _stream_server(
                 stdout,
                 stats,
                 raise_errors=not keep_open,
+                framing=framing,
             )
             unsubscribe = conn.on_close
 

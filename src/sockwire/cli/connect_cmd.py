@@ -12,8 +12,11 @@ Connect to ENDPOINT and copy stdin to it and what it sends to stdout.
 Streams and seqpacket: EOF on stdin sends shutdown(SHUT_WR) and output
 continues until the peer's EOF (--close-on-eof: close at once). If the peer
 ends first, stdin keeps going to it (it may only have half-closed); a peer
-that closed entirely ends the connection normally. Datagrams: one datagram per stdin line (--split
-read: per read); after stdin's EOF, answers are awaited for --linger seconds.
+that closed entirely ends the connection normally. Datagrams: one datagram
+per stdin line (--split read: per read); after stdin's EOF, answers are
+awaited for --linger seconds. With --framing F, stdin lines (or reads)
+become frames and each frame received is written out followed by a
+newline (--format raw: as it is).
 """
 
 

@@ -9,10 +9,12 @@ HELP = "an echo server for any endpoint, for testing peers"
 DESCRIPTION = """\
 Echo on ENDPOINT: streams get their bytes back (and, after their EOF, our
 shutdown(SHUT_WR)); seqpacket connections and datagram senders get each
-message back whole. Serves --max-clients connections at once (default 64)
-until interrupted, or until --count connections (datagrams: messages) have
-been served. Unnamed UNIX datagram senders cannot be answered: their
-messages are counted and dropped.
+message back whole. With --framing, a stream's frames are decoded and each
+message goes back as one frame (a bad frame ends that connection). Serves
+--max-clients connections at once (default 64) until interrupted, or until
+--count connections (datagrams: messages) have been served. Unnamed UNIX
+datagram senders cannot be answered: their messages are counted and
+dropped.
 """
 
 
@@ -38,14 +40,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..sock import Peer, Socket
     from .observe import Observer
-    from .options import check_framing, io_options, server_endpoint
+    from .options import check_framing, io_options, no_framing, server_endpoint
     from .pump import Acceptor, Conn, DatagramEcho, End, Flow, Loop, Stats, handled_signals
-    from .sockets import server_socket
+    from .sockets import inherited, is_listening, is_unix, server_socket
 
     opts = io_options(args)
-    ep = server_endpoint(args.endpoint, args)
-    if ep.is_stream:
-        check_framing(ep, opts)
+    given = server_endpoint(args.endpoint, args)
     stats = Stats()
 
     def report(text: str) -> None:
@@ -53,40 +53,55 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.write(f"sockwire: echo: {text}\n")
 
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
-    with observer, handled_signals():
+    with observer, handled_signals(), inherited(given) as (ep, adopted):
+        framing = "none"
+        if ep.is_stream:
+            framing = check_framing(ep, opts)
+        else:
+            no_framing(ep, opts)
+        datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         loop = Loop(observer, on_usr1=lambda: report(stats.summary()))
+        active: list[Conn] = []
+        closed = [0]
+
+        def on_close(conn: Conn) -> None:
+            active.remove(conn)
+            closed[0] += 1
+            if acceptor is not None:
+                acceptor.resume()
+
+        acceptor: Acceptor | None = None
+
+        def on_accept(client: Socket, peer: Peer) -> None:
+            end = End(str(peer), sock=client, opts=opts, framing=framing)
+            flow = Flow(end, end, opts, direction="echo", stats=stats, message=end.message)
+            conn = Conn(
+                f"echo {peer}",
+                [flow],
+                [client],
+                stats,
+                raise_errors=False,
+                idle=opts.timeout,
+                report=report,
+                on_close=on_close,
+            )
+            active.append(conn)
+            loop.add(conn)
+
         try:
-            with server_socket(ep, passcred=ep.is_unix) as sock:
+            if adopted is not None and not datagram and not is_listening(adopted):
+                # an inherited connection (inetd style, systemd Accept=yes): echo it, then exit
+                adopted.setblocking(False)
+                on_accept(adopted, adopted.peer())
+                loop.run(lambda: closed[0] >= 1)
+                return 0
+            with server_socket(ep, passcred=is_unix(ep, adopted), adopted=adopted) as sock:
                 sock.setblocking(False)
-                if ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+                if datagram:
                     echo = DatagramEcho(sock, opts, stats, limit=args.count)
                     loop.add(echo)
                     loop.run(lambda: echo.done)
                     return 0
-                active: list[Conn] = []
-                closed = [0]
-
-                def on_close(conn: Conn) -> None:
-                    active.remove(conn)
-                    closed[0] += 1
-                    acceptor.resume()
-
-                def on_accept(client: Socket, peer: Peer) -> None:
-                    end = End(str(peer), sock=client, opts=opts)
-                    flow = Flow(end, end, opts, direction="echo", stats=stats, message=end.message)
-                    conn = Conn(
-                        f"echo {peer}",
-                        [flow],
-                        [client],
-                        stats,
-                        raise_errors=False,
-                        idle=opts.timeout,
-                        report=report,
-                        on_close=on_close,
-                    )
-                    active.append(conn)
-                    loop.add(conn)
-
                 acceptor = Acceptor(
                     sock,
                     on_accept,

@@ -9,7 +9,19 @@ import sys
 HELP = "the address families this kernel supports"
 
 
+DESCRIPTION = """\
+Probe every address family with socket() for each type (stream, dgram,
+seqpacket, raw) and list those this kernel knows: what works, and which
+need a capability (EPERM/EACCES). --all adds the families it lacks.
+
+--json: {"families": [{"number", "name", "supported", "needs_capability",
+"types": {"SOCK_STREAM": "ok" or the errno name, ...}}]}. Exit status 0
+(the probe itself cannot fail); 2 for bad arguments.
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
     parser.add_argument("--json", action="store_true", help="one JSON document")
     parser.add_argument(
         "--all", action="store_true", help="also list the families this kernel lacks"

@@ -14,8 +14,12 @@ client; --max-clients N: N at once, stdin going to each). EOF on stdin
 sends shutdown(SHUT_WR); the peer's output keeps coming until its EOF
 (--close-on-eof: close at once). The connection ends when both directions
 have; a peer that closed entirely ends it normally. Datagrams: print what
-arrives; stdin lines go to the last named sender. A socket file this
-command created is removed when it exits.
+arrives; stdin lines go to the last named sender. With --framing F (a byte
+stream carrying messages): each stdin line (--split read: each read)
+becomes one frame, and each frame received is written out followed by a
+newline (--format raw: as it is). ENDPOINT may be fd:N or systemd:[NAME]
+(a passed listener, or one passed connection, inetd style). A socket file
+this command created is removed when it exits.
 """
 
 

@@ -45,6 +45,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sockwire.cli.inspect_cmd",
         "the machine's sockets with their processes, or whether a socket file is live",
     ),
+    "route": (
+        "sockwire.cli.route_cmd",
+        "links, addresses and routes from a NETLINK_ROUTE dump, like ip addr / ip route",
+    ),
+    "ping": (
+        "sockwire.cli.ping_cmd",
+        "ICMP echo over a raw or ICMP datagram socket, with checksums and RTT statistics",
+    ),
     "bench": (
         "sockwire.cli.bench_cmd",
         "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C",
@@ -88,6 +96,9 @@ def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
             module = _load(name)
             module.add_arguments(command)
             command.set_defaults(run=module.run)
+            # a command whose last positional takes many values (send MSG ...) also gets
+            # those after an option: argparse alone stops at the first option
+            command.set_defaults(_more=getattr(module, "MORE_POSITIONALS", None))
     return parser
 
 
@@ -105,7 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_chosen(args_list))
     try:
-        args = parser.parse_args(args_list)
+        args, extra = parser.parse_known_args(args_list)
+        more = getattr(args, "_more", None)
+        if extra and more and not any(e.startswith("-") and e != "-" for e in extra):
+            setattr(args, more, [*getattr(args, more), *extra])
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if getattr(args, "run", None) is None:
             parser.print_help(sys.stderr)
             return Exit.USAGE

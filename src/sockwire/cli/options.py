@@ -29,6 +29,7 @@ __all__ = [
     "check_framing",
     "endpoint",
     "io_options",
+    "no_framing",
     "server_endpoint",
 ]
 
@@ -149,7 +150,8 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
         default=DEFAULT_BUFSIZE,
         metavar="BYTES",
         help=f"receive buffer per direction, 1 to {MAX_BUFSIZE} (default {DEFAULT_BUFSIZE}); "
-        "a longer datagram or seqpacket message is truncated, and that is shown",
+        "a longer datagram or seqpacket message is truncated, and that is shown; "
+        "with --framing, the largest frame accepted",
     )
     if framing:
         calls.add_argument(
@@ -157,7 +159,10 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
             type=_framing,
             default="none",
             metavar="F",
-            help="message framing on a byte stream: " + ", ".join(FRAMINGS) + " (default none)",
+            help="message framing on a byte stream (same as ?framing=): "
+            + ", ".join(FRAMINGS)
+            + "; each message is one frame, and a frame declared longer than --bufsize ends "
+            "the connection with an error (default none: bytes as they come)",
         )
 
 
@@ -266,18 +271,13 @@ def _check_supported(ep: Endpoint) -> Endpoint:
             f"{ep.display()}",
             "TLS is not available on the command line yet; use tcp:// (or socat for TLS)",
         )
-    if ep.scheme == "systemd":
-        raise UnsupportedError(
-            f"{ep.display()}", "systemd activation needs sockwire.unix, not yet in this build"
-        )
     return ep
 
 
 def check_framing(ep: Endpoint, opts: IoOptions) -> str:
-    """The framing for a stream endpoint: --framing merged with ?framing=.
+    """The framing of a stream endpoint: ``?framing=`` or --framing (``none``: bytes).
 
-    Only ``none`` is implemented on the command line so far; the framed
-    modes arrive with sockwire.framing and slot in here.
+    Giving both with different values is a usage error.
     """
     given = ep.option("framing")
     framing = opts.framing
@@ -286,13 +286,14 @@ def check_framing(ep: Endpoint, opts: IoOptions) -> str:
             f"--framing {framing} conflicts with ?framing={given} in {ep}",
             "give the framing once, as a flag or in the endpoint",
         )
-    framing = given or framing
-    if framing != "none":
-        from ..errors import UnsupportedError
+    return given or framing
 
-        raise UnsupportedError(
-            f"--framing {framing}",
-            "framed byte streams are not in this build of the command line yet; "
-            "use unix+seqpacket: to keep message boundaries",
+
+def no_framing(ep: Endpoint, opts: IoOptions) -> None:
+    """A message endpoint keeps its own boundaries: --framing there is a mistake."""
+    if opts.framing != "none":
+        raise UsageError(
+            f"--framing {opts.framing} on {ep.display()}",
+            "framing is for byte streams; datagram and seqpacket sockets keep message "
+            "boundaries themselves",
         )
-    return framing

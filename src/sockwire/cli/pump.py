@@ -18,7 +18,9 @@ connection:
   Python's cost per call is a microsecond; at 1 MiB a call that is noise.
 
 Bounds: each direction holds one buffer (``--bufsize``), one pipe, or one
-read's worth of messages. A source is not read while its direction has
+turn's worth of messages: up to :data:`BATCH` receives or ``--bufsize``
+bytes (many small messages per poll(2); a framed destination gets them as
+one batch of frames, one send(2)). A source is not read while its direction has
 something pending, so a slow reader slows its writer (backpressure), never
 memory. Every socket in the loop is non-blocking; stdin/stdout are left as
 they are (they may be shared with the shell) and used only when poll says so.
@@ -47,13 +49,14 @@ import socket
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import trace
 from ..errors import (
     ConnectionLost,
+    FrameTooLarge,
     InvalidOperation,
     ResourceExhausted,
     SockwireError,
@@ -66,6 +69,9 @@ from ..sock import Address, Peer, Socket, format_address
 from .observe import Observer, say
 from .options import IoOptions
 
+if TYPE_CHECKING:
+    from ..framing import Decoder, FrameCodec
+
 __all__ = [
     "Acceptor",
     "Conn",
@@ -77,6 +83,7 @@ __all__ = [
     "Loop",
     "Stats",
     "StdinHub",
+    "feed",
     "handled_signals",
     "is_message",
 ]
@@ -87,6 +94,8 @@ _TROUBLE = select.POLLERR | select.POLLHUP | select.POLLNVAL
 _MESSAGE_TYPES = frozenset({socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW})
 _DATAGRAM_TYPES = frozenset({socket.SOCK_DGRAM, socket.SOCK_RAW})
 PIPE_SIZE = 1024 * 1024
+#: Messages received, or framed and sent, per turn of the loop (bounded batches).
+BATCH = 64
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
@@ -102,6 +111,7 @@ class Item:
     data: bytes
     address: Address | None = None
     flags: MsgFlag = MsgFlag.NONE
+    eof: bool = False  # not a message: the source ended (a framed stream can carry b"")
 
 
 @dataclass
@@ -134,8 +144,31 @@ class Stats:
         return "; ".join(parts)
 
 
+def feed(decoder: Decoder, data: bytes, source: str, bufsize: int) -> list[bytes]:
+    """``decoder.feed(data)``, its FrameTooLarge said in the command line's terms (--bufsize)."""
+    try:
+        return decoder.feed(data)  # b"" is EOF; inside a frame that is BadFrame
+    except FrameTooLarge as exc:
+        raise FrameTooLarge(
+            f"{exc.what} from {source}",
+            f"over --bufsize ({bufsize} bytes), the largest frame accepted; raise --bufsize "
+            "if such messages are expected",
+        ) from exc
+
+
 class End:
-    """One side of a direction: a non-blocking Socket, or a plain fd (stdin/stdout)."""
+    """One side of a direction: a non-blocking Socket, or a plain fd (stdin/stdout).
+
+    ``framing`` (a mode of :mod:`sockwire.framing` other than ``none``) makes a
+    byte stream carry messages: received bytes go through the mode's sans-IO
+    decoder (its ``max_size`` is ``--bufsize``: a longer declared frame is a
+    FrameTooLarge error, never an allocation), and each message sent is
+    encoded into one frame. A frame only partly written when the socket's
+    buffer fills is finished by the next ``send_item`` of the same item.
+    ``line_end``: on a plain fd (stdout), write each message followed by a
+    newline; ``strip_line_ends``: stdin lines lose their line end before
+    they become frames (the newline separated them; it is not content).
+    """
 
     def __init__(
         self,
@@ -145,23 +178,37 @@ class End:
         fd: int | None = None,
         opts: IoOptions,
         creds: bool = False,
+        framing: str = "none",
+        line_end: bool = False,
     ) -> None:
         self.name = name
         self.sock = sock
         self.opts = opts
+        self.line_end = line_end
+        self.codec: FrameCodec | None = None
         if sock is not None:
             self.fd = sock.fd
             self.message = sock.type in _MESSAGE_TYPES
             self.datagram = sock.type in _DATAGRAM_TYPES
+            if framing != "none" and not self.message:
+                from ..framing import make_codec
+
+                self.codec = make_codec(framing, max_size=opts.bufsize)
+                self.message = True
         else:
             assert fd is not None
             self.fd = fd
             self.message = False
             self.datagram = False
+        self.framed = self.codec is not None
+        self.strip_line_ends = False
         self.creds = creds
         #: for an unconnected datagram socket: where send_item sends (the last sender)
         self.reply_to: Address | None = None
         self.needs_reply_to = False
+        self._rbuf: bytearray | None = None
+        # frames being written: (the first item, how many items, their bytes, bytes sent)
+        self._tx: tuple[Item, int, memoryview, int] | None = None
 
     @property
     def family(self) -> int:
@@ -194,10 +241,12 @@ class End:
     def recv_item(self, bufsize: int, stats: Stats | None) -> Item | None:
         """One message, or None when nothing is ready. EOF is ``Item(b"")`` on seqpacket."""
         assert self.sock is not None
+        if self._rbuf is None or len(self._rbuf) < bufsize:
+            self._rbuf = bytearray(bufsize)  # one per End, reused: not one per message
         try:
             if self.opts.peek:
-                self.sock.recvmsg(bufsize, flags=MsgFlag.PEEK)
-            msg = self.sock.recvmsg(bufsize, creds=self.creds)
+                self.sock.recvmsg(bufsize, flags=MsgFlag.PEEK, buffer=self._rbuf)
+            msg = self.sock.recvmsg(bufsize, creds=self.creds, buffer=self._rbuf)
         except WouldBlock:
             return None
         if msg.truncated:
@@ -211,13 +260,42 @@ class End:
             )
         return Item(msg.data, msg.address, msg.flags)
 
+    def recv_items(self, bufsize: int, stats: Stats | None) -> list[Item] | None:
+        """What one receive gives: messages (maybe none yet), or an ``eof`` Item; None
+        when nothing is ready.
+
+        A framed stream may give several messages at once (one read's worth:
+        the bound), or none while a frame is incomplete. A seqpacket read of
+        0 bytes is EOF (the kernel cannot tell it from an empty message).
+        """
+        if self.codec is None:
+            item = self.recv_item(bufsize, stats)
+            if item is None:
+                return None
+            if not item.data and not self.datagram:
+                return [Item(b"", item.address, item.flags, eof=True)]
+            return [item]
+        assert self.sock is not None
+        decoder = self.codec.decoder
+        try:
+            data = self.sock.recv(min(decoder.read_size(), bufsize + 16))
+        except WouldBlock:
+            return None
+        items = [Item(message) for message in feed(decoder, data, self.name, bufsize)]
+        if not data:
+            items.append(Item(b"", eof=True))
+        return items
+
     def send_item(self, item: Item) -> bool:
         """Send one message (or write it to a plain fd); False when it would block."""
         if self.sock is None:
-            view = memoryview(item.data)
+            data = item.data + b"\n" if self.line_end else item.data
+            view = memoryview(data)
             while view:
                 view = view[os.write(self.fd, view) :]
             return True
+        if self.codec is not None:
+            return self._send_frame(item)
         try:
             if self.needs_reply_to:
                 assert self.reply_to is not None
@@ -227,6 +305,42 @@ class End:
         except WouldBlock:
             return False
         return True
+
+    def _send_frame(self, item: Item) -> bool:
+        return self.send_frames([item]) == 1
+
+    def send_frames(self, queue: Sequence[Item]) -> int:
+        """Frames for the messages at the head of ``queue``, written as one batch.
+
+        Returns how many messages are now fully sent, 0 when the socket filled
+        up first: the rest of the batch goes out on the next call (with the
+        same head). A batch is at most :data:`BATCH` messages or about
+        ``--bufsize`` bytes, encoded into one buffer: one send(2) for many
+        small messages.
+        """
+        assert self.sock is not None
+        assert self.codec is not None
+        if self._tx is None or self._tx[0] is not queue[0]:
+            out = bytearray()
+            count = 0
+            for item in queue:
+                if count and (count >= BATCH or len(out) >= self.opts.bufsize):
+                    break
+                data = item.data
+                if self.strip_line_ends:
+                    data = data.rstrip(b"\r\n") if data.endswith(b"\n") else data.rstrip(b"\r")
+                self.codec.encoder.append(out, data)
+                count += 1
+            self._tx = (queue[0], count, memoryview(out), 0)
+        first, count, view, sent = self._tx
+        while sent < len(view):
+            try:
+                sent += self.sock.send(view[sent:], self.opts.send_flags)  # type: ignore[arg-type]
+            except WouldBlock:
+                self._tx = (first, count, view, sent)
+                return 0
+        self._tx = None
+        return count
 
     def shutdown_write(self) -> None:
         """Tell the peer we are done (SHUT_WR); plain fds and datagrams have no such thing."""
@@ -366,15 +480,23 @@ class Flow:
         src = self.src
         assert src is not None
         if self.message:
-            item = src.recv_item(self.opts.bufsize, self.stats)
-            if item is None:
-                return
-            if not item.data and not src.datagram:
-                self._eof()
-            else:
-                self._received(item)
-                if not self.discard:
-                    self._queue.append(item)
+            # up to BATCH receives (or --bufsize bytes) per turn of the loop: one
+            # poll(2) for many small messages; the bound on what waits in the queue
+            size = 0
+            for _ in range(BATCH):
+                items = src.recv_items(self.opts.bufsize, self.stats)
+                if items is None:
+                    break
+                for item in items:
+                    if item.eof:
+                        self._eof()
+                        break
+                    self._received(item)
+                    size += len(item.data)
+                    if not self.discard:
+                        self._queue.append(item)
+                if self.src_eof or size >= self.opts.bufsize:
+                    break
         elif self._pipe is not None:
             room = self._pipe.size - self._piped
             try:
@@ -401,7 +523,15 @@ class Flow:
         self.drain()
 
     def drain(self) -> None:
-        if self.message:
+        if self.message and self.dst.framed:
+            while self._queue:
+                done = self.dst.send_frames(self._queue)
+                if not done:
+                    return
+                for _ in range(done):
+                    self._queue.popleft()
+                self.activity = time.monotonic()
+        elif self.message:
             while self._queue and self._can_send():
                 if not self.dst.send_item(self._queue[0]):
                     return
@@ -820,8 +950,10 @@ class DatagramRelay:
         max_sessions: int,
         idle: float | None,
         names: tuple[str, str],
+        target_framing: str = "none",
     ) -> None:
         self.listener = listener
+        self.target_framing = target_framing
         self.end = End(str(listener.label), sock=listener, opts=opts)
         self.connect_target = connect_target
         self.opts = opts
@@ -901,7 +1033,7 @@ class DatagramRelay:
             self._close_session(oldest)
         target = self.connect_target()
         target.setblocking(False)
-        back_src = End(str(target.label), sock=target, opts=self.opts)
+        back_src = End(str(target.label), sock=target, opts=self.opts, framing=self.target_framing)
         back_dst = End(str(self.listener.label), sock=self.listener, opts=self.opts)
         back_dst.needs_reply_to = True
         back_dst.reply_to = key

@@ -9,8 +9,9 @@ from typing import Any
 HELP = "receive messages and show each one's sender, length, flags and truncation"
 
 DESCRIPTION = """\
-Bind ENDPOINT (datagrams) or listen on it (seqpacket; --connect: connect
-to it instead) and print one line per message:
+Bind ENDPOINT (datagrams) or listen on it (seqpacket, or a byte stream
+with --framing; --connect: connect to it instead) and print one line per
+message:
 
   #1 from unnamed (pid=812 uid=0 gid=0) 31 bytes: <13>Nov 25 12:00:00 root: hi
 
@@ -19,8 +20,9 @@ error (UNIX datagram receivers also show the sender's pid/uid/gid, from
 SCM_CREDENTIALS). A message longer than --bufsize is shown TRUNCATED with
 its full length (MSG_TRUNC). --format raw writes only the payloads; --format
 json one JSON object per message. Stops after --count messages; otherwise
-datagrams are received until interrupted, and seqpacket until the
-sender's EOF.
+datagrams are received until interrupted, and seqpacket and framed streams
+until the sender's EOF. On a framed stream a frame declared longer than
+--bufsize, or EOF inside a frame, is a one-line error (exit 1).
 """
 
 
@@ -95,7 +97,9 @@ def describe(
         "hex": msg.data.hex(),
     }
     who = msg.creds if msg.creds is not None else creds
-    if who is not None:
+    # pid 0 (with the overflow uid/gid): the kernel attached no credentials, e.g. to a
+    # datagram queued before SO_PASSCRED was set (an inherited socket): unknown, not pid 0
+    if who is not None and who.pid != 0:
         doc.update(pid=who.pid, uid=who.uid, gid=who.gid)
     if peeked:
         doc["peeked"] = True
@@ -120,83 +124,123 @@ def text_line(doc: dict[str, Any], data: bytes) -> str:
 def run(args: argparse.Namespace) -> int:
     import socket
     import sys
+    from collections import deque
 
     from ..flags import MsgFlag
-    from ..sock import Socket, format_address
+    from ..framing import Decoder, make_codec
+    from ..sock import Message, Socket, format_address
     from .exitcodes import UsageError
     from .observe import Observer, say
-    from .options import check_framing, endpoint, io_options, server_endpoint
-    from .pump import handled_signals, is_message
-    from .sockets import connect_socket, server_socket
+    from .options import check_framing, endpoint, io_options, no_framing, server_endpoint
+    from .pump import feed, handled_signals, is_message
+    from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
     opts = io_options(args)
-    ep = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
-    if not is_message(ep.type):
-        check_framing(ep, opts)
-        raise UsageError(
-            f"recv on {ep.display()}",
-            "a byte stream has no message boundaries; use `sockwire listen` for bytes, or a "
-            "unix+seqpacket:, unix+dgram: or udp:// endpoint",
-        )
-    limit = 1 if opts.peek else args.count
-    datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
-    out = sys.stdout
-    received = 0
-
-    def show(sock: Socket, msg: Any, peer_creds: Any) -> None:
-        nonlocal received
-        received += 1
-        sender = format_address(sock.family, msg.address)
-        doc = describe(received, sender, msg, peeked=opts.peek, creds=peer_creds)
-        say(
-            "message",
-            f"#{received}",
-            f"{msg.size} bytes",
-            f"from {sender}",
-            f"flags {MsgFlag(msg.flags)}",
-        )
-        if args.format == "raw":
-            out.buffer.write(msg.data)
-            out.buffer.flush()
-            return
-        if args.format == "json":
-            doc.pop("_other_flags")
-            out.write(json.dumps(doc) + "\n")
+    given = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
+    with inherited(given) as (ep, adopted):
+        framed: str | None = None
+        if is_message(ep.type):
+            no_framing(ep, opts)
         else:
-            out.write(text_line(doc, msg.data) + "\n")
-        out.flush()
-
-    def drain(sock: Socket, *, creds: bool, peer_creds: Any = None) -> bool:
-        """Receive from one socket; True when the limit is reached, False at EOF."""
-        if opts.timeout is not None:
-            sock.settimeout(opts.timeout)
-        while limit is None or received < limit:
-            observer.check()
+            framing = check_framing(ep, opts)
+            if framing == "none":
+                raise UsageError(
+                    f"recv on {ep.display()}",
+                    "a byte stream has no message boundaries; give --framing (e.g. len32), use "
+                    "`sockwire listen` for bytes, or a unix+seqpacket:, unix+dgram: or udp:// "
+                    "endpoint",
+                )
             if opts.peek:
-                msg = sock.recvmsg(opts.bufsize, creds=creds, flags=MsgFlag.PEEK)
-            else:
-                msg = sock.recvmsg(opts.bufsize, creds=creds)
-            if not msg.data and not datagram:
-                say("eof", f"fd={sock.fd}", f"after {received} messages")
-                return False
-            show(sock, msg, peer_creds)
-        return True
+                raise UsageError(
+                    "--peek with --framing", "a frame may span reads; peek at datagrams only"
+                )
+            framed = framing
 
-    observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
-    with observer, handled_signals():
-        if args.connect:
-            with connect_socket(ep) as sock:
-                drain(sock, creds=False, peer_creds=sock.peercred())
-            return 0
-        unix = ep.is_unix
-        with server_socket(ep, passcred=unix and datagram) as sock:
-            if datagram:
-                drain(sock, creds=unix)
+        limit = 1 if opts.peek else args.count
+        datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
+        out = sys.stdout
+        received = 0
+
+        def show(sock: Socket, msg: Any, peer_creds: Any) -> None:
+            nonlocal received
+            received += 1
+            sender = format_address(sock.family, msg.address)
+            doc = describe(received, sender, msg, peeked=opts.peek, creds=peer_creds)
+            say(
+                "message",
+                f"#{received}",
+                f"{msg.size} bytes",
+                f"from {sender}",
+                f"flags {MsgFlag(msg.flags)}",
+            )
+            if args.format == "raw":
+                out.buffer.write(msg.data)
+                out.buffer.flush()
+                return
+            if args.format == "json":
+                doc.pop("_other_flags")
+                out.write(json.dumps(doc) + "\n")
+            else:
+                out.write(text_line(doc, msg.data) + "\n")
+            out.flush()
+
+        def drain(sock: Socket, *, creds: bool, peer_creds: Any = None) -> bool:
+            """Receive from one socket; True when the limit is reached, False at EOF."""
+            if opts.timeout is not None:
+                sock.settimeout(opts.timeout)
+            if framed is not None:
+                return drain_frames(
+                    sock, make_codec(framed, max_size=opts.bufsize).decoder, peer_creds
+                )
+            while limit is None or received < limit:
+                observer.check()
+                if opts.peek:
+                    msg = sock.recvmsg(opts.bufsize, creds=creds, flags=MsgFlag.PEEK)
+                else:
+                    msg = sock.recvmsg(opts.bufsize, creds=creds)
+                if not msg.data and not datagram:
+                    say("eof", f"fd={sock.fd}", f"after {received} messages")
+                    return False
+                show(sock, msg, peer_creds)
+            return True
+
+        def drain_frames(sock: Socket, decoder: Decoder, peer_creds: Any) -> bool:
+            """Frames from a stream, one message each; the sender is the connected peer."""
+            address = sock.getpeername()
+            waiting: deque[bytes] = deque()
+            while limit is None or received < limit:
+                observer.check()
+                if waiting:
+                    data = waiting.popleft()
+                    show(sock, Message(data, address=address or None, size=len(data)), peer_creds)
+                    continue
+                chunk = sock.recv(min(decoder.read_size(), opts.bufsize + 16))
+                waiting.extend(
+                    feed(decoder, chunk, format_address(sock.family, address), opts.bufsize)
+                )
+                if not chunk:
+                    say("eof", f"fd={sock.fd}", f"after {received} messages")
+                    return False
+            return True
+
+        observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+        with observer, handled_signals():
+            if args.connect or (
+                adopted is not None and not datagram and not is_listening(adopted)
+            ):
+                # --connect, or an inherited connection (inetd style): receive from it
+                with connect_socket(ep, adopted) as sock:
+                    drain(sock, creds=False, peer_creds=sock.peercred())
                 return 0
-            while True:
-                if opts.timeout is not None:
-                    sock.settimeout(opts.timeout)
-                conn, peer = sock.accept()
-                with conn:
-                    if drain(conn, creds=False, peer_creds=peer.creds) or limit is None:
-                        return 0
+            unix = is_unix(ep, adopted)
+            with server_socket(ep, passcred=unix and datagram, adopted=adopted) as sock:
+                if datagram:
+                    drain(sock, creds=unix)
+                    return 0
+                while True:
+                    if opts.timeout is not None:
+                        sock.settimeout(opts.timeout)
+                    conn, peer = sock.accept()
+                    with conn:
+                        if drain(conn, creds=False, peer_creds=peer.creds) or limit is None:
+                            return 0

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..address import Endpoint
+    from ..sock import Socket
+    from .options import IoOptions
 
 HELP = "accept on one endpoint and connect each client to another, both ways"
 
@@ -19,9 +25,13 @@ to TARGET; copy both ways until both sides have ended.
 Half-close is propagated: a side's EOF becomes shutdown(SHUT_WR) on the
 other. Counts go to stderr on exit and on SIGUSR1 (kill -USR1 PID).
 Between two byte streams, with nothing watched, bytes move with splice(2)
-and never enter Python. A byte stream and a message socket cannot be
-relayed without framing (--framing: not in this build yet). Each connect
-to TARGET is made in turn, bounded by --timeout (default 10 s).
+and never enter Python. A byte stream and a message socket need framing
+on the stream side so boundaries survive: --framing len32 (or ?framing=
+on that endpoint) makes each seqpacket message or datagram one frame, and
+each frame one message. Two framed streams may differ (?framing=line on
+one side, len32 on the other: translated). Each connect to TARGET is made
+in turn, bounded by --timeout (default 10 s). LISTEN may be fd:N or
+systemd: (a passed listener, or one passed connection).
 """
 
 
@@ -42,14 +52,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .exitcodes import UsageError
+    from .options import endpoint, io_options, server_endpoint
+    from .sockets import inherited
+
+    opts = io_options(args)
+    listen_given = server_endpoint(args.listen, args)
+    target_ep = endpoint(args.target, args)
+    if target_ep.scheme in ("fd", "systemd"):
+        raise UsageError(
+            f"relay to {target_ep}",
+            "an inherited socket cannot be connected anew for each client; give TARGET as an "
+            "address (fd: and systemd: work as LISTEN)",
+        )
+    with inherited(listen_given) as (listen_ep, adopted):
+        return _relay(args, opts, listen_ep, target_ep, adopted)
+
+
+def _relay(
+    args: argparse.Namespace,
+    opts: IoOptions,
+    listen_ep: Endpoint,
+    target_ep: Endpoint,
+    adopted: Socket | None,
+) -> int:
     import contextlib
     import socket
     import sys
 
     from ..errors import SockwireError, UnsupportedError
-    from ..sock import Peer, Socket
+    from ..sock import Peer
+    from .exitcodes import UsageError
     from .observe import Observer
-    from .options import check_framing, endpoint, io_options, server_endpoint
+    from .options import check_framing, no_framing
     from .pump import (
         Acceptor,
         Conn,
@@ -61,31 +96,35 @@ def run(args: argparse.Namespace) -> int:
         handled_signals,
         is_message,
     )
-    from .sockets import connect_socket, server_socket
+    from .sockets import connect_socket, is_listening, server_socket
 
-    opts = io_options(args)
-    listen_ep = server_endpoint(args.listen, args)
-    target_ep = endpoint(args.target, args)
     for ep in (listen_ep, target_ep):
         if ep.scheme == "netlink":
             raise UnsupportedError(f"relay {ep}", "netlink talks to the kernel; nothing to relay")
     listen_msg, target_msg = is_message(listen_ep.type), is_message(target_ep.type)
-    if listen_msg != target_msg:
-        check_framing(listen_ep if not listen_msg else target_ep, opts)
-        stream, other = (listen_ep, target_ep) if not listen_msg else (target_ep, listen_ep)
-        raise UnsupportedError(
+    if listen_msg and target_msg:
+        no_framing(listen_ep, opts)
+    listen_framing = "none" if listen_msg else check_framing(listen_ep, opts)
+    target_framing = "none" if target_msg else check_framing(target_ep, opts)
+    kinds = [
+        "messages" if msg else "frames" if framing != "none" else "bytes"
+        for msg, framing in ((listen_msg, listen_framing), (target_msg, target_framing))
+    ]
+    if "bytes" in kinds and kinds[0] != kinds[1]:
+        stream, other = (listen_ep, target_ep) if kinds[0] == "bytes" else (target_ep, listen_ep)
+        raise UsageError(
             f"relay {listen_ep.display()} {target_ep.display()}",
             f"{stream.display()} is a byte stream and {other.display()} carries messages; "
-            "their boundaries would be lost without --framing (not in this build yet)",
+            "their boundaries would be lost: give the stream side a framing "
+            "(--framing len32, or ?framing= on that endpoint)",
         )
-    if not listen_msg:
-        check_framing(listen_ep, opts)
-        check_framing(target_ep, opts)
+    message = kinds[0] != "bytes"
 
+    datagram = listen_ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
     stats = Stats()
     forward, backward = "client->target", "target->client"
-    watching = opts.watching
-    use_splice = not (watching or opts.peek or opts.send_flags) and not listen_msg
+    # the fast path: two unframed byte streams, nobody watching
+    use_splice = not (opts.watching or opts.peek or opts.send_flags) and not message
 
     def report(text: str) -> None:
         with contextlib.suppress(OSError):
@@ -98,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     # the connect to TARGET runs inside the loop, so it is always bounded:
     # by --timeout/?timeout=, else by CONNECT_TIMEOUT
     dial_ep = target_ep
-    if target_ep.option("timeout") is None and target_ep.scheme != "fd":
+    if target_ep.option("timeout") is None:
         dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)
 
     def open_target() -> Socket:
@@ -107,13 +146,74 @@ def run(args: argparse.Namespace) -> int:
         return sock
 
     closed = [0]
+    active: list[Conn] = []
+    acceptor: Acceptor | None = None
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+
+    def on_close(conn: Conn) -> None:
+        active.remove(conn)
+        closed[0] += 1
+        if acceptor is not None:
+            acceptor.resume()
+
+    def on_accept(client: Socket, peer: Peer) -> None:
+        label = f"{peer} -> {target_ep.display()}"
+        try:
+            target = open_target()
+        except SockwireError as exc:
+            report(f"{label}: {exc}")
+            client.close()
+            closed[0] += 1
+            return
+        a = End(label, sock=client, opts=opts, framing=listen_framing)
+        b = End(target_ep.display(), sock=target, opts=opts, framing=target_framing)
+        flows = [
+            Flow(
+                a,
+                b,
+                opts,
+                direction=forward,
+                stats=stats,
+                message=message,
+                required=not a.datagram,
+                use_splice=use_splice,
+            ),
+            Flow(
+                b,
+                a,
+                opts,
+                direction=backward,
+                stats=stats,
+                message=message,
+                required=not b.datagram,
+                use_splice=use_splice,
+            ),
+        ]
+        conn = Conn(
+            label,
+            flows,
+            [client, target],
+            stats,
+            raise_errors=False,
+            idle=opts.timeout,
+        )
+        conn.report = report
+        conn.on_close = on_close
+        active.append(conn)
+        loop.add(conn)
+
     with observer, handled_signals():
         loop = Loop(observer, on_usr1=summary)
         try:
-            with server_socket(listen_ep, passcred=False) as listener:
+            if adopted is not None and not datagram and not is_listening(adopted):
+                # an inherited connection (inetd style, systemd Accept=yes): relay it, then exit
+                adopted.setblocking(False)
+                on_accept(adopted, adopted.peer())
+                loop.run(lambda: closed[0] >= 1)
+                return 0
+            with server_socket(listen_ep, passcred=False, adopted=adopted) as listener:
                 listener.setblocking(False)
-                if listen_ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW):
+                if datagram:
                     relay = DatagramRelay(
                         listener,
                         open_target,
@@ -122,63 +222,11 @@ def run(args: argparse.Namespace) -> int:
                         max_sessions=args.max_clients,
                         idle=opts.timeout,
                         names=(forward, backward),
+                        target_framing=target_framing,
                     )
                     loop.add(relay)
                     loop.run(lambda: args.count is not None and stats.connections >= args.count)
                     return 0
-                active: list[Conn] = []
-
-                def on_close(conn: Conn) -> None:
-                    active.remove(conn)
-                    closed[0] += 1
-                    acceptor.resume()
-
-                def on_accept(client: Socket, peer: Peer) -> None:
-                    label = f"{peer} -> {target_ep.display()}"
-                    try:
-                        target = open_target()
-                    except SockwireError as exc:
-                        report(f"{label}: {exc}")
-                        client.close()
-                        closed[0] += 1
-                        return
-                    a = End(label, sock=client, opts=opts)
-                    b = End(target_ep.display(), sock=target, opts=opts)
-                    flows = [
-                        Flow(
-                            a,
-                            b,
-                            opts,
-                            direction=forward,
-                            stats=stats,
-                            message=listen_msg,
-                            required=not a.datagram,
-                            use_splice=use_splice,
-                        ),
-                        Flow(
-                            b,
-                            a,
-                            opts,
-                            direction=backward,
-                            stats=stats,
-                            message=listen_msg,
-                            required=not b.datagram,
-                            use_splice=use_splice,
-                        ),
-                    ]
-                    conn = Conn(
-                        label,
-                        flows,
-                        [client, target],
-                        stats,
-                        raise_errors=False,
-                        idle=opts.timeout,
-                    )
-                    conn.report = report
-                    conn.on_close = on_close
-                    active.append(conn)
-                    loop.add(conn)
-
                 acceptor = Acceptor(
                     listener,
                     on_accept,

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "send messages to a datagram or seqpacket endpoint"
+#: the messages may also come after options (`send EP --framing len32 a b`)
+MORE_POSITIONALS = "messages"
+
+HELP = "send messages to a datagram, seqpacket or framed stream endpoint"
 
 DESCRIPTION = """\
-Send each MSG as one message to ENDPOINT (a datagram or seqpacket socket);
-with no MSG, each stdin line is one message (--split read: each read).
-Nothing is appended: `sockwire send udp://127.0.0.1:7001 hello` sends 5
-bytes. A UNIX datagram sender is autobound, so the receiver sees a name it
-can answer. Byte streams have no message boundaries: use `sockwire connect`
-(or --framing, not in this build yet).
+Send each MSG as one message to ENDPOINT (a datagram or seqpacket socket,
+or a byte stream with --framing); with no MSG, each stdin line is one
+message (--split read: each read). Nothing is appended: `sockwire send
+udp://127.0.0.1:7001 hello` sends 5 bytes. On a framed stream each message
+is one frame and a stdin line's newline is left out (it separated the
+messages); then the connection is shut down (SHUT_WR) and closed. A UNIX
+datagram sender is autobound, so the receiver sees a name it can answer.
+A byte stream without --framing has no message boundaries: use `sockwire
+connect`.
 """
 
 
@@ -33,63 +39,81 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import socket
     import sys
 
+    from ..framing import make_codec
     from .exitcodes import UsageError
     from .observe import Observer, say
-    from .options import check_framing, endpoint, io_options
+    from .options import check_framing, endpoint, io_options, no_framing
     from .pump import handled_signals, is_message
-    from .sockets import connect_socket
+    from .sockets import connect_socket, inherited
 
     opts = io_options(args)
-    ep = endpoint(args.endpoint, args)
-    if not is_message(ep.type):
-        check_framing(ep, opts)
-        raise UsageError(
-            f"send to {ep.display()}",
-            "a byte stream has no message boundaries; use `sockwire connect` to send bytes, "
-            "or a unix+seqpacket:, unix+dgram: or udp:// endpoint",
-        )
-    for text in args.messages:
-        if len(text.encode("utf-8", "surrogateescape")) > opts.bufsize:
-            raise UsageError(
-                f"a message of {len(text)} characters", f"is over --bufsize ({opts.bufsize})"
-            )
-    observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
-    with observer, handled_signals(), connect_socket(ep) as sock:
-        if opts.timeout is not None:
-            sock.settimeout(opts.timeout)
-        count = 0
-
-        def send(data: bytes) -> None:
-            nonlocal count
-            observer.check()
-            sock.send(data, opts.send_flags)
-            count += 1
-            say("message", f"#{count}", f"{len(data)} bytes", f"to {ep.display()}")
-
-        if args.messages:
-            for text in args.messages:
-                send(text.encode("utf-8", "surrogateescape"))
+    given = endpoint(args.endpoint, args)
+    with inherited(given) as (ep, adopted):
+        encoder = None
+        if is_message(ep.type):
+            no_framing(ep, opts)
         else:
-            partial = b""
-            while True:
-                data = os.read(sys.stdin.fileno(), opts.bufsize)
-                if not data:
-                    break
-                if args.split == "read":
-                    send(data)
-                    continue
-                lines = (partial + data).splitlines(keepends=True)
+            framing = check_framing(ep, opts)
+            if framing == "none":
+                raise UsageError(
+                    f"send to {ep.display()}",
+                    "a byte stream has no message boundaries; give --framing (e.g. len32), "
+                    "use `sockwire connect` to send bytes, or a unix+seqpacket:, unix+dgram: "
+                    "or udp:// endpoint",
+                )
+            encoder = make_codec(framing, max_size=opts.bufsize).encoder
+        for text in args.messages:
+            if len(text.encode("utf-8", "surrogateescape")) > opts.bufsize:
+                raise UsageError(
+                    f"a message of {len(text)} characters", f"is over --bufsize ({opts.bufsize})"
+                )
+        observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+        with observer, handled_signals(), connect_socket(ep, adopted) as sock:
+            if opts.timeout is not None:
+                sock.settimeout(opts.timeout)
+            count = 0
+
+            def send(data: bytes) -> None:
+                nonlocal count
+                observer.check()
+                if encoder is None:
+                    sock.send(data, opts.send_flags)
+                else:
+                    if args.split == "line" and not args.messages:
+                        data = data.rstrip(b"\r\n") if data.endswith(b"\n") else data.rstrip(b"\r")
+                    frame = encoder.encode(data)
+                    whole = frame if isinstance(frame, bytes) else b"".join(frame)
+                    sock.sendall(whole, opts.send_flags)
+                count += 1
+                say("message", f"#{count}", f"{len(data)} bytes", f"to {ep.display()}")
+
+            if args.messages:
+                for text in args.messages:
+                    send(text.encode("utf-8", "surrogateescape"))
+            else:
                 partial = b""
-                if lines and not lines[-1].endswith((b"\n", b"\r")):
-                    partial = lines.pop()
-                    if len(partial) >= opts.bufsize:
-                        lines.append(partial)
-                        partial = b""
-                for line in lines:
-                    send(line)
-            if partial:
-                send(partial)
-        say("done", f"{count} messages sent")
-    return 0
+                while True:
+                    data = os.read(sys.stdin.fileno(), opts.bufsize)
+                    if not data:
+                        break
+                    if args.split == "read":
+                        send(data)
+                        continue
+                    lines = (partial + data).splitlines(keepends=True)
+                    partial = b""
+                    if lines and not lines[-1].endswith((b"\n", b"\r")):
+                        partial = lines.pop()
+                        if len(partial) >= opts.bufsize:
+                            lines.append(partial)
+                            partial = b""
+                    for line in lines:
+                        send(line)
+                if partial:
+                    send(partial)
+            if encoder is not None:
+                sock.shutdown(socket.SHUT_WR)  # the receiver sees EOF after the last frame
+            say("done", f"{count} messages sent")
+        return 0

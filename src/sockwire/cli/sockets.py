@@ -1,8 +1,16 @@
-"""Opening the commands' sockets: clients, servers, and cleaning up socket files.
+"""Opening the commands' sockets: clients, servers, inherited ones, and socket-file cleanup.
 
 A server command removes the socket file it created when it exits (like
 socat's ``unlink-close``), but only if the path still names the file it
 created: a file someone replaced in the meantime is left alone.
+
+Inherited sockets (``fd:N``, ``systemd:[NAME]``) are adopted first, by
+:func:`inherited`, because until then nobody knows their type: the
+endpoint comes back with ``?type=`` set from SO_TYPE, so each command picks
+its stream, seqpacket or datagram behaviour as for any other endpoint. An
+inherited *listening* socket is served like one the command opened; an
+inherited *connected* one (inetd style, systemd's ``Accept=yes``) is the one
+connection the command serves.
 """
 
 from __future__ import annotations
@@ -15,20 +23,71 @@ from collections.abc import Iterator
 from .. import dial
 from ..address import Endpoint
 from ..errors import InvalidOperation
+from ..flags import type_name
 from ..sock import Socket
 from .observe import say
 
-__all__ = ["bound_address", "connect_socket", "server_socket"]
+__all__ = [
+    "bound_address",
+    "connect_socket",
+    "inherited",
+    "is_listening",
+    "is_unix",
+    "server_socket",
+]
+
+_TYPE_NAMES: dict[int, str] = {
+    int(socket.SOCK_STREAM): "stream",
+    int(socket.SOCK_DGRAM): "dgram",
+    int(socket.SOCK_SEQPACKET): "seqpacket",
+}
 
 
-def connect_socket(ep: Endpoint) -> Socket:
+@contextlib.contextmanager
+def inherited(ep: Endpoint) -> Iterator[tuple[Endpoint, Socket | None]]:
+    """For ``fd:``/``systemd:``: the adopted Socket, and the endpoint with its real ``?type=``.
+
+    Other endpoints pass through with None. The Socket is closed on the way
+    out (close is idempotent, so a command may close it earlier).
+    """
+    if ep.scheme not in ("fd", "systemd"):
+        yield ep, None
+        return
+    sock = dial.adopt(ep)
+    try:
+        name = _TYPE_NAMES.get(sock.type)
+        if name is None:
+            from .exitcodes import UsageError
+
+            raise UsageError(
+                f"{ep} is a {type_name(sock.type)} socket",
+                "the commands handle inherited stream, seqpacket and dgram sockets",
+            )
+        yield ep.with_options(type=name), sock
+    finally:
+        sock.close()
+
+
+def is_unix(ep: Endpoint, adopted: Socket | None) -> bool:
+    """An AF_UNIX socket, by its scheme or, when inherited, by what the kernel says."""
+    return adopted.family == socket.AF_UNIX if adopted is not None else ep.is_unix
+
+
+def is_listening(sock: Socket) -> bool:
+    """SO_ACCEPTCONN: an inherited socket that listen() was called on."""
+    return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+
+
+def connect_socket(ep: Endpoint, adopted: Socket | None = None) -> Socket:
     """A Socket connected to ``ep`` (for datagrams: its default peer).
 
     A UNIX datagram client is autobound first (bind with an empty address
     gives it a kernel-chosen abstract name): an unnamed socket could send
-    but never get an answer.
+    but never get an answer. ``adopted``: the socket :func:`inherited` gave.
     """
-    if ep.scheme == "fd":
+    if adopted is not None:
+        return adopted
+    if ep.scheme in ("fd", "systemd"):
         return dial.adopt(ep)
     if ep.scheme == "unix+dgram":
         sock = dial.open_socket(ep)
@@ -43,21 +102,25 @@ def connect_socket(ep: Endpoint) -> Socket:
 
 
 @contextlib.contextmanager
-def server_socket(ep: Endpoint, *, passcred: bool = False) -> Iterator[Socket]:
+def server_socket(
+    ep: Endpoint, *, passcred: bool = False, adopted: Socket | None = None
+) -> Iterator[Socket]:
     """A listening (stream, seqpacket) or bound (datagram) Socket for ``ep``.
 
     Announces itself with a ``listening``/``bound`` note carrying the real
     address (the port the kernel chose for ``:0``), which is also what tests
     wait for instead of sleeping. ``passcred`` turns on SO_PASSCRED on a
     UNIX datagram socket, so every message carries its sender's pid/uid/gid
-    (SCM_CREDENTIALS), even from an unnamed sender.
+    (SCM_CREDENTIALS), even from an unnamed sender. ``adopted``: the
+    socket :func:`inherited` gave, which must then be listening (or a datagram).
     """
     datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
-    if ep.scheme == "fd":
-        sock = dial.adopt(ep)
-        if not datagram and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+    if adopted is not None or ep.scheme in ("fd", "systemd"):
+        sock = adopted if adopted is not None else dial.adopt(ep)
+        if not datagram and not is_listening(sock):
+            fd = sock.fd
             sock.detach()
-            raise InvalidOperation(f"listen on {ep}", f"fd {ep.fd} is not a listening socket")
+            raise InvalidOperation(f"listen on {ep}", f"fd {fd} is not a listening socket")
     elif datagram:
         sock = dial.bind(ep)
     else:
@@ -87,7 +150,13 @@ def _remove_if_ours(path: str, created: tuple[int, int]) -> None:
 
 
 def bound_address(ep: Endpoint, sock: Socket) -> str:
-    """The endpoint as really bound: ``tcp://127.0.0.1:0`` becomes the chosen port."""
+    """The endpoint as really bound: ``tcp://127.0.0.1:0`` becomes the chosen port.
+
+    An inherited socket (``fd:``, ``systemd:``) is named by what it is bound to,
+    e.g. ``unix:/run/app.sock``, so a trace says where it listens.
+    """
+    if ep.scheme in ("fd", "systemd"):
+        return _inherited_address(sock) or ep.display()
     if ep.host is None or ep.port != 0:
         return ep.display()
     try:
@@ -98,3 +167,21 @@ def bound_address(ep: Endpoint, sock: Socket) -> str:
         host = f"[{name[0]}]" if ":" in str(name[0]) else str(name[0])
         return f"{ep.scheme}://{host}:{name[1]}"
     return ep.display()
+
+
+def _inherited_address(sock: Socket) -> str | None:
+    from ..sock import format_address
+
+    try:
+        name = sock.getsockname()
+    except Exception:  # noqa: BLE001  # only a nicer display is at stake
+        return None
+    kind = _TYPE_NAMES.get(sock.type, "")
+    if sock.family == socket.AF_UNIX:
+        scheme = "unix" if kind == "stream" else f"unix+{kind}"
+        text = format_address(sock.family, name)
+        return None if text == "unnamed" else f"{scheme}:{text}"
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and kind in ("stream", "dgram"):
+        scheme = "tcp" if kind == "stream" else "udp"
+        return f"{scheme}://{format_address(sock.family, name)}"
+    return None

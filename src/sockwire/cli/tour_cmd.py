@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
             total=len(specs),
             width=max(len(s.id) for s in specs),
         )
+        count = "1 stop," if len(specs) == 1 else f"{len(specs)} stops, each"
         print(
-            f"sockwire tour: {len(specs)} stops, each between real processes "
+            f"sockwire tour: {count} between real processes "
             f"(pid {os.getpid()}, uid {os.getuid()})\n"
         )
         for result in run_stops(specs):
