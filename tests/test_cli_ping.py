@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -26,7 +23,7 @@ import sockwire
 from sockwire import icmp
 from sockwire.cli.ping import Corrupt, Failure, Reply, Session, payload_for
 from sockwire.cli.ping_cmd import ping_group_range
-from tests.helpers import need, need_root, need_tool
+from tests.helpers import as_nobody, need, need_root, need_tool
 
 SOCKWIRE = [sys.executable, "-m", "sockwire"]
 IDENT = 0x4242
@@ -446,48 +443,23 @@ def test_no_route_is_one_line_exit_3() -> None:
     assert "Traceback" not in proc.stderr and "statistics" not in proc.stdout
 
 
-def _copy_source() -> str:
-    root = tempfile.mkdtemp(prefix="sockwire-ping-")
-    os.chmod(root, 0o755)
-    shutil.copytree(
-        Path(sockwire.__file__).parent,
-        Path(root, "sockwire"),
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o755)
-        for name in filenames:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-    return root
-
-
 @pytest.mark.timeout(60)
 def test_unprivileged_without_ping_group_range_names_both_ways_out() -> None:
-    need_root()
-    setpriv = need_tool("setpriv")
-    python = "/usr/bin/python3"
-    need(os.access(python, os.X_OK), f"needs the system Python at {python}")
     value, _ = ping_group_range()
     need(value == "1 0", f"needs net.ipv4.ping_group_range = 1 0 (it is {value})")
-    root = _copy_source()
-    command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python]
-    command += ["-m", "sockwire", "ping", "127.0.0.1", "-c", "1"]
-    try:
+    with as_nobody() as nobody:
         runs = {
             mode: subprocess.run(
-                [*command, "--socket", mode],
+                [*nobody.argv, "ping", "127.0.0.1", "-c", "1", "--socket", mode],
                 capture_output=True,
                 text=True,
                 timeout=30,
                 check=False,
-                cwd=root,
-                env={"PATH": "/usr/bin:/bin", "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1"},
+                cwd=nobody.cwd,
+                env=nobody.env,
             )
             for mode in ("auto", "dgram")
         }
-    finally:
-        shutil.rmtree(root)
     auto = runs["auto"]
     assert auto.returncode == 5, auto.stderr
     assert auto.stdout == ""

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import sockwire
 from sockwire.tour.proc import Recorder, _read_records
 from sockwire.tour.runner import _syscall_lines, select_stops
 from sockwire.trace import Event
-from tests.helpers import need, need_root, need_tool
+from tests.helpers import as_nobody, need
 
 #: The stops issue 3 requires, in tour order (later issues append more).
 REQUIRED = [
@@ -178,51 +174,11 @@ def test_human_output_is_aligned_and_has_no_colour_when_not_a_terminal() -> None
     assert "\033[32mPASS" in coloured.stdout  # the check above would have seen colour
 
 
-def _copy_source() -> str:
-    """A fresh copy of the package that any uid can read (root's home is mode 0700 here)."""
-    root = tempfile.mkdtemp(prefix="sockwire-uid-test-")
-    os.chmod(root, 0o755)
-    package = Path(sockwire.__file__).parent
-    shutil.copytree(package, Path(root, "sockwire"), ignore=shutil.ignore_patterns("__pycache__"))
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames:
-            os.chmod(os.path.join(dirpath, name), 0o755)
-        for name in filenames:
-            os.chmod(os.path.join(dirpath, name), 0o644)
-    return root
-
-
 @pytest.mark.timeout(120)
 def test_every_stop_passes_as_uid_65534() -> None:
     """The unprivileged run: raw and msg-dontroute use a user + network namespace."""
-    need_root()
-    setpriv = need_tool("setpriv")
-    python = "/usr/bin/python3"
-    need(os.access(python, os.X_OK), f"needs the system Python at {python}")
-    root = _copy_source()
-    try:
-        proc = _run(
-            [
-                setpriv,
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                python,
-                "-m",
-                "sockwire",
-                "tour",
-                "--json",
-            ],
-            cwd=root,
-            env={
-                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "PYTHONPATH": root,
-                "PYTHONDONTWRITEBYTECODE": "1",
-                "HOME": root,
-            },
-        )
-    finally:
-        shutil.rmtree(root)
+    with as_nobody() as nobody:
+        proc = _run([*nobody.argv, "tour", "--json"], cwd=nobody.cwd, env=nobody.env)
     assert proc.stdout, proc.stderr
     doc = json.loads(proc.stdout)
     skipped = {s["id"]: s["reason"] for s in doc["stops"] if s["result"] == "skip"}
