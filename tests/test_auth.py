@@ -484,3 +484,12 @@ def test_no_trace_event_shows_the_key() -> None:
     shown = " ".join(repr(e) for e in events)
     assert "auth" in shown
     assert KEY.decode() not in shown and KEY.hex() not in shown
+
+
+def test_the_test_vector_in_protocol_md_is_what_the_code_computes() -> None:
+    doc = (Path(__file__).parent.parent / "docs" / "PROTOCOL.md").read_text()
+    key = b"0123456789abcdef0123456789abcdef"
+    for name, label in (("server_proof", auth.SERVER_LABEL), ("client_proof", auth.CLIENT_LABEL)):
+        assert f"{name:<16} = {auth.proof(key, label, CC, SC).hex()}" in doc
+    assert f"client_challenge = {CC.hex()}" in doc
+    assert f"server_challenge = {SC.hex()}" in doc
