@@ -443,3 +443,30 @@ def test_the_handshake_shows_in_a_trace_without_secrets(
     with open(certs.client_key) as handle:
         key_text = handle.read().split("\n")[1]
     assert key_text not in " ".join(repr(e) for e in events)
+
+
+@pytest.mark.timeout(30)
+def test_close_from_another_thread_wakes_a_blocked_recv(
+    certs: Certs, serve: Callable[..., Server]
+) -> None:
+    server = serve(server_query(certs))
+    channel = Channel.connect(server.url(client_query(certs)), timeout=5)
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    def blocked() -> None:
+        started.set()
+        try:
+            channel.recv()
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    assert started.wait(5)
+    while not channel._recv_lock.locked() and thread.is_alive():
+        thread.join(0.001)  # bounded: the reader takes the lock right away (as test_channel)
+    channel.close()
+    thread.join(10)
+    server.close()
+    assert [type(e).__name__ for e in outcome] == ["ClosedError"]

@@ -468,7 +468,7 @@ def _drive(
     def left() -> float:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise TimeoutError(where, f"the peer did not finish it within {timeout:g} s")
+            raise TimeoutError(where, f"the peer did not finish it within {round(timeout, 2):g} s")
         return remaining
 
     previous = raw.gettimeout()
@@ -495,7 +495,9 @@ def _drive(
         except OSError as exc:
             error = translate(exc, "auth handshake", label)
             if isinstance(error, TimeoutError):
-                error = TimeoutError(where, f"the peer did not finish it within {timeout:g} s")
+                error = TimeoutError(
+                    where, f"the peer did not finish it within {round(timeout, 2):g} s"
+                )
             raise error from exc
     finally:
         if not sock.closed:

@@ -13,6 +13,10 @@ The same API (``send``, ``send_many``, ``recv``, iteration, ``flush``,
   lost; truncation (MSG_TRUNC) is counted too. The wire format is in
   ``docs/PROTOCOL.md``.
 
+A stream over TLS (``tls+tcp``, an ``ssl.SSLSocket``) is framed like any
+stream; :meth:`Channel.from_socket` gives it the :class:`TLSSocketIO` seam
+instead of the plain-socket hot path (see that class for why).
+
 State rules of a Channel (the core enforces them; every driver shares them)::
 
     state        event                          next         the caller sees
@@ -895,6 +899,8 @@ class TLSSocketIO:
     before saying "readable", so a deadline holds even when a peer stalls in
     the middle of a TLS record. ``close()`` sends close_notify (best effort,
     never waiting), so the peer tells a clean end from a cut-off one.
+    A TLS session cannot be shared across fork(): both copies would use the
+    same sequence numbers; only one process may use the Channel afterwards.
     """
 
     def __init__(self, sock: Socket) -> None:

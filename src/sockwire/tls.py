@@ -56,7 +56,6 @@ from .sock import Socket
 
 __all__ = [
     "client_context",
-    "is_tls",
     "peer_authenticated",
     "server_context",
     "wrap_client",
@@ -67,11 +66,6 @@ _FILE_OPTIONS = ("cafile", "certfile", "keyfile")
 _CACHE_SIZE = 32
 _cache: OrderedDict[tuple[object, ...], ssl.SSLContext] = OrderedDict()
 _cache_lock = threading.Lock()
-
-
-def is_tls(sock: Socket) -> bool:
-    """Is ``sock`` a wrapped TLS connection?"""
-    return not sock.closed and isinstance(sock.raw, ssl.SSLSocket)
 
 
 def _identity(ep: Endpoint, side: str) -> tuple[object, ...] | None:
