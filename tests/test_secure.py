@@ -339,3 +339,22 @@ def test_the_same_bytes_do_run_on_an_authenticated_pickle_channel(
 def test_a_pickle_channel_refuses_an_unauthenticated_connect() -> None:
     with pytest.raises(PermissionDenied, match="unpickling"):
         Channel.connect("tcp://127.0.0.1:1", codec="pickle")
+
+
+@pytest.mark.timeout(20)
+def test_handshakes_over_tcp_run_with_nodelay(tmp_path: Path) -> None:
+    # Nagle would hold a second small write until a delayed ACK: 40 ms per connect
+    keyfile = write_key(tmp_path / "key", KEY)
+    with dial.listen("tcp://127.0.0.1:0") as listener:
+        ep = parse(f"tcp://127.0.0.1:{listener.getsockname()[1]}?authfile={keyfile}")
+        client = dial.connect(ep)
+        conn, _ = listener.accept()
+    done: list[tuple[Socket, bool]] = []
+    thread = threading.Thread(target=lambda: done.append(secure.secure_server(conn, ep)))
+    thread.start()
+    sock, proven = secure.secure_client(client, ep)
+    thread.join()
+    with sock, done[0][0] as server_sock:
+        assert proven and done[0][1]
+        for s in (sock, server_sock):
+            assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0

@@ -136,6 +136,18 @@ def _peer_text(sock: Socket, ep: Endpoint) -> str:
         return ep.display()
 
 
+def _nodelay(sock: Socket, ep: Endpoint) -> None:
+    """TCP_NODELAY before the handshakes (the Channel sets it later anyway).
+
+    Without it, a side that writes twice in a row (a TLS 1.3 client's
+    Finished, then the HMAC HELLO) has its second write held by Nagle until
+    the peer's delayed ACK: 40 ms per connection, measured on loopback.
+    """
+    tcp = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+    if tcp and (ep.scheme == "tls+tcp" or ep.option("authfile") is not None):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _left(deadline: float, what: str, timeout: float) -> float:
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -150,6 +162,7 @@ def secure_client(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> tuple
     try:
         proven = _creds_checked(sock, ep, "server")
         key = _key(ep)
+        _nodelay(sock, ep)
         if ep.scheme == "tls+tcp":
             from . import tls
 
@@ -178,6 +191,7 @@ def secure_server(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> tuple
     try:
         proven = _creds_checked(sock, ep, "client")
         key = _key(ep)
+        _nodelay(sock, ep)
         if ep.scheme == "tls+tcp":
             from . import tls
 
