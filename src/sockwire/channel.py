@@ -13,6 +13,10 @@ The same API (``send``, ``send_many``, ``recv``, iteration, ``flush``,
   lost; truncation (MSG_TRUNC) is counted too. The wire format is in
   ``docs/PROTOCOL.md``.
 
+A stream over TLS (``tls+tcp``, an ``ssl.SSLSocket``) is framed like any
+stream; :meth:`Channel.from_socket` gives it the :class:`TLSSocketIO` seam
+instead of the plain-socket hot path (see that class for why).
+
 State rules of a Channel (the core enforces them; every driver shares them)::
 
     state        event                          next         the caller sees
@@ -75,6 +79,7 @@ Measured with ``benchmarks/quick_channel.py``; results in the issue notes.
 from __future__ import annotations
 
 import collections
+import errno
 import functools
 import logging
 import os
@@ -103,7 +108,6 @@ from .errors import (
     ProtocolError,
     SockwireError,
     TimeoutError,
-    UnsupportedError,
     errno_name,
     translate,
 )
@@ -876,6 +880,162 @@ class TracedSocketIO(SocketIO):
         self._emit("sendmsg", args, str(len(data)))
 
 
+def _is_tls(sock: Socket) -> bool:
+    """Is ``sock`` an ``ssl.SSLSocket``? (None exists unless ssl was imported: no import.)"""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(sock.raw, ssl.SSLSocket)
+
+
+class TLSSocketIO:
+    """The seam over a TLS connection (an ``ssl.SSLSocket``); chosen by ``from_socket``.
+
+    Why not SocketIO: an SSLSocket refuses recv/send flags (no MSG_WAITALL,
+    no MSG_NOSIGNAL), has no sendmsg, and may hold decrypted bytes that
+    poll() cannot see. And OpenSSL allows one call at a time on a connection,
+    while a Channel reads in one thread and writes in another. So the
+    socket is non-blocking, every ssl call is made under one lock, and the
+    waiting (poll) happens outside it: full duplex without two threads ever
+    inside OpenSSL at once. ``wait()`` decrypts a record into a small stash
+    before saying "readable", so a deadline holds even when a peer stalls in
+    the middle of a TLS record. ``close()`` sends close_notify (best effort,
+    never waiting), so the peer tells a clean end from a cut-off one.
+    A TLS session cannot be shared across fork(): both copies would use the
+    same sequence numbers; only one process may use the Channel afterwards.
+    """
+
+    def __init__(self, sock: Socket) -> None:
+        import ssl
+
+        self.socket = sock
+        raw = sock.raw
+        assert isinstance(raw, ssl.SSLSocket)
+        raw.setblocking(False)
+        self.raw = raw
+        self.family = sock.family
+        self.type = sock.type
+        self.send_timeout: float | None = None  # close() bounds its flush with it
+        self._want_read = ssl.SSLWantReadError
+        self._want_write = ssl.SSLWantWriteError
+        self._lock = threading.Lock()
+        self._buf = bytearray(_framing.READ_SIZE)
+        self._view = memoryview(self._buf)
+        self._stash = b""  # decrypted by wait(), not yet returned by recv()
+        self._stash_eof = False
+        self._stash_error: OSError | None = None
+        self._shut = False
+
+    def _poll(self, events: int, deadline: float | None) -> bool:
+        poller = select.poll()
+        poller.register(self.raw.fileno(), events)
+        if deadline is None:
+            return bool(poller.poll(None))
+        return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+
+    def _read(self, size: int, deadline: float | None) -> bytes | None:
+        """Decrypt up to ``size`` bytes; None when ``deadline`` passed first."""
+        raw = self.raw
+        view = self._view
+        lock = self._lock
+        while True:
+            lock.acquire()
+            try:
+                count = raw.recv_into(view, min(size, READ_SIZE))
+                return view[:count].tobytes()
+            except self._want_read:
+                events = select.POLLIN
+            except self._want_write:  # a TLS 1.2 renegotiation may need to write
+                events = select.POLLOUT
+            finally:
+                lock.release()
+            if not self._poll(events, deadline):
+                return None
+
+    def recv(self, size: int, waitall: bool) -> bytes:
+        # waitall is a plain-socket optimisation (MSG_WAITALL); the decoder
+        # collects a big body from several reads just as well.
+        if self._stash_error is not None:
+            error, self._stash_error = self._stash_error, None
+            raise error
+        if self._stash:
+            data = self._stash
+            if len(data) > size:
+                self._stash = data[size:]
+                return data[:size]
+            self._stash = b""
+            return data
+        if self._stash_eof:
+            return b""
+        read = self._read(size, None)
+        assert read is not None  # no deadline: it waited until there was something
+        return read
+
+    def recv_packet(self, buf: memoryview) -> tuple[int, Address | None]:
+        raise InvalidOperation("recv_packet on TLS", "TLS carries streams only")
+
+    def send_all(self, buffers: Sequence[BytesLike]) -> None:
+        if len(buffers) > 1 and sum(len(b) for b in buffers) <= FLUSH_AT:
+            buffers = (b"".join(buffers),)  # one TLS record, not one per piece
+        deadline = None if self.send_timeout is None else time.monotonic() + self.send_timeout
+        raw = self.raw
+        lock = self._lock
+        for item in buffers:
+            view = memoryview(item).cast("B")
+            while view:
+                lock.acquire()
+                try:
+                    sent = raw.send(view)
+                    view = view[sent:]
+                    continue
+                except self._want_write:
+                    events = select.POLLOUT
+                except self._want_read:
+                    events = select.POLLIN
+                finally:
+                    lock.release()
+                if not self._poll(events, deadline):
+                    raise OSError(errno.ETIMEDOUT, "TLS send did not finish in time")
+
+    def send_packet(self, buffers: Sequence[BytesLike]) -> None:
+        raise InvalidOperation("send_packet on TLS", "TLS carries streams only")
+
+    def wait(self, readable: bool, timeout: float | None) -> bool:
+        if not readable:
+            return self.socket.wait_writable(timeout)
+        if self._stash or self._stash_eof or self._stash_error or self.raw.pending():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            data = self._read(READ_SIZE, deadline)
+        except OSError as exc:
+            # the Channel translates errors of recv(), not of wait(): hand it over
+            self._stash_error = exc
+            return True
+        if data is None:
+            return False
+        if data:
+            self._stash = data
+        else:
+            self._stash_eof = True
+        return True
+
+    def shutdown(self, how: int) -> None:
+        # socket.socket's own shutdown: SSLSocket.shutdown() also drops the
+        # TLS state, after which a recv would hand out raw ciphertext.
+        self._shut = True
+        socket.socket.shutdown(self.raw, how)
+
+    def close(self) -> None:
+        if not self._shut and not self.socket.closed:
+            with self._lock:
+                try:
+                    self.raw.unwrap()  # sends close_notify; non-blocking: never waits
+                except (OSError, ValueError) as exc:
+                    # SSLWantReadError: the peer's close_notify is not there
+                    # yet (the usual case; we do not wait for it); others: gone
+                    log.debug("close_notify on %s: %r", self.socket.label, exc)
+        self.socket.close()
+
+
 # --------------------------------------------------------------------------
 # The blocking driver
 # --------------------------------------------------------------------------
@@ -1100,8 +1260,13 @@ class Channel:
             packet_limit = min(MAX_PACKET, sndbuf - 32)
         if kind == "dgram" and sock.family in (socket.AF_INET, socket.AF_INET6):
             packet_limit = 65507 if sock.family == socket.AF_INET else 65527  # 64 KiB - headers
+        io: ChannelIO
+        if _is_tls(sock):
+            io = TLSSocketIO(sock)
+        else:
+            io = TracedSocketIO(sock) if trace.installed else SocketIO(sock)
         return cls(
-            TracedSocketIO(sock) if trace.installed else SocketIO(sock),
+            io,
             kind=kind,
             framing=framing or ("len32" if kind == "stream" else "none"),
             codec=codec,
@@ -1123,21 +1288,29 @@ class Channel:
         authenticated: bool = False,
         max_size: int = DEFAULT_MAX_SIZE,
     ) -> Channel:
-        """Connect to ``endpoint`` and wrap the socket (``?framing=`` picks the framing)."""
-        from . import dial
+        """Connect to ``endpoint`` and wrap the socket (``?framing=`` picks the framing).
+
+        ``tls+tcp://`` endpoints get TLS and ``?authfile=`` the HMAC handshake
+        (:mod:`sockwire.secure`) before the Channel exists; ``timeout`` (or
+        ``?timeout=``, else 10 s) bounds each of connect and those handshakes.
+        The Channel is authenticated when they proved the peer (or when you
+        say so with ``authenticated=True``).
+        """
+        from . import dial, secure
 
         ep = parse(endpoint)
-        if ep.scheme == "tls+tcp":
-            raise UnsupportedError(
-                f"Channel.connect({ep.display()})",
-                "TLS channels arrive with the server/client layer; use tcp:// meanwhile",
-            )
+        # a bad key file or certificate, or pickle without any way to
+        # authenticate, fails before connecting
+        get_codec(codec, authenticated=authenticated or secure.can_authenticate(ep))
+        secure.check_client(ep)
         sock = dial.connect(ep, timeout=timeout)
+        limit = timeout if timeout is not None else ep.float_option("timeout", None)
+        sock, proven = secure.secure_client(sock, ep, timeout=10.0 if limit is None else limit)
         return cls.from_socket(
             sock,
             framing=ep.option("framing"),
             codec=codec,
-            authenticated=authenticated,
+            authenticated=authenticated or proven,
             max_size=max_size,
             label=ep.display(),
         )
@@ -1174,7 +1347,7 @@ class Channel:
 
     def fileno(self) -> int:
         io = self._io
-        return io.raw.fileno() if isinstance(io, SocketIO) else -1
+        return io.raw.fileno() if isinstance(io, SocketIO | TLSSocketIO) else -1
 
     def __repr__(self) -> str:
         return f"<Channel {self.label} {self.kind} {self.framing} {self._core.state}>"
@@ -1362,7 +1535,8 @@ class Channel:
 
     def _translate(self, exc: OSError, op: str) -> SockwireError:
         error = translate(exc, op, self.label, family=self._family, sock_type=self._sock_type)
-        if isinstance(error, ConnectionLost | ProtocolError):
+        # on TLS every failed call is fatal: OpenSSL cannot go on after one
+        if isinstance(error, ConnectionLost | ProtocolError) or isinstance(self._io, TLSSocketIO):
             self._core.fail(error)
             self._break()
         return error
@@ -1428,6 +1602,8 @@ class Channel:
             finally:
                 io.raw.settimeout(None)
             return
+        if isinstance(io, TLSSocketIO):
+            io.send_timeout = self.close_timeout  # bounded, as above
         try:
             for write in writes:
                 io.send_all(write)

@@ -40,6 +40,7 @@ import builtins
 import errno as _errno
 import os
 import socket
+import sys
 from dataclasses import dataclass
 
 __all__ = [
@@ -538,7 +539,9 @@ def translate(
     where = f"{op} {target}" if target not in (None, "") else op
     target_text = str(target) if target not in (None, "") else "the target"
     result: SockwireError
-    if isinstance(exc, socket.gaierror):
+    if _is_tls_error(exc):
+        result = _translate_tls(exc, where)
+    elif isinstance(exc, socket.gaierror):
         result = NotFound(
             where,
             f"cannot resolve the host name ({exc.strerror}); check the spelling, "
@@ -564,6 +567,92 @@ def translate(
         result = SockwireError(where, str(exc) or type(exc).__name__)
     result.__cause__ = exc
     return result
+
+
+def _is_tls_error(exc: BaseException) -> bool:
+    """An ``ssl.SSLError``? (Without importing ssl: none exists unless it was imported.)"""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLError)
+
+
+# OpenSSL reason codes (ssl.SSLError.reason) and what they ask the caller to do.
+# Alerts are the *peer's* verdict on us; the others are this end's.
+_TLS_REFUSED_US = frozenset(
+    {
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "SSLV3_ALERT_CERTIFICATE_EXPIRED",
+        "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "TLSV1_ALERT_ACCESS_DENIED",
+    }
+)
+_TLS_NOT_TLS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "HTTP_REQUEST",
+        "HTTPS_PROXY_REQUEST",
+        "PACKET_LENGTH_TOO_LONG",
+        "RECORD_LENGTH_MISMATCH",
+        "UNKNOWN_PROTOCOL",
+    }
+)
+_TLS_NO_VERSION = frozenset(
+    {
+        "UNSUPPORTED_PROTOCOL",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "NO_PROTOCOLS_AVAILABLE",
+        "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "NO_SHARED_CIPHER",
+    }
+)
+
+
+def _translate_tls(exc: BaseException, where: str) -> SockwireError:
+    """``ssl.SSLError`` -> the tree. The TLS session is unusable after any of them."""
+    reason = str(getattr(exc, "reason", None) or "")
+    name = type(exc).__name__
+    if name == "SSLCertVerificationError":
+        detail = str(getattr(exc, "verify_message", "") or reason).rstrip(".")
+        return PermissionDenied(
+            where,
+            f"certificate verify failed: {detail}; give the CA that signed the peer's "
+            "certificate with ?cafile=, or connect by a name the certificate holds",
+        )
+    if name in ("SSLEOFError", "SSLZeroReturnError") or reason == "UNEXPECTED_EOF_WHILE_READING":
+        return ConnectionLost(
+            where,
+            "the peer closed the TLS connection without close_notify; what it sent last "
+            "may be cut short (did it refuse our certificate? its log says)",
+        )
+    if reason in _TLS_REFUSED_US:
+        return PermissionDenied(
+            where,
+            f"the peer refused our certificate (TLS alert {reason.lower()}); give one its CA "
+            "signed with ?certfile=&keyfile=",
+        )
+    if reason == "PEER_DID_NOT_RETURN_A_CERTIFICATE":
+        return PermissionDenied(
+            where,
+            "the peer sent no certificate and this end requires one (?cafile= on a "
+            "tls+tcp listener); the client must give ?certfile=&keyfile=",
+        )
+    if reason in _TLS_NOT_TLS:
+        return ProtocolError(
+            where,
+            f"the peer does not speak TLS ({reason.lower()}); is it a tls+tcp endpoint, "
+            "or a plain tcp one?",
+        )
+    if reason in _TLS_NO_VERSION:
+        return ProtocolError(
+            where,
+            f"no TLS version or cipher in common ({reason.lower()}); sockwire needs TLS 1.2 "
+            "or later",
+        )
+    return ProtocolError(where, f"TLS failed ({reason.lower() or name}): {exc}"[:300])
 
 
 def _find_rule(code: int, op: str, family: int | None, sock_type: int | None) -> _Rule | None:

@@ -1,0 +1,288 @@
+"""TLS for ``tls+tcp://`` endpoints: ssl contexts from endpoint options, wrapping with a deadline.
+
+Options (file names, never secrets; see ``sockwire.address.OPTIONS``):
+
+* client: ``cafile=`` (PEM CA bundle; without it the system store), host
+  name checks always on (``servername=`` overrides the name checked and sent
+  as SNI; by default the endpoint's host, and an IP address is checked
+  against the certificate's IP SANs), ``certfile=``/``keyfile=`` to present
+  a client certificate (mutual TLS).
+* server: ``certfile=`` (and ``keyfile=`` unless the key is in the same PEM)
+  required; ``cafile=`` makes a client certificate signed by that CA
+  *required*.
+
+Decisions, written where they are made:
+
+* TLS 1.2 is the minimum (``TLSVersion.TLSv1_2``); the ssl module's default
+  ciphers otherwise.
+* ``num_tickets = 0`` on servers: sockwire clients never resume sessions,
+  and TLS 1.3 tickets a client never reads sit in its receive queue, so its
+  close() sends RST instead of FIN (the server may then see ECONNRESET).
+* Wrapped sockets use ``suppress_ragged_eofs=False``: an EOF without TLS
+  close_notify raises (ConnectionLost) instead of looking like a clean end,
+  since an attacker on the path can forge a TCP FIN to cut a stream short.
+  sockwire's TLS channel sends close_notify on close().
+* Contexts are cached per (side, options, file identity): loading a chain
+  costs a millisecond per accept; a changed file (new inode, size or mtime)
+  is loaded afresh, so rotated certificates take effect on the next connection.
+* A TLS peer counts as *authenticated* (what the pickle codec needs) when
+  its certificate was verified against the ``cafile=`` you named: a server
+  with ``cafile=`` requires and verifies client certificates; a client with
+  ``cafile=`` trusts only that CA. The system store (no ``cafile=``) proves a
+  host name to the public web's CAs, not that the peer is yours: not
+  authenticated.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+import time
+from collections import OrderedDict
+
+from . import trace
+from .address import Endpoint
+from .errors import (
+    AddressError,
+    NotFound,
+    PermissionDenied,
+    SockwireError,
+    TimeoutError,
+    translate,
+)
+from .sock import Socket
+
+__all__ = [
+    "client_context",
+    "peer_authenticated",
+    "server_context",
+    "wrap_client",
+    "wrap_server",
+]
+
+_FILE_OPTIONS = ("cafile", "certfile", "keyfile")
+_CACHE_SIZE = 32
+_cache: OrderedDict[tuple[object, ...], ssl.SSLContext] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _identity(ep: Endpoint, side: str) -> tuple[object, ...] | None:
+    """The cache key: options plus each named file's identity; None if one is missing."""
+    key: list[object] = [side, ep.option("servername")]
+    for name in _FILE_OPTIONS:
+        path = ep.option(name)
+        if path is None:
+            key.append(None)
+            continue
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None  # let loading report it
+        key.append((path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(key)
+
+
+def _cached(ep: Endpoint, side: str) -> ssl.SSLContext:
+    key = _identity(ep, side)
+    if key is not None:
+        with _cache_lock:
+            ctx = _cache.get(key)
+            if ctx is not None:
+                _cache.move_to_end(key)
+                return ctx
+    ctx = _client_context(ep) if side == "client" else _server_context(ep)
+    if key is not None:
+        with _cache_lock:
+            _cache[key] = ctx
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+    return ctx
+
+
+def client_context(ep: Endpoint) -> ssl.SSLContext:
+    """The context a client uses for ``ep`` (cached; see the module docstring)."""
+    return _cached(ep, "client")
+
+
+def server_context(ep: Endpoint) -> ssl.SSLContext:
+    """The context a listener on ``ep`` uses (cached)."""
+    return _cached(ep, "server")
+
+
+def _file_error(exc: OSError, option: str, path: str) -> SockwireError:
+    what = f"{option}={path}"
+    if isinstance(exc, FileNotFoundError):
+        return NotFound(what, f"no such file; fix ?{option}= (a PEM file)", errno=exc.errno)
+    if isinstance(exc, PermissionError):
+        return PermissionDenied(what, "this process may not read it", errno=exc.errno)
+    if isinstance(exc, ssl.SSLError):
+        return AddressError(
+            f"cannot load {what}",
+            f"not a usable PEM file ({(exc.reason or str(exc)).lower()}); "
+            + (
+                "is the key the one of certfile=?"
+                if option in ("certfile", "keyfile")
+                else "a CA bundle is PEM certificates"
+            ),
+            part=option,
+        )
+    return translate(exc, "load", what)
+
+
+def _load_chain(ctx: ssl.SSLContext, ep: Endpoint) -> None:
+    certfile = ep.option("certfile")
+    keyfile = ep.option("keyfile")
+    if certfile is None:
+        if keyfile is not None:
+            raise AddressError(
+                f"keyfile= without certfile= in {ep.display()}",
+                "give the certificate too: ?certfile=CERT.pem&keyfile=KEY.pem",
+                part="keyfile",
+            )
+        return
+    # ssl's own errors do not say which file is missing or unreadable: check first
+    for option, path in (("certfile", certfile), ("keyfile", keyfile)):
+        if path is not None:
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as exc:
+                raise _file_error(exc, option, path) from None
+    try:
+        ctx.load_cert_chain(certfile, keyfile)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        if keyfile is not None and "KEY" in str(getattr(exc, "reason", "") or ""):
+            raise _file_error(exc, "keyfile", keyfile) from None
+        raise _file_error(exc, "certfile", certfile) from None
+
+
+def _load_ca(ctx: ssl.SSLContext, cafile: str) -> None:
+    try:
+        ctx.load_verify_locations(cafile=cafile)
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        raise _file_error(exc, "cafile", cafile) from None
+
+
+def _client_context(ep: Endpoint) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname on
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    cafile = ep.option("cafile")
+    if cafile is not None:
+        _load_ca(ctx, cafile)
+    else:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    _load_chain(ctx, ep)
+    return ctx
+
+
+def _server_context(ep: Endpoint) -> ssl.SSLContext:
+    if ep.option("certfile") is None:
+        raise AddressError(
+            f"a tls+tcp listener needs a certificate: {ep.display()}",
+            "add ?certfile=CERT.pem&keyfile=KEY.pem",
+            part="certfile",
+        )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.num_tickets = 0  # see the module docstring
+    _load_chain(ctx, ep)
+    cafile = ep.option("cafile")
+    if cafile is not None:
+        _load_ca(ctx, cafile)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def peer_authenticated(ep: Endpoint) -> bool:
+    """After a successful handshake on ``ep``: was the peer's certificate checked
+    against a CA file the caller named (``?cafile=``)? See the module docstring."""
+    return ep.option("cafile") is not None
+
+
+def _server_hostname(ep: Endpoint) -> str:
+    name = ep.option("servername") or ep.host
+    if not name:
+        raise AddressError(f"no host name to verify for {ep.display()}", part="servername")
+    return name
+
+
+def wrap_client(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> Socket:
+    """TLS client handshake on the connected ``sock`` within ``timeout`` s; the TLS Socket.
+
+    ``sock`` is consumed either way (its descriptor moves into the new
+    Socket, or is closed on failure).
+    """
+    try:
+        ctx = client_context(ep)
+        hostname = _server_hostname(ep)
+    except BaseException:
+        sock.close()
+        raise
+    return _wrap(sock, ep, ctx, timeout, server_side=False, hostname=hostname)
+
+
+def wrap_server(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> Socket:
+    """TLS server handshake on an accepted ``sock``; consumed like in :func:`wrap_client`."""
+    try:
+        ctx = server_context(ep)
+    except BaseException:
+        sock.close()
+        raise
+    return _wrap(sock, ep, ctx, timeout, server_side=True, hostname=None)
+
+
+def _wrap(
+    sock: Socket,
+    ep: Endpoint,
+    ctx: ssl.SSLContext,
+    timeout: float,
+    *,
+    server_side: bool,
+    hostname: str | None,
+) -> Socket:
+    label = sock.label or ep.display()
+    family, sock_type = sock.family, sock.type
+    # The ssl module moves the descriptor into a new SSLSocket and detaches
+    # the socket object it was given; detach the Socket first so exactly one
+    # object owns the fd at every moment.
+    plain = socket.socket(family, sock_type, 0, fileno=sock.detach())
+    try:
+        tls = ctx.wrap_socket(
+            plain,
+            server_side=server_side,
+            server_hostname=hostname,
+            do_handshake_on_connect=False,
+            suppress_ragged_eofs=False,
+        )
+    except BaseException:
+        plain.close()
+        raise
+    side = "server" if server_side else "client"
+    where = f"TLS handshake ({side}) with {label}"
+    started = time.monotonic()
+    try:
+        tls.settimeout(timeout)
+        tls.do_handshake()
+        tls.settimeout(None)
+    except OSError as exc:
+        tls.close()
+        error = translate(exc, where)
+        if isinstance(error, TimeoutError):
+            error = TimeoutError(
+                where, f"the peer did not finish it within {round(timeout, 2):g} s"
+            )
+        trace.note("tls", side, "handshake", result=f"failed: {type(error).__name__}")
+        raise error from exc
+    except BaseException:
+        tls.close()
+        raise
+    trace.note(
+        "tls",
+        side,
+        "handshake",
+        result=f"{tls.version()} {(tls.cipher() or ('?',))[0]}",
+        ms=round((time.monotonic() - started) * 1000, 1),
+    )
+    return Socket.adopt(tls, label=label)
