@@ -31,7 +31,7 @@ State rules of a Channel (the core enforces them; every driver shares them)::
                  server stops (drains)
     OPEN         read limit: a message begun    BROKEN       TimeoutError; connection shut down
                  is not whole by its deadline
-    PEER_CLOSED  send(msg)                      PEER_CLOSED  allowed (half-close); EPIPE -> BROKEN
+    PEER_CLOSED  send(msg), flush()             PEER_CLOSED  allowed (half-close); EPIPE -> BROKEN
     PEER_CLOSED  recv, nothing queued           PEER_CLOSED  ConnectionLost again; iteration ends
     BROKEN       send / recv / flush            BROKEN       the same error again
     any          close()                        CLOSED       queued frames flushed (best effort,
@@ -53,6 +53,11 @@ bytes out of the buffer with a copy-then-delete that keeps later appends.
 On a free-threaded build (PEP 703, no GIL) ``send`` takes the send lock for
 every message instead. Reading from the socket and parsing hold the receive
 lock; handing out an already-parsed message is one atomic ``deque.popleft``.
+A ``recv`` that must wait flushes what ``send`` buffered first, unless
+another thread holds the send lock at that moment: that thread is writing,
+and waiting for it could deadlock two peers that both write more than the
+socket buffers hold while the other is not reading. So threads that share a
+Channel call ``flush()`` after their own ``send``.
 ``close()`` from another thread wakes a ``recv`` blocked in this Channel
 (``shutdown(SHUT_RD)``), which then raises ClosedError.
 
@@ -274,7 +279,7 @@ class ChannelCore:
     def check(self, op: str) -> None:
         """Raise what ``op`` meets in a state other than OPEN (the table's last rows)."""
         state = self.state
-        if state is State.OPEN or (state is State.PEER_CLOSED and op == "send"):
+        if state is State.OPEN or (state is State.PEER_CLOSED and op in ("send", "flush")):
             return
         if state is State.CLOSED:
             raise ClosedError(f"{op} on a closed channel", "it was closed earlier; a caller bug")
@@ -583,8 +588,9 @@ class ChannelCore:
                 while not pending:
                     if core.state is not _OPEN:
                         core.check("recv")
-                    if core.out:  # flush before blocking: the peer may wait for it
-                        send_lock.acquire()
+                    # flush before blocking: the peer may wait for it (not if another
+                    # thread is writing: see "Thread contract" in the module docstring)
+                    if core.out and send_lock.acquire(False):
                         try:
                             sendall(take())
                         except OSError as exc:
@@ -672,6 +678,8 @@ class ChannelCore:
 
     def receive_packet(self, buf: memoryview, size: int, address: Address | None) -> None:
         """One packet of ``size`` bytes (its real length: > len(buf) means truncated)."""
+        if self.state is State.CLOSED:
+            return  # close() woke a reader with shutdown(): that empty read is no datagram
         if self.kind == "seqpacket":
             self._receive_seqpacket(buf, size)
         else:
@@ -1078,8 +1086,8 @@ class Channel:
                 while not pending:
                     if core.state is not _OPEN:
                         core.check("recv")
-                    if core.out:  # flush before blocking: the peer may wait for it
-                        send_lock.acquire()
+                    # flush before blocking (unless another thread is writing)
+                    if core.out and send_lock.acquire(False):
                         try:
                             io_send_all((take(),))
                         except OSError as exc:
@@ -1389,9 +1397,11 @@ class Channel:
             while not pending:
                 if core.state is not State.OPEN:
                     core.check("recv")
-                if core.out:
-                    with self._send_lock:
+                if core.out and self._send_lock.acquire(blocking=False):
+                    try:  # flush before blocking, unless another thread is writing
                         self._flush_locked()
+                    finally:
+                        self._send_lock.release()
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0 or not io.wait(True, left):
@@ -1489,9 +1499,11 @@ class Channel:
             while not pending:
                 if core.state is not State.OPEN:
                     core.check("recv")
-                if core.out:
-                    with self._send_lock:
+                if core.out and self._send_lock.acquire(blocking=False):
+                    try:  # flush before blocking, unless another thread is writing
                         self._flush_locked()
+                    finally:
+                        self._send_lock.release()
                 now = time.monotonic()
                 mid = core.in_message()
                 # the nearest deadline: the caller's, or the limit that applies now
