@@ -215,8 +215,10 @@ def test_req_on_a_closed_node_and_bad_options(tmp: str) -> None:
 
 def test_a_req_that_reaches_a_pub_is_refused_not_confused(tmp: str) -> None:
     with Pub(_ep("unix", tmp), liveness=LIVE) as pub:
-        with Req(pub.endpoint, liveness=LIVE) as req, pytest.raises(TimeoutError):
-            req.request(b"x", timeout=0.5)  # every link is refused at the greeting
+        with Req(pub.endpoint, liveness=LIVE) as req:
+            assert req.wait_for(lambda r: r._connect_error is not None, WAIT)
+            with pytest.raises(TimeoutError, match="a REQ reached a PUB"):
+                req.request(b"x", timeout=0.1)  # every link is refused at the greeting
         assert pub.stats.subscribers == 0
 
 
@@ -434,7 +436,7 @@ def test_push_spreads_work_round_robin(kind: str, tmp: str) -> None:
     with Push(_ep(kind, tmp), liveness=LIVE) as push:
         pulls = [Pull(push.endpoint, liveness=LIVE, hwm=200) for _ in range(3)]
         try:
-            assert push.wait_for(lambda p: p.core.ready() == 3, WAIT)
+            assert push.wait_for(lambda p: p.ready_pullers == 3, WAIT)
             for n in range(300):
                 push.send(n.to_bytes(2, "big"), timeout=WAIT)
             counts = sorted(push.puller_stats().values())
@@ -458,7 +460,7 @@ def test_a_slow_puller_blocks_the_pusher_after_its_window(kind: str, tmp: str) -
         Push(_ep(kind, tmp), liveness=LIVE) as push,
         Pull(push.endpoint, liveness=LIVE, hwm=window) as pull,
     ):
-        assert push.wait_for(lambda p: p.core.ready() == 1, WAIT)
+        assert push.wait_for(lambda p: p.ready_pullers == 1, WAIT)
         for n in range(window):
             push.send(bytes([n]), timeout=WAIT)
         with pytest.raises(TimeoutError):
@@ -478,7 +480,7 @@ def test_a_slow_puller_holds_only_its_window_the_rest_goes_elsewhere(tmp: str) -
         Pull(push.endpoint, liveness=LIVE, hwm=2) as slow,
         Pull(push.endpoint, liveness=LIVE, hwm=100) as fast,
     ):
-        assert push.wait_for(lambda p: p.core.ready() == 2, WAIT)
+        assert push.wait_for(lambda p: p.ready_pullers == 2, WAIT)
         for n in range(20):
             push.send(bytes([n]), timeout=WAIT)
         assert sorted(push.puller_stats().values()) == [2, 18]
@@ -491,12 +493,12 @@ def test_pull_reconnects_when_the_push_restarts(kind: str, tmp: str) -> None:
     push = Push(_ep(kind, tmp), liveness=LIVE)
     endpoint = push.endpoint
     with Pull(endpoint, liveness=LIVE, hwm=10) as pull:
-        assert push.wait_for(lambda p: p.core.ready() == 1, WAIT)
+        assert push.wait_for(lambda p: p.ready_pullers == 1, WAIT)
         push.send(b"before", timeout=WAIT)
         assert pull.recv(timeout=WAIT) == b"before"
         push.close()
         with Push(endpoint, liveness=LIVE) as again:
-            assert again.wait_for(lambda p: p.core.ready() == 1, WAIT)
+            assert again.wait_for(lambda p: p.ready_pullers == 1, WAIT)
             again.send(b"after", timeout=WAIT)
             assert pull.recv(timeout=WAIT) == b"after"
         assert pull.connects == 2
@@ -508,6 +510,6 @@ def test_push_pull_with_the_msgpack_codec(tmp: str) -> None:
         Push(_ep("seqpacket", tmp), codec="msgpack", liveness=LIVE) as push,
         Pull(push.endpoint, codec="msgpack", liveness=LIVE) as pull,
     ):
-        assert push.wait_for(lambda p: p.core.ready() == 1, WAIT)
+        assert push.wait_for(lambda p: p.ready_pullers == 1, WAIT)
         push.send({"job": 1, "data": b"\x00\x01"}, timeout=WAIT)
         assert pull.recv(timeout=WAIT) == {"job": 1, "data": b"\x00\x01"}

@@ -62,7 +62,10 @@ def test_wire_examples_match_the_protocol_page() -> None:
     assert wire.Request(7, b"hi").encode() == bytes.fromhex("12 00000007 6869")
     assert wire.Reply(7, b"HI").encode() == bytes.fromhex("13 00000007 4849")
     assert wire.Publish(0, b"t.a", b"x").encode() == bytes.fromhex("18 00000000 0003 742e61 78")
-    assert wire.Item(b"job").encode() == b"\x19job"
+    assert wire.Subscribe(1, b"weather.").encode() == bytes.fromhex(
+        "15 00000001 7765617468 65722e"
+    )
+    assert wire.Item(b"job").encode() == bytes.fromhex("19 6a6f62")
     assert wire.Credit(10).encode() == bytes.fromhex("1a 0000000a")
     with pytest.raises(BadFrame, match="version 2"):
         wire.parse(b"\x21")

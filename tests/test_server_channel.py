@@ -164,3 +164,50 @@ def test_a_broken_closed_channel_is_freed_without_the_gc() -> None:
     finally:
         gc.enable()
         b.close()
+
+
+class _BufferingIO:
+    """A seam that, like TLS, keeps bytes it has read where poll() cannot see them."""
+
+    def __init__(self, sock: sockwire.Socket) -> None:
+        from sockwire.channel import SocketIO
+
+        self.inner = SocketIO(sock)
+        self.raw = self.inner.raw
+        self.stash = b""
+
+    def wait(self, readable: bool, timeout: float | None) -> bool:
+        if self.stash:
+            return True
+        if not self.inner.wait(True, timeout):
+            return False
+        self.stash = self.raw.recv(65536)
+        return True
+
+    def recv(self, size: int, waitall: bool) -> bytes:
+        if not self.stash:
+            self.wait(True, None)
+        data, self.stash = self.stash[: min(size, 5)], self.stash[min(size, 5) :]
+        return data
+
+    def send_all(self, buffers: object) -> None:
+        self.inner.send_all(buffers)  # type: ignore[arg-type]
+
+    def shutdown(self, how: int) -> None:
+        self.inner.shutdown(how)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_read_limits_ask_a_buffering_seam_before_polling(stop_pipe: tuple[int, int]) -> None:
+    r, _ = stop_pipe
+    mine, theirs = sockwire.socketpair()
+    channel = Channel(_BufferingIO(mine))  # type: ignore[arg-type]
+    with channel, theirs:
+        channel.set_read_limits(ReadLimits(idle=WAIT, stop_fd=r))
+        theirs.sendall(b"\0\0\0\x01a\0\0\0\x01b")  # both frames in one write
+        assert channel.recv(timeout=WAIT) == b"a"  # the seam now holds "b", the kernel nothing
+        started = time.monotonic()
+        assert channel.recv(timeout=WAIT) == b"b"
+        assert time.monotonic() - started < WAIT / 2, "not found by waiting out a deadline"

@@ -1444,7 +1444,8 @@ class Channel:
         blocking wait, nothing more per message. Only a Channel over a real
         socket can have limits.
         """
-        if limits is not None and not isinstance(self._io, SocketIO):
+        raw = getattr(self._io, "raw", None)
+        if limits is not None and raw is None:
             raise InvalidOperation(
                 f"read limits on {self.label}", "they need a Channel over a real socket"
             )
@@ -1452,10 +1453,12 @@ class Channel:
             self._limits = limits
             self._last_rx = time.monotonic()
             self._frame_started: float | None = None
+            # a seam that buffers bytes poll() cannot see (TLS) is asked first
+            self._io_buffers = not isinstance(self._io, SocketIO)
             if limits is not None and limits.stop_fd is not None:
-                assert isinstance(self._io, SocketIO)
+                assert raw is not None
                 self._stop_poller = select.poll()
-                self._stop_poller.register(self._io.raw.fileno(), select.POLLIN)
+                self._stop_poller.register(raw.fileno(), select.POLLIN)
                 self._stop_poller.register(limits.stop_fd, select.POLLIN)
             if self._core.state is not State.CLOSED:
                 self.__dict__.pop("recv", None)
@@ -1494,7 +1497,7 @@ class Channel:
             core = self._core
             pending = self._pending
             io = self._io
-            assert isinstance(io, SocketIO)
+            buffers = self._io_buffers
             stop = self._stop_poller if limits.stop_fd is not None else None
             while not pending:
                 if core.state is not State.OPEN:
@@ -1520,15 +1523,20 @@ class Channel:
                     until = min(limit, deadline)
                 wait_ms = None if until is None else max(0.0, until - now) * 1000
                 if stop is not None and not mid:
-                    ready = {fd for fd, _ in stop.poll(wait_ms)}
-                    if limits.stop_fd in ready:
-                        raise core.stop_reading(
-                            ConnectionLost(
-                                f"recv on {self.label}",
-                                "the server is shutting down; no new message is read",
+                    if buffers and io.wait(True, 0):
+                        readable = True  # whole TLS records already decrypted
+                    else:
+                        ready = {fd for fd, _ in stop.poll(wait_ms)}
+                        if limits.stop_fd in ready:
+                            raise core.stop_reading(
+                                ConnectionLost(
+                                    f"recv on {self.label}",
+                                    "the server is shutting down; no new message is read",
+                                )
                             )
-                        )
-                    readable = bool(ready)
+                        if ready and buffers:
+                            continue  # bytes came; the seam decides if a record is whole
+                        readable = bool(ready)
                 else:
                     readable = io.wait(True, None if wait_ms is None else wait_ms / 1000)
                 if not readable:

@@ -28,7 +28,6 @@ Socket I/O and user code never run with the lock held.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import socket
 import threading
@@ -170,6 +169,7 @@ class Node:
         self._supervisor: threading.Thread | None = None
         self._channel: Channel | None = None
         self._fatal: SockwireError | None = None
+        self._connect_error: SockwireError | None = None  # the last failed attempt, for hints
         if bind:
             self._server = serve(
                 ep,
@@ -241,27 +241,35 @@ class Node:
                 continue
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"{what} on {self._ep.display()}", "the deadline passed")
+                hint = "the deadline passed"
+                if self._connect_error is not None:
+                    hint += f" (not connected: {self._connect_error})"
+                raise TimeoutError(f"{what} on {self._ep.display()}", hint)
             cond.wait(left)
 
     # ---- links
 
     def _serve_link(self, channel: Channel, peer: Peer) -> None:
         """The server's handler: one bound link, read in the server's thread."""
-        self._run_link(channel, peer)
+        refused = self._run_link(channel, peer)
+        if refused is not None:
+            log.info("%s: link from %s refused: %s", self.role.name, peer, refused)
 
-    def _run_link(self, channel: Channel, peer: Peer | None) -> None:
-        """Read one link until it ends: greeting, messages, heartbeat deadline."""
+    def _run_link(self, channel: Channel, peer: Peer | None) -> BaseException | None:
+        """Read one link until it ends: greeting, messages, heartbeat deadline.
+
+        Returns why a link that never got past its greeting ended (else None).
+        """
         greet = not self._dgram
         try:
             codec = get_codec(self._codec_spec, authenticated=channel.authenticated)
         except PermissionDenied as exc:
             log.warning("%s: link from %s refused: %s", self.role.name, peer, exc)
-            return
+            return exc
         core = LinkCore(self.role, self.liveness, time.monotonic(), greet=greet)
         with self._lock:
             if self._closing:
-                return
+                return None
             key = self._next_key
             self._next_key += 1
             link = Link(key, channel, peer, core, codec, self._lock)
@@ -298,6 +306,7 @@ class Node:
             channel.close()  # wakes a writer blocked in send
             if link.writer is not None:
                 link.writer.join()
+        return None if link.ready else error
 
     def _read_loop(self, link: Link) -> None:
         channel = link.channel
@@ -382,11 +391,14 @@ class Node:
                     max_size=self.max_size,
                 )
             except SockwireError as exc:
-                if not (retryable(ep, exc) or isinstance(exc, ConnectionLost)):
+                fatal = not (retryable(ep, exc) or isinstance(exc, ConnectionLost))
+                if fatal:
                     log.warning("%s: cannot connect to %s: %s", self.role.name, ep.display(), exc)
-                    with self._lock:
+                with self._lock:
+                    self._connect_error = exc
+                    if fatal:
                         self._fatal = exc
-                        self._changed.notify_all()
+                    self._changed.notify_all()
                 if self._stop.wait(next(pauses)):
                     return
                 continue
@@ -396,10 +408,16 @@ class Node:
                     return
                 self._channel = channel
                 self._fatal = None
+                self._connect_error = None
                 self.connects += 1
             pauses = self.backoff.delays()
             try:
-                self._run_link(channel, None)
+                refused = self._run_link(channel, None)
+                if refused is not None:  # e.g. a REQ that reached a PUB: say so in timeouts
+                    log.info("%s: link to %s refused: %s", self.role.name, ep.display(), refused)
+                    with self._lock:
+                        self._connect_error = translate_refusal(refused)
+                        self._changed.notify_all()
             finally:
                 with self._lock:
                     self._channel = None
@@ -451,6 +469,8 @@ class Node:
         return [link for link in self._links.values() if link.ready and not link.closing]
 
 
-def _close_quietly(channel: Channel) -> None:
-    with contextlib.suppress(SockwireError):
-        channel.close()
+def translate_refusal(error: BaseException) -> SockwireError:
+    """A link that ended during its greeting, as the error a waiting caller is shown."""
+    if isinstance(error, SockwireError):
+        return error
+    return SockwireError("greeting", str(error))

@@ -14,7 +14,8 @@ The publisher's state per subscriber link (:class:`PubCore`)::
     ----------------------------------  ---------------------------------------------------
     link greeted (HELLO)                a subscriber with no prefixes, an empty queue, seq 0
     SUBSCRIBE(token, prefix)            prefix added (at most MAX_SUBSCRIPTIONS), then
-                                        READY(token) queued ahead of data (never dropped)
+                                        READY(token) queued ahead of data (never dropped;
+                                        MAX_SUBSCRIPTIONS unsent READYs: ProtocolError)
     UNSUBSCRIBE(token, prefix)          prefix removed, READY(token) queued
     publish, topic matches, room        PUBLISH(seq, topic, body) queued; seq += 1
     publish, topic matches, queue full  by policy:
@@ -201,6 +202,11 @@ class PubCore:
             sub.prefixes.add(msg.prefix)
         else:
             sub.prefixes.discard(msg.prefix)
+        if len(sub.control) >= MAX_SUBSCRIPTIONS:  # it asks and asks, and never reads
+            raise BadFrame(
+                f"{MAX_SUBSCRIPTIONS} (un)subscriptions not yet answered",
+                "a subscriber must read the READYs it asked for",
+            )
         sub.control.append(wire.Ready(msg.token).encode())
 
     def matching(self, topic: bytes) -> list[int]:

@@ -157,6 +157,11 @@ class Push(Node):
     def stats(self) -> PushStats:
         return self.core.stats
 
+    @property
+    def ready_pullers(self) -> int:
+        """Pullers that can take an item now (greeted, with credit left)."""
+        return self.core.ready()
+
     def puller_stats(self) -> dict[str, int]:
         """Items sent to each live puller (keyed "#link peer")."""
         with self._lock:
