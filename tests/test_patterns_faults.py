@@ -51,6 +51,7 @@ class Child:
                 os._exit(code)
         os.close(write_end)
         self.pid = pid
+        self.reaped = False
         self._pipe = os.fdopen(read_end, "rb")
 
     def line(self) -> str:
@@ -60,10 +61,21 @@ class Child:
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         os.kill(self.pid, sig)
+        if sig == signal.SIGKILL:  # dead (its sockets closed) before the caller goes on
+            os.waitpid(self.pid, 0)
+            self.reaped = True
+
+    def stop(self) -> None:
+        """SIGSTOP, and wait until it has taken effect (kill() returns before that)."""
+        os.kill(self.pid, signal.SIGSTOP)
+        _, status = os.waitpid(self.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
 
     def reap(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        os.waitpid(self.pid, 0)
+        if not self.reaped:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.reaped = True
         self._pipe.close()
 
 
@@ -88,7 +100,7 @@ def test_heartbeats_declare_a_stopped_rep_dead(tmp: str) -> None:
         endpoint = child.line()
         with Req(endpoint, liveness=FAST, timeout=WAIT) as req:
             assert req.request(b"hi") == f"hi from {child.pid}".encode()
-            child.kill(signal.SIGSTOP)
+            child.stop()
             started = time.monotonic()
             with pytest.raises(ConnectionLost, match="heartbeat timeout"):
                 req.request(b"anyone there?")
@@ -114,7 +126,7 @@ def test_heartbeats_declare_a_stopped_subscriber_dead(tmp: str) -> None:
         try:
             assert child.line() == "subscribed"
             assert pub.stats.subscribers == 1
-            child.kill(signal.SIGSTOP)
+            child.stop()
             started = time.monotonic()
             assert pub.wait_for(lambda p: p.stats.subscribers == 0, 3 * FAST.timeout)
             elapsed = time.monotonic() - started

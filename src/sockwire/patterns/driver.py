@@ -341,6 +341,7 @@ class Node:
             if isinstance(msg, Hello):
                 with self._lock:
                     link.ready = True
+                    self._connect_error = None  # connected and greeted: no excuse to show
                     self._link_ready(link)
                     self._changed.notify_all()
                 continue
@@ -408,7 +409,6 @@ class Node:
                     return
                 self._channel = channel
                 self._fatal = None
-                self._connect_error = None
                 self.connects += 1
             pauses = self.backoff.delays()
             try:
