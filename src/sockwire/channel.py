@@ -206,6 +206,25 @@ class DatagramStats:
     invalid: int = 0
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """Limits a server puts on a Channel's reads (:meth:`Channel.set_read_limits`).
+
+    ``idle``: the longest a ``recv`` waits for the first byte of the next
+    message, counted from the last byte that arrived; then reading ends
+    (ConnectionLost, iteration stops). ``frame``: once a message has begun to
+    arrive, the longest until it is whole (a slow-loris defence); then the
+    connection breaks with TimeoutError. ``stop_fd``: a descriptor that
+    becomes readable when the server drains: a ``recv`` waiting *between*
+    messages then ends like an idle one, while a message already arriving
+    is still read whole. None means no limit of that kind.
+    """
+
+    idle: float | None = None
+    frame: float | None = None
+    stop_fd: int | None = None
+
+
 # --------------------------------------------------------------------------
 # The sans-IO core: state, framing, buffers. No system call below this line
 # until the driver.
@@ -926,25 +945,6 @@ class TracedSocketIO(SocketIO):
             self._failed("sendmsg", args, exc)
             raise
         self._emit("sendmsg", args, str(len(data)))
-
-
-@dataclass(frozen=True)
-class ReadLimits:
-    """Limits a server puts on a Channel's reads (:meth:`Channel.set_read_limits`).
-
-    ``idle``: the longest a ``recv`` waits for the first byte of the next
-    message, counted from the last byte that arrived; then reading ends
-    (ConnectionLost, iteration stops). ``frame``: once a message has begun to
-    arrive, the longest until it is whole (a slow-loris defence); then the
-    connection breaks with TimeoutError. ``stop_fd``: a descriptor that
-    becomes readable when the server drains: a ``recv`` waiting *between*
-    messages then ends like an idle one, while a message already arriving
-    is still read whole. None means no limit of that kind.
-    """
-
-    idle: float | None = None
-    frame: float | None = None
-    stop_fd: int | None = None
 
 
 # --------------------------------------------------------------------------
