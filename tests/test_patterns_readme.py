@@ -19,7 +19,9 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def _snippets() -> list[str]:
     text = README.read_text()
-    part = text[text.index("## Patterns") : text.index("## Development")]
+    start = text.index("\n## Patterns\n")
+    end = text.find("\n## ", start + 1)
+    part = text[start : end if end != -1 else len(text)]
     return re.findall(r"```python\n(.*?)```", part, re.S)
 
 
