@@ -514,3 +514,26 @@ def test_shutdown_from_inside_a_handler(tmp: str) -> None:
         assert client.recv(timeout=WAIT) == b"stop"
     server.shutdown(WAIT)  # joins the handler thread that called it
     assert server.stats.handled == 1
+
+
+@pytest.mark.timeout(30)
+def test_datagram_server_shutdown_lets_the_handler_in_progress_reply(tmp: str) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def handler(msg: bytes, peer: Peer) -> bytes:
+        entered.set()
+        release.wait(WAIT)
+        return msg.upper()
+
+    server = serve(f"unix+dgram:{tmp}/d.sock", handler).start()
+    with connect(server.endpoint) as client:
+        client.send(b"last one")
+        assert entered.wait(WAIT)
+        stopper = threading.Thread(target=server.shutdown, args=(WAIT,))
+        stopper.start()
+        release.set()
+        assert client.recv(timeout=WAIT) == b"LAST ONE"
+        stopper.join()
+    assert server.stats.replies == 1
+    assert not os.path.exists(f"{tmp}/d.sock")

@@ -482,7 +482,6 @@ class Server:
             raise
 
     def _run_connection(self, key: int, record: _Conn) -> None:
-        stats = self.stats
         channel: Channel | None = None
         label = f"{self._ep.display()} peer {record.peer}"
         try:
@@ -491,7 +490,7 @@ class Server:
                     record.sock, self._ep, timeout=self.handshake_timeout
                 )
             except SockwireError as exc:
-                stats.handshake_failed += 1
+                self._count("handshake_failed")
                 log.info("%s: handshake with %s failed: %s", self.name, record.peer, exc)
                 return
             record.sock = sock
@@ -505,7 +504,7 @@ class Server:
                     label=label,
                 )
             except SockwireError as exc:  # e.g. pickle on a peer that did not authenticate
-                stats.handshake_failed += 1
+                self._count("handshake_failed")
                 log.warning("%s: refused %s: %s", self.name, record.peer, exc)
                 return
             channel.set_read_limits(
@@ -514,14 +513,14 @@ class Server:
             with self._cond:
                 record.channel = channel
             self.handler(channel, record.peer)
-            stats.handled += 1
+            self._count("handled")
         except ClosedError as exc:  # shutdown closed it after the grace period
             log.debug("%s: handler for %s stopped: %s", self.name, record.peer, exc)
         except (ConnectionLost, ProtocolError, TimeoutError, PermissionDenied) as exc:
-            stats.dropped += 1
+            self._count("dropped")
             log.info("%s: connection from %s ended: %s", self.name, record.peer, exc)
         except Exception:
-            stats.failed += 1
+            self._count("failed")
             log.exception("%s: handler failed for %s", self.name, record.peer)
         finally:
             if channel is not None:
@@ -529,6 +528,11 @@ class Server:
             else:
                 record.sock.close()
             self._finished(key)
+
+    def _count(self, field: str) -> None:
+        """One more of ``field`` in stats, from a handler thread (several run at once)."""
+        with self._cond:
+            setattr(self.stats, field, getattr(self.stats, field) + 1)
 
     def _finished(self, key: int) -> None:
         with self._cond:
@@ -648,11 +652,14 @@ class Server:
             with contextlib.suppress(OSError):
                 os.write(self._stop_w, b"x")  # level-triggered: wakes every poll on it
         me = threading.current_thread()
-        if me is not self._thread and self._loop_running:
-            self._loop_done.wait()
+        # The accept loop leaves at once; the datagram loop after the handler
+        # call in progress, which gets the grace period like any handler.
+        limit = max(0.0, grace) + ABORT_WAIT
+        if me is not self._thread and self._loop_running and not self._loop_done.wait(limit):
+            log.error("%s: the datagram handler did not return in %g s", self.name, limit)
         thread = self._thread
         if thread is not None and thread is not me:
-            thread.join()
+            thread.join(limit)
         self._sock.close()  # no new connections; the socket file is removed
         deadline = time.monotonic() + max(0.0, grace)
         clean = self._wait_handlers(deadline)
