@@ -153,6 +153,18 @@ def test_req_reconnects_when_the_rep_restarts(kind: str, tmp: str) -> None:
         assert req.connects == 2
 
 
+def test_a_datagram_req_follows_its_rep_to_a_new_socket_file(tmp: str) -> None:
+    rep = Rep(_ep("unix-dgram", tmp), lambda body: b"first", liveness=LIVE)
+    endpoint = rep.endpoint
+    with Req(endpoint, liveness=LIVE, timeout=WAIT) as req:
+        assert req.request(b"?") == b"first"
+        rep.close()  # its socket file goes; the Req's socket points at a dead inode
+        with Rep(endpoint, lambda body: b"second", liveness=LIVE):
+            assert req.request(b"?") == b"second"  # refused, not delivered: sent again
+        assert req.connects == 2
+        assert req.stats.failed == 1, "the undelivered attempt, counted"
+
+
 def test_a_request_pending_when_the_link_drops_fails_with_connection_lost(tmp: str) -> None:
     holding = threading.Event()
     release = threading.Event()

@@ -18,6 +18,8 @@ The requester's state per request id (:class:`ReqCore`)::
                                                                the link stays READY for the next
     PENDING    the link is lost (EOF, heartbeat)    FAILED     ConnectionLost: it may or may not
                                                                have run, so it is not resent
+    PENDING    its datagram is refused (the Rep's   FAILED     not delivered, so it is sent again
+               socket is gone or new)                          as a new request on the next link
     forgotten  REPLY/ERROR with an id we issued     forgotten  nothing: dropped, late += 1
     -          REPLY/ERROR, id never issued         -          nothing: dropped, unexpected += 1
 
@@ -51,6 +53,8 @@ from ..client import DEFAULT_BACKOFF, Backoff
 from ..codecs import Codec
 from ..errors import (
     BadFrame,
+    ClosedError,
+    ConnectError,
     ConnectionLost,
     ProtocolError,
     RemoteError,
@@ -256,21 +260,33 @@ class Req(Node):
         deadline = None if limit is None else time.monotonic() + limit
         data = self.codec.encode(body)
         core = self.core
-        with self._lock:
-            self._wait(lambda: self._link is not None and not core.full(), deadline, "request")
-            link = self._link
-            assert link is not None
-            rid, payload = core.request(data)
-            slot = self._slots[rid] = _Slot(self._lock)
-        try:
-            link.send(payload)
-        except SockwireError as exc:
+        stale: Link | None = None  # a link that failed to send: wait for the next one
+        while True:
             with self._lock:
-                if core.fail(rid):
-                    self._slots.pop(rid, None)
-            raise ConnectionLost(
-                f"request on {self._ep.display()}", f"the link broke while sending: {exc}"
-            ) from exc
+                self._wait(self._can_send(stale), deadline, "request")
+                link = self._link
+                assert link is not None
+                rid, payload = core.request(data)
+                slot = self._slots[rid] = _Slot(self._lock)
+            try:
+                link.send(payload)
+                break
+            except SockwireError as exc:
+                with self._lock:
+                    if core.fail(rid):
+                        self._slots.pop(rid, None)
+                link.channel.close()  # a link that cannot send is done: reconnect
+                if self._dgram and isinstance(exc, ConnectError | ClosedError):
+                    # a datagram refused (the server's socket is gone or new) was not
+                    # delivered: safe to send again on the next link, within the deadline
+                    log.debug("REQ: datagram not delivered (%s); trying the next link", exc)
+                    stale = link
+                    continue
+                raise ConnectionLost(
+                    f"request on {self._ep.display()}",
+                    f"the link broke while sending ({exc}); the request may or may not have "
+                    "reached the peer",
+                ) from exc
         with self._lock:
             try:
                 self._wait(lambda: slot.done, deadline, "request", slot.cond)
@@ -290,6 +306,10 @@ class Req(Node):
             raise slot.error
         assert slot.payload is not None
         return link.codec.decode(slot.payload)
+
+    def _can_send(self, stale: Link | None) -> Callable[[], bool]:
+        """A link other than ``stale`` is up, and fewer than max_pending are pending."""
+        return lambda: self._link is not None and self._link is not stale and not self.core.full()
 
     def _link_ready(self, link: Link) -> None:
         self._link = link
