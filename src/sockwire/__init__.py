@@ -24,6 +24,7 @@ from .errors import (
     NotFound,
     PermissionDenied,
     ProtocolError,
+    RemoteError,
     ResourceExhausted,
     SockwireError,
     TimeoutError,
@@ -38,14 +39,24 @@ from .sock import Creds, FamilyInfo, Message, Peer, Socket, families, socketpair
 
 if TYPE_CHECKING:
     from .channel import Channel, pipe
+    from .client import connect
+    from .server import Server, serve
 
 
 def __getattr__(name: str) -> Any:
-    """Channel and pipe are imported on first use (higher layer, lazy)."""
+    """Channel, pipe, serve, connect are imported on first use (higher layers, lazy)."""
     if name in ("Channel", "pipe"):
         from . import channel
 
         return getattr(channel, name)
+    if name in ("serve", "Server"):
+        from . import server
+
+        return getattr(server, name)
+    if name == "connect":
+        from . import client
+
+        return client.connect
     raise AttributeError(f"module 'sockwire' has no attribute {name!r}")
 
 
@@ -70,7 +81,9 @@ __all__ = [
     "Peer",
     "PermissionDenied",
     "ProtocolError",
+    "RemoteError",
     "ResourceExhausted",
+    "Server",
     "Socket",
     "SockwireError",
     "TimeoutError",
@@ -80,8 +93,10 @@ __all__ = [
     "UnsupportedError",
     "WouldBlock",
     "__version__",
+    "connect",
     "families",
     "parse",
     "pipe",
+    "serve",
     "socketpair",
 ]

@@ -30,7 +30,12 @@ State rules of a Channel (the core enforces them; every driver shares them)::
                                                              (cause: BadFrame); no partial message
     OPEN         bad frame (FrameTooLarge, ..)  BROKEN       ProtocolError; connection shut down
     OPEN         reset / EPIPE / ECONNRESET     BROKEN       ConnectionLost; connection shut down
-    PEER_CLOSED  send(msg)                      PEER_CLOSED  allowed (half-close); EPIPE -> BROKEN
+    OPEN         read limit: idle time passes   PEER_CLOSED  ConnectionLost (iteration ends);
+                 between messages, or the                    sends still allowed; see ReadLimits
+                 server stops (drains)
+    OPEN         read limit: a message begun    BROKEN       TimeoutError; connection shut down
+                 is not whole by its deadline
+    PEER_CLOSED  send(msg), flush()             PEER_CLOSED  allowed (half-close); EPIPE -> BROKEN
     PEER_CLOSED  recv, nothing queued           PEER_CLOSED  ConnectionLost again; iteration ends
     BROKEN       send / recv / flush            BROKEN       the same error again
     any          close()                        CLOSED       queued frames flushed (best effort,
@@ -52,6 +57,11 @@ bytes out of the buffer with a copy-then-delete that keeps later appends.
 On a free-threaded build (PEP 703, no GIL) ``send`` takes the send lock for
 every message instead. Reading from the socket and parsing hold the receive
 lock; handing out an already-parsed message is one atomic ``deque.popleft``.
+A ``recv`` that must wait flushes what ``send`` buffered first, unless
+another thread holds the send lock at that moment: that thread is writing,
+and waiting for it could deadlock two peers that both write more than the
+socket buffers hold while the other is not reading. So threads that share a
+Channel call ``flush()`` after their own ``send``.
 ``close()`` from another thread wakes a ``recv`` blocked in this Channel
 (``shutdown(SHUT_RD)``), which then raises ClosedError.
 
@@ -125,6 +135,7 @@ __all__ = [
     "ChannelIO",
     "DatagramStats",
     "Kind",
+    "ReadLimits",
     "SocketIO",
     "State",
     "pipe",
@@ -199,6 +210,25 @@ class DatagramStats:
     invalid: int = 0
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """Limits a server puts on a Channel's reads (:meth:`Channel.set_read_limits`).
+
+    ``idle``: the longest a ``recv`` waits for the first byte of the next
+    message, counted from the last byte that arrived; then reading ends
+    (ConnectionLost, iteration stops). ``frame``: once a message has begun to
+    arrive, the longest until it is whole (a slow-loris defence); then the
+    connection breaks with TimeoutError. ``stop_fd``: a descriptor that
+    becomes readable when the server drains: a ``recv`` waiting *between*
+    messages then ends like an idle one, while a message already arriving
+    is still read whole. None means no limit of that kind.
+    """
+
+    idle: float | None = None
+    frame: float | None = None
+    stop_fd: int | None = None
+
+
 # --------------------------------------------------------------------------
 # The sans-IO core: state, framing, buffers. No system call below this line
 # until the driver.
@@ -258,6 +288,7 @@ class ChannelCore:
         # seqpacket: payload bytes per packet; dgram: largest payload
         self.packet_payload = max(1, min(packet_limit, MAX_PACKET) - self.header_size)
         self._seq = 0
+        self._seq_to: dict[Address, int] = {}
         self._expect: dict[Address | None, int] = {}
         self._frags: list[bytes] = []
         self._frag_size = 0
@@ -271,7 +302,7 @@ class ChannelCore:
     def check(self, op: str) -> None:
         """Raise what ``op`` meets in a state other than OPEN (the table's last rows)."""
         state = self.state
-        if state is State.OPEN or (state is State.PEER_CLOSED and op == "send"):
+        if state is State.OPEN or (state is State.PEER_CLOSED and op in ("send", "flush")):
             return
         if state is State.CLOSED:
             raise ClosedError(f"{op} on a closed channel", "it was closed earlier; a caller bug")
@@ -299,6 +330,13 @@ class ChannelCore:
     def closed(self) -> None:
         """any -> CLOSED: drop what is buffered either way."""
         self.mark_closed()
+        # CLOSED answers ClosedError from now on. The old error's traceback holds
+        # the driver's frames (and so the Channel and its 256 KiB buffer), and the
+        # decoder keeps the error too: cut the traceback, so a broken channel is
+        # freed at once instead of by a later GC pass
+        if self.error is not None:
+            self.error.__traceback__ = None
+            self.error = None
         self.out = bytearray()  # not clear(): a failed write may still hold a view of it
         self.pending.clear()
         self._frags = []
@@ -307,6 +345,36 @@ class ChannelCore:
         """After fork, in the child: the parent owns what was buffered."""
         self.out = bytearray()
         self.pending.clear()
+
+    def in_message(self) -> bool:
+        """True while part of a message has arrived and the rest has not (EOF now breaks)."""
+        if self.decoder is not None:
+            return self.decoder.in_frame
+        return bool(self._frags)
+
+    def stop_reading(self, error: ConnectionLost) -> ConnectionLost:
+        """OPEN -> PEER_CLOSED on our side's decision (a read limit); returns ``error``."""
+        if self.state is State.OPEN:
+            self.state = State.PEER_CLOSED
+        return error
+
+    def datagram_to(self, msg: BytesLike, address: Address) -> list[BytesLike]:
+        """One datagram for ``address`` with that destination's own sequence number.
+
+        A socket that answers many senders (a datagram server) numbers each
+        destination separately, so every receiver sees 0, 1, 2, ... and counts
+        no false losses. At most MAX_TRACKED_SENDERS destinations are
+        remembered (the oldest is forgotten first, and starts again at 0).
+        """
+        size = len(msg)
+        if size > self.packet_payload:
+            return self._datagram(msg, size)[0]  # raises MessageTooLarge
+        seqs = self._seq_to
+        seq = seqs.pop(address, 0)
+        if len(seqs) >= MAX_TRACKED_SENDERS:
+            del seqs[next(iter(seqs))]
+        seqs[address] = (seq + 1) & _SEQ_MASK
+        return [_DGRAM_HEADER.pack(_V, seq), msg]
 
     # ---- outgoing
 
@@ -543,8 +611,9 @@ class ChannelCore:
                 while not pending:
                     if core.state is not _OPEN:
                         core.check("recv")
-                    if core.out:  # flush before blocking: the peer may wait for it
-                        send_lock.acquire()
+                    # flush before blocking: the peer may wait for it (not if another
+                    # thread is writing: see "Thread contract" in the module docstring)
+                    if core.out and send_lock.acquire(False):
                         try:
                             sendall(take())
                         except OSError as exc:
@@ -632,6 +701,8 @@ class ChannelCore:
 
     def receive_packet(self, buf: memoryview, size: int, address: Address | None) -> None:
         """One packet of ``size`` bytes (its real length: > len(buf) means truncated)."""
+        if self.state is State.CLOSED:
+            return  # close() woke a reader with shutdown(): that empty read is no datagram
         if self.kind == "seqpacket":
             self._receive_seqpacket(buf, size)
         else:
@@ -1095,6 +1166,7 @@ class Channel:
         self._recv_lock = threading.Lock()
         self._packet_buf = memoryview(bytearray(MAX_PACKET)) if kind != "stream" else None
         self._packets = kind != "stream"
+        self._limits: ReadLimits | None = None
         self._install_fast_paths()
         _CHANNELS.add(self)
 
@@ -1107,7 +1179,9 @@ class Channel:
             batch = self._core.fast_batch_sender(self._flush, self._write, self._send_lock)
             if batch is not None:
                 self.send_many = batch  # type: ignore[method-assign,assignment]
-        if self._loads is None:
+        if self._limits is not None:
+            self._install_limited()
+        elif self._loads is None:
             self.recv = self._fast_receiver()  # type: ignore[method-assign,assignment]
 
     def _fast_receiver(self) -> Callable[[float | None], Any]:
@@ -1172,8 +1246,8 @@ class Channel:
                 while not pending:
                     if core.state is not _OPEN:
                         core.check("recv")
-                    if core.out:  # flush before blocking: the peer may wait for it
-                        send_lock.acquire()
+                    # flush before blocking (unless another thread is writing)
+                    if core.out and send_lock.acquire(False):
                         try:
                             io_send_all((take(),))
                         except OSError as exc:
@@ -1496,9 +1570,11 @@ class Channel:
             while not pending:
                 if core.state is not State.OPEN:
                     core.check("recv")
-                if core.out:
-                    with self._send_lock:
+                if core.out and self._send_lock.acquire(blocking=False):
+                    try:  # flush before blocking, unless another thread is writing
                         self._flush_locked()
+                    finally:
+                        self._send_lock.release()
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0 or not io.wait(True, left):
@@ -1523,6 +1599,157 @@ class Channel:
                 except ConnectionLost:
                     self._break()
                     raise
+                if core.state is State.CLOSED:
+                    raise ClosedError(
+                        f"recv on {self.label}", "the channel was closed during the call"
+                    )
+            return pending.popleft()
+        finally:
+            self._recv_lock.release()
+
+    # ---- read limits (servers): idle timeout, frame deadline, draining
+
+    def set_read_limits(self, limits: ReadLimits | None) -> None:
+        """Put ``limits`` on every later ``recv`` (None removes them); see :class:`ReadLimits`.
+
+        Reads then wait with poll() on the socket (and the stop fd) before
+        each read instead of blocking in recv(): one more system call per
+        blocking wait, nothing more per message. Only a Channel over a real
+        socket can have limits.
+        """
+        raw = getattr(self._io, "raw", None)
+        if limits is not None and raw is None:
+            raise InvalidOperation(
+                f"read limits on {self.label}", "they need a Channel over a real socket"
+            )
+        with self._recv_lock:
+            self._limits = limits
+            self._last_rx = time.monotonic()
+            self._frame_started: float | None = None
+            # a seam that buffers bytes poll() cannot see (TLS) is asked first
+            self._io_buffers = not isinstance(self._io, SocketIO)
+            if limits is not None and limits.stop_fd is not None:
+                assert raw is not None
+                self._stop_poller = select.poll()
+                self._stop_poller.register(raw.fileno(), select.POLLIN)
+                self._stop_poller.register(limits.stop_fd, select.POLLIN)
+            if self._core.state is not State.CLOSED:
+                self.__dict__.pop("recv", None)
+                self.__dict__.pop("_recv_slow", None)
+                self._install_fast_paths()
+
+    def _install_limited(self) -> None:
+        self._recv_slow = self._recv_limited  # type: ignore[method-assign]
+        if self._loads is not None:
+            return  # the class's recv() calls _recv_slow
+        pending = self._pending
+        popleft = self._popleft
+        limited = self._recv_limited
+
+        def recv(timeout: float | None = None) -> Any:
+            if pending:
+                try:
+                    return popleft()
+                except IndexError:  # another thread took the last one
+                    pass
+            return limited(timeout)
+
+        self.recv = recv  # type: ignore[method-assign]
+
+    def _recv_limited(self, timeout: float | None) -> bytes:
+        """_recv_general with the read limits: poll to the nearest deadline, then read."""
+        limits = self._limits
+        assert limits is not None
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        if timeout is None:
+            self._recv_lock.acquire()
+        elif not self._recv_lock.acquire(timeout=max(0.0, timeout)):
+            raise TimeoutError(f"recv on {self.label}", f"no message within {timeout:g} s")
+        try:
+            core = self._core
+            pending = self._pending
+            io = self._io
+            buffers = self._io_buffers
+            stop = self._stop_poller if limits.stop_fd is not None else None
+            while not pending:
+                if core.state is not State.OPEN:
+                    core.check("recv")
+                if core.out and self._send_lock.acquire(blocking=False):
+                    try:  # flush before blocking, unless another thread is writing
+                        self._flush_locked()
+                    finally:
+                        self._send_lock.release()
+                now = time.monotonic()
+                mid = core.in_message()
+                # the nearest deadline: the caller's, or the limit that applies now
+                if mid:
+                    started = self._frame_started
+                    if started is None:
+                        started = self._frame_started = now
+                    limit = None if limits.frame is None else started + limits.frame
+                else:
+                    self._frame_started = None
+                    limit = None if limits.idle is None else self._last_rx + limits.idle
+                until = deadline if limit is None else limit
+                if deadline is not None and limit is not None:
+                    until = min(limit, deadline)
+                wait_ms = None if until is None else max(0.0, until - now) * 1000
+                if stop is not None and not mid:
+                    if buffers and io.wait(True, 0):
+                        readable = True  # whole TLS records already decrypted
+                    else:
+                        ready = {fd for fd, _ in stop.poll(wait_ms)}
+                        if limits.stop_fd in ready:
+                            raise core.stop_reading(
+                                ConnectionLost(
+                                    f"recv on {self.label}",
+                                    "the server is shutting down; no new message is read",
+                                )
+                            )
+                        if ready and buffers:
+                            continue  # bytes came; the seam decides if a record is whole
+                        readable = bool(ready)
+                else:
+                    readable = io.wait(True, None if wait_ms is None else wait_ms / 1000)
+                if not readable:
+                    if deadline is not None and (limit is None or deadline <= limit):
+                        raise TimeoutError(
+                            f"recv on {self.label}", f"no message within {timeout:g} s"
+                        )
+                    if mid:
+                        error = TimeoutError(
+                            f"recv on {self.label}",
+                            f"a message began to arrive but was not whole within "
+                            f"{limits.frame:g} s (frame deadline); the connection is closed",
+                        )
+                        core.fail(error)
+                        self._break()
+                        raise error
+                    raise core.stop_reading(
+                        ConnectionLost(
+                            f"recv on {self.label}",
+                            f"nothing arrived for {limits.idle:g} s (idle timeout); "
+                            "the connection is closed",
+                        )
+                    )
+                try:
+                    if self._packets:
+                        buf = self._packet_buf
+                        assert buf is not None
+                        size, address = io.recv_packet(buf)
+                        core.receive_packet(buf, size, address)
+                    else:
+                        want, _ = core.read_size()
+                        core.receive(io.recv(want, False))  # no MSG_WAITALL: deadlines hold
+                except OSError as exc:
+                    raise self._recv_error(exc) from exc
+                except (ProtocolError, ConnectionLost):
+                    self._break()
+                    raise
+                self._last_rx = time.monotonic()
+                if core.in_message() and (not mid or pending):
+                    self._frame_started = self._last_rx
                 if core.state is State.CLOSED:
                     raise ClosedError(
                         f"recv on {self.label}", "the channel was closed during the call"
@@ -1578,7 +1805,7 @@ class Channel:
         _CHANNELS.discard(self)
         # the fast-path closures refer back to this channel: drop the cycle;
         # the class's methods answer from now on (with ClosedError)
-        for name in ("send", "send_many", "recv"):
+        for name in ("send", "send_many", "recv", "_recv_slow"):
             self.__dict__.pop(name, None)
 
     def _flush_on_close(self) -> None:

@@ -22,6 +22,7 @@ as ``__cause__`` and puts the errno name and a hint in the message::
     ├── ProtocolError                         the peer sent bad bytes
     │   ├── FrameTooLarge, BadFrame
     ├── PermissionDenied                      peer credentials or file mode refused
+    ├── RemoteError                           the peer's handler failed this request
     ├── MessageTooLarge                       the message cannot travel in one piece
     ├── ResourceExhausted                     out of fds, buffers or ports
     │   └── TooManyFdsInFlight                let the receiver take passed fds, retry
@@ -57,6 +58,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ProtocolError",
+    "RemoteError",
     "ResourceExhausted",
     "SockwireError",
     "TimeoutError",
@@ -197,6 +199,13 @@ class BadFrame(ProtocolError):
 
 class PermissionDenied(SockwireError):
     """File mode, capability or peer-credential policy refused the call."""
+
+
+class RemoteError(SockwireError):
+    """The peer's handler failed this request (a Rep sent ERROR): fix the server or the request.
+
+    The link is fine; ``hint`` is the peer's ``TypeName: message``.
+    """
 
 
 class MessageTooLarge(SockwireError):

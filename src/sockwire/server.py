@@ -1,0 +1,806 @@
+"""serve(endpoint, handler): a bounded, gracefully stoppable server for every socket type.
+
+Connection-oriented endpoints (``unix:``, ``unix+seqpacket:``, ``tcp://``,
+``tls+tcp://``, and ``fd:``/``systemd:`` listeners) call
+``handler(channel, peer)`` once per connection, in its own thread; the
+server closes the Channel when the handler returns. Datagram endpoints
+(``unix+dgram:``, ``udp://``) call ``handler(message, peer)`` once per
+message and send back what it returns (None: no reply).
+
+What happens to a new connection, in order (nothing is read before step 3)::
+
+    1. accept(2)                        the listener is non-blocking, polled with a stop pipe
+    2. peer filter                      ?allowed_uids=/?allowed_gids= and peer_filter=: a
+                                        refused peer is closed unread (SO_PEERCRED only)
+    3. secure.secure_server()           TLS (tls+tcp) and the HMAC handshake (?authfile=),
+                                        bounded by handshake_timeout, in the connection's
+                                        thread (a slow client never stalls accept)
+    4. Channel(authenticated=...)       codec, framing, max_size; read limits: idle timeout,
+                                        frame deadline, the stop signal
+    5. handler(channel, peer)           then channel.close()
+
+**Concurrency.** One thread per connection, at most ``max_connections`` of
+them: the Channel is a blocking API, and a thread per connection keeps a
+handler a plain function that may block (on the peer, a database, a lock)
+without stalling the others. The bound is enforced *before* accept(): at the
+limit the server stops accepting and new clients wait in the kernel's
+listen backlog (``?backlog=``), which is the backpressure a client sees as a
+slow connect, instead of an accepted-then-dropped connection. Thousands of
+connections are the asyncio driver's job (``aio/``), not this one's.
+
+**Shutdown** (:meth:`Server.shutdown`): stop accepting (the listener is closed,
+a UNIX socket file removed); every handler waiting *between* messages sees
+its ``recv`` end (ConnectionLost; iteration stops) while one in the middle
+of a message still gets it whole; handlers get ``timeout`` seconds to
+return, then their Channels are closed (a blocked ``recv``/``send`` raises
+ClosedError) and their threads joined.
+
+**accept(2) errors** (the decision, after trio's ``_highlevel_socket.py`` and
+accept(2) "Error handling"):
+
+* EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or memory. The pending
+  connection stays in the backlog, so retrying at once fails again and
+  spins a core. Logged (WARNING, then every 100th) and backed off
+  ``ACCEPT_BACKOFF`` (100 ms), still woken at once by shutdown.
+* ECONNABORTED, EPROTO, EPERM (a firewall), ENETDOWN, ENOPROTOOPT,
+  EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH: that one
+  connection died before we took it (Linux reports pending network errors
+  on accept); skip it and accept the next.
+* EAGAIN: another thread or process took the connection; poll again.
+  (EINTR is retried by Python itself, PEP 475.)
+* Anything else (EBADF, EINVAL: the listener is gone) ends serve_forever
+  with the error, unless we are stopping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno as _errno
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import dial, secure, unix
+from .address import Endpoint, parse
+from .channel import MAX_PACKET, Channel, ChannelCore, ReadLimits
+from .codecs import Codec, get_codec
+from .errors import (
+    ClosedError,
+    ConnectionLost,
+    InvalidOperation,
+    PermissionDenied,
+    ProtocolError,
+    SockwireError,
+    TimeoutError,
+    WouldBlock,
+    translate,
+)
+from .framing import DEFAULT_MAX_SIZE
+from .sock import Address, Creds, Peer, Socket, format_address
+
+__all__ = [
+    "ACCEPT_BACKOFF",
+    "Handler",
+    "Server",
+    "ServerStats",
+    "serve",
+]
+
+log = logging.getLogger("sockwire")
+
+#: How long accept() backs off after EMFILE/ENFILE/ENOBUFS/ENOMEM.
+ACCEPT_BACKOFF = 0.1
+#: Default grace period of shutdown() (and of leaving ``with server:``).
+DEFAULT_GRACE = 5.0
+#: After the grace period: how long closed handlers get to unwind before we give up on them.
+ABORT_WAIT = 5.0
+
+#: accept() errors that concern one connection that died before we took it.
+_SKIP_ERRNOS = frozenset(
+    getattr(_errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "EPERM",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+    )
+    if hasattr(_errno, name)
+)
+#: accept() errors that mean "out of resources": back off, do not spin.
+_BACKOFF_ERRNOS = frozenset({_errno.EMFILE, _errno.ENFILE, _errno.ENOBUFS, _errno.ENOMEM})
+
+_KINDS = {
+    int(socket.SOCK_STREAM): "stream",
+    int(socket.SOCK_SEQPACKET): "seqpacket",
+    int(socket.SOCK_DGRAM): "dgram",
+}
+
+#: ``handler(channel, peer)`` for connections, ``handler(message, peer) -> reply`` for datagrams.
+Handler = Callable[[Any, Peer], Any]
+
+
+@dataclass
+class ServerStats:
+    """What a server did, counted since it started (read them any time; ints only).
+
+    Connections: ``accepted``, ``refused`` (peer filter), ``handshake_failed``
+    (TLS/HMAC), ``handled`` (handler returned), ``dropped`` (the peer went
+    away, broke the protocol or hit a limit: logged at INFO), ``failed``
+    (the handler raised anything else: logged with its traceback),
+    ``aborted`` (closed by shutdown after the grace period), ``active`` and
+    ``peak`` (handlers running now / at most). Accept loop:
+    ``accept_attempts`` and ``accept_backoffs`` (EMFILE and friends).
+    Datagrams: ``messages``, ``replies``, ``unanswerable`` (a reply for an
+    unnamed sender), ``reply_dropped`` (the sender's queue was full or it is
+    gone) and ``invalid`` (undecodable for the codec); header-level loss is
+    in :attr:`Server.datagram_stats`.
+    """
+
+    accepted: int = 0
+    refused: int = 0
+    handshake_failed: int = 0
+    handled: int = 0
+    dropped: int = 0
+    failed: int = 0
+    aborted: int = 0
+    active: int = 0
+    peak: int = 0
+    accept_attempts: int = 0
+    accept_backoffs: int = 0
+    messages: int = 0
+    replies: int = 0
+    unanswerable: int = 0
+    reply_dropped: int = 0
+    invalid: int = 0
+
+
+class _Conn:
+    """One accepted connection: its thread, and its socket/Channel for shutdown."""
+
+    __slots__ = ("channel", "peer", "sock", "thread")
+
+    def __init__(self, sock: Socket, peer: Peer) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.channel: Channel | None = None
+        self.thread: threading.Thread | None = None
+
+    def abort(self) -> None:
+        """Wake and close what the handler blocks on (from the shutdown thread)."""
+        channel = self.channel
+        if channel is not None:
+            channel.close()
+            return
+        # still in the handshake: wake it; its own thread closes the fd
+        with contextlib.suppress(OSError, SockwireError):
+            self.sock.raw.shutdown(socket.SHUT_RDWR)
+
+
+class Server:
+    """A listening (or bound) endpoint and its handlers; build it with :func:`serve`.
+
+    ``serve_forever()`` runs the accept (or receive) loop in the calling
+    thread until :meth:`shutdown`; :meth:`start` runs it in a background
+    thread. The socket is bound and listening as soon as the Server exists,
+    so a client may connect before the loop starts (it waits in the backlog).
+    ``with serve(...) as server:`` shuts down (grace period ``grace``) on exit.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint | str,
+        handler: Handler,
+        *,
+        max_connections: int = 64,
+        idle_timeout: float | None = None,
+        frame_deadline: float | None = 60.0,
+        peer_filter: Callable[[Peer], bool] | None = None,
+        codec: str | Codec = "bytes",
+        framing: str | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        handshake_timeout: float = 10.0,
+        backlog: int | None = None,
+        grace: float = DEFAULT_GRACE,
+        name: str | None = None,
+    ) -> None:
+        ep = parse(endpoint)
+        if max_connections < 1:
+            raise InvalidOperation(f"max_connections={max_connections}", "allow at least 1")
+        for what, value in (("idle_timeout", idle_timeout), ("frame_deadline", frame_deadline)):
+            if value is not None and value <= 0:
+                raise InvalidOperation(f"{what}={value}", "give a positive number of seconds")
+        self._ep = ep
+        self.handler = handler
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.frame_deadline = frame_deadline
+        self.codec = codec
+        self.framing = framing if framing is not None else ep.option("framing")
+        self.max_size = max_size
+        self.handshake_timeout = handshake_timeout
+        self.grace = grace
+        self.stats = ServerStats()
+        self._check_codec(ep, codec)
+        self._cond = threading.Condition()
+        self._conns: dict[int, _Conn] = {}
+        self._done: list[threading.Thread] = []
+        self._stopping = False
+        self._closed = False
+        self._loop_running = False
+        self._loop_done = threading.Event()
+        self._loop_done.set()
+        self._thread: threading.Thread | None = None
+        self._next_id = 0
+        self._datagram_core: ChannelCore | None = None
+        self._sock = self._open(ep, backlog)
+        self.kind = _KINDS.get(int(self._sock.type), "")
+        try:
+            if not self.kind:
+                self._not_servable(ep)
+            self.endpoint = self._client_endpoint()
+            self.name = name or f"sockwire-server {self.endpoint}"
+            self._filters = self._collect_filters(peer_filter)
+            self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            self._stop_fds: tuple[int, ...] = (self._stop_r, self._stop_w)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    # ---- construction
+
+    @staticmethod
+    def _not_servable(ep: Endpoint) -> None:
+        raise InvalidOperation(
+            f"serve on {ep.display()}", "a server needs a stream, seqpacket or datagram socket"
+        )
+
+    @staticmethod
+    def _check_codec(ep: Endpoint, codec: str | Codec) -> None:
+        name = codec if isinstance(codec, str) else codec.name
+        if name == "pickle" and ep.scheme != "tls+tcp" and ep.option("authfile") is None:
+            raise PermissionDenied(
+                f"serve {ep.display()} with codec=pickle",
+                "pickle runs code chosen by the sender, so it needs authenticated peers: "
+                "add ?authfile= (HMAC handshake) or use tls+tcp:// with client certificates",
+            )
+        get_codec(codec, authenticated=True)  # unknown names fail here, not per connection
+
+    @staticmethod
+    def _open(ep: Endpoint, backlog: int | None) -> Socket:
+        if ep.scheme in ("fd", "systemd"):
+            sock = dial.adopt(ep)
+            if sock.type == socket.SOCK_DGRAM or unix.is_listening(sock):
+                return sock
+            sock.detach()
+            raise InvalidOperation(
+                f"serve on {ep}", "the inherited socket is neither listening nor a datagram socket"
+            )
+        if ep.type == socket.SOCK_DGRAM:
+            sock = dial.bind(ep)
+            if ep.is_unix:
+                # a sender that autobinds may send before we enable SO_PASSCRED
+                # otherwise; with it on, every datagram carries credentials
+                with contextlib.suppress(SockwireError):
+                    unix.enable_passcred(sock)
+            return sock
+        return dial.listen(ep, backlog=backlog)
+
+    def _collect_filters(
+        self, peer_filter: Callable[[Peer], bool] | None
+    ) -> list[Callable[[Peer], bool]]:
+        """The endpoint's ?allowed_uids= filter and ``peer_filter``: both must admit."""
+        filters: list[Callable[[Peer], bool]] = []
+        own = getattr(self._sock, "peer_filter", None)
+        if own is not None:
+            filters.append(own)
+            self._sock.peer_filter = None  # type: ignore[attr-defined]  # we apply it (and count)
+        if peer_filter is not None:
+            if isinstance(peer_filter, unix.PeerFilter):
+                filters.append(peer_filter)
+            else:
+                filters.append(unix.PeerFilter(predicate=peer_filter))
+        return filters
+
+    def _admit(self, peer: Peer) -> bool:
+        for check in self._filters:
+            if not check(peer):  # PeerFilter logs the refusal and why
+                self.stats.refused += 1
+                return False
+        return True
+
+    # ---- what it is
+
+    def _client_endpoint(self) -> str:
+        """The endpoint clients connect to (port 0 replaced by the port bound)."""
+        ep = self._ep
+        address = self.address
+        if ep.scheme in ("fd", "systemd"):
+            return _endpoint_of(self._sock, address)
+        if ep.port == 0 and isinstance(address, tuple):
+            ep = dataclasses.replace(ep, port=int(address[1]))
+        return str(ep)
+
+    @property
+    def address(self) -> Address:
+        """getsockname() of the listening/bound socket."""
+        return self._sock.getsockname()
+
+    @property
+    def connections(self) -> int:
+        """Handlers running now."""
+        return self.stats.active
+
+    @property
+    def datagram_stats(self) -> Any:
+        """Loss/lateness/truncation/invalid counts of a datagram server (a DatagramStats)."""
+        core = self._datagram_core
+        return core.stats if core is not None else None
+
+    @property
+    def stopping(self) -> bool:
+        """True once shutdown() has begun."""
+        return self._stopping
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "stopping" if self._stopping else "open"
+        return f"<Server {self.endpoint} {self.kind} {state} active={self.stats.active}>"
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown(self.grace)
+
+    # ---- running
+
+    def start(self) -> Server:
+        """Run :meth:`serve_forever` in a background thread; returns self."""
+        with self._cond:
+            if self._thread is not None or self._loop_running:
+                raise InvalidOperation(f"start {self.name}", "it is already running")
+            thread = threading.Thread(target=self._run_quietly, name=self.name, daemon=True)
+            self._thread = thread
+        thread.start()
+        return self
+
+    def _run_quietly(self) -> None:
+        try:
+            self.serve_forever()
+        except Exception:
+            log.exception("%s: the server loop failed", self.name)
+
+    def serve_forever(self) -> None:
+        """Accept connections (or receive datagrams) until :meth:`shutdown`."""
+        with self._cond:
+            if self._closed or self._stopping:
+                raise ClosedError(f"serve_forever on {self.name}", "the server was shut down")
+            if self._loop_running:
+                raise InvalidOperation(f"serve_forever on {self.name}", "it is already running")
+            self._loop_running = True
+            self._loop_done.clear()
+        try:
+            if self.kind == "dgram":
+                self._datagram_loop()
+            else:
+                self._accept_loop()
+        finally:
+            with self._cond:
+                self._loop_running = False
+            self._loop_done.set()
+
+    def _wait_stop(self, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` for shutdown(); True when it came."""
+        poller = select.poll()
+        poller.register(self._stop_r, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else timeout * 1000))
+
+    def _accept_loop(self) -> None:
+        listener = self._sock
+        listener.setblocking(False)
+        poller = select.poll()
+        poller.register(listener.fd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        stats = self.stats
+        while True:
+            with self._cond:
+                # the bound, before accept(): at the limit new clients wait in the backlog
+                while stats.active >= self.max_connections and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+            ready = {fd for fd, _ in poller.poll()}
+            if self._stop_r in ready:
+                return
+            stats.accept_attempts += 1
+            try:
+                if self._filters:
+                    conn, peer = unix.accept_checked(listener, self._admit)
+                else:
+                    conn, peer = listener.accept()
+            except WouldBlock:
+                continue  # taken by another process, or a refused peer was the only one
+            except SockwireError as exc:
+                if self.stopping:
+                    return
+                if exc.errno in _BACKOFF_ERRNOS:
+                    stats.accept_backoffs += 1
+                    if stats.accept_backoffs % 100 == 1:
+                        log.warning(
+                            "%s: accept failed (%s), backing off %g s (%d times so far): %s",
+                            self.name,
+                            exc.errno_name,
+                            ACCEPT_BACKOFF,
+                            stats.accept_backoffs,
+                            exc.hint,
+                        )
+                    if self._wait_stop(ACCEPT_BACKOFF):
+                        return
+                    continue
+                if exc.errno in _SKIP_ERRNOS:
+                    log.debug("%s: a connection died before accept: %s", self.name, exc)
+                    continue
+                raise
+            stats.accepted += 1
+            self._reap()
+            self._start_connection(conn, peer)
+
+    def _start_connection(self, conn: Socket, peer: Peer) -> None:
+        record = _Conn(conn, peer)
+        with self._cond:
+            key = self._next_id
+            self._next_id += 1
+            self._conns[key] = record
+            self.stats.active += 1
+            self.stats.peak = max(self.stats.peak, self.stats.active)
+        thread = threading.Thread(
+            target=self._run_connection,
+            args=(key, record),
+            name=f"{self.name} conn {key}",
+            daemon=True,
+        )
+        record.thread = thread
+        try:
+            thread.start()
+        except BaseException:
+            # RuntimeError: can't start new thread (out of memory or a limit)
+            log.exception("%s: could not start a handler thread; connection closed", self.name)
+            conn.close()
+            self._finished(key)
+            raise
+
+    def _run_connection(self, key: int, record: _Conn) -> None:
+        channel: Channel | None = None
+        label = f"{self._ep.display()} peer {record.peer}"
+        try:
+            try:
+                sock, authenticated = secure.secure_server(
+                    record.sock, self._ep, timeout=self.handshake_timeout
+                )
+            except SockwireError as exc:
+                self._count("handshake_failed")
+                log.info("%s: handshake with %s failed: %s", self.name, record.peer, exc)
+                return
+            record.sock = sock
+            try:
+                channel = Channel.from_socket(
+                    sock,
+                    framing=self.framing if self.kind == "stream" else None,
+                    codec=self.codec,
+                    authenticated=authenticated,
+                    max_size=self.max_size,
+                    label=label,
+                )
+            except SockwireError as exc:  # e.g. pickle on a peer that did not authenticate
+                self._count("handshake_failed")
+                log.warning("%s: refused %s: %s", self.name, record.peer, exc)
+                return
+            channel.set_read_limits(
+                ReadLimits(self.idle_timeout, self.frame_deadline, self._stop_r)
+            )
+            with self._cond:
+                record.channel = channel
+            self.handler(channel, record.peer)
+            self._count("handled")
+        except ClosedError as exc:  # shutdown closed it after the grace period
+            log.debug("%s: handler for %s stopped: %s", self.name, record.peer, exc)
+        except (ConnectionLost, ProtocolError, TimeoutError, PermissionDenied) as exc:
+            self._count("dropped")
+            log.info("%s: connection from %s ended: %s", self.name, record.peer, exc)
+        except Exception:
+            self._count("failed")
+            log.exception("%s: handler failed for %s", self.name, record.peer)
+        finally:
+            if channel is not None:
+                channel.close()
+            else:
+                record.sock.close()
+            self._finished(key)
+
+    def _count(self, field: str) -> None:
+        """One more of ``field`` in stats, from a handler thread (several run at once)."""
+        with self._cond:
+            setattr(self.stats, field, getattr(self.stats, field) + 1)
+
+    def _finished(self, key: int) -> None:
+        with self._cond:
+            if self._conns.pop(key, None) is not None:
+                self.stats.active -= 1
+            self._done.append(threading.current_thread())
+            self._cond.notify_all()
+            release = self._closed and not self._conns
+        if release:  # shutdown() was called from a handler: the last one out closes
+            self._release()
+
+    def _reap(self) -> None:
+        """Join handler threads that have finished (they are at their last line)."""
+        me = threading.current_thread()
+        with self._cond:
+            done, self._done = self._done, []
+        for thread in done:
+            if thread is not me:
+                thread.join()
+
+    # ---- datagrams
+
+    def _datagram_loop(self) -> None:
+        sock = self._sock
+        raw = sock.raw
+        raw.setblocking(False)
+        poller = select.poll()
+        poller.register(sock.fd, select.POLLIN)
+        poller.register(self._stop_r, select.POLLIN)
+        codec = get_codec(self.codec, authenticated=False)
+        buf = memoryview(bytearray(MAX_PACKET))
+        limit = MAX_PACKET
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            limit = 65507 if sock.family == socket.AF_INET else 65527
+        else:
+            sndbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+            limit = min(MAX_PACKET, sndbuf - 32)
+        core = self._datagram_core = ChannelCore(
+            "dgram", max_size=self.max_size, packet_limit=limit
+        )
+        want_creds = sock.family == socket.AF_UNIX
+        anc_size = socket.CMSG_SPACE(12) if want_creds else 0
+        stats = self.stats
+        while True:
+            ready = {fd for fd, _ in poller.poll()}
+            if self._stop_r in ready:
+                return
+            try:
+                size, _, creds, address = _recv_datagram(raw, buf, anc_size)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if self.stopping:
+                    return
+                error = translate(exc, "recvmsg", self._ep.display(), family=sock.family)
+                log.debug("%s: receive failed: %s", self.name, error)
+                continue
+            core.receive_packet(buf, size, address)
+            if not core.pending:
+                continue  # truncated or not a sockwire datagram: counted in core.stats
+            payload = core.pending.popleft()
+            peer = Peer(address, sock.family, creds)
+            if self._filters and not self._admit(peer):
+                continue
+            stats.messages += 1
+            try:
+                msg = codec.decode(payload)
+            except ProtocolError as exc:
+                stats.invalid += 1
+                log.info("%s: dropped a datagram from %s: %s", self.name, peer, exc)
+                continue
+            try:
+                reply = self.handler(msg, peer)
+            except Exception:
+                stats.failed += 1
+                log.exception("%s: handler failed for a datagram from %s", self.name, peer)
+                continue
+            stats.handled += 1
+            if reply is None:
+                continue
+            if address is None:
+                stats.unanswerable += 1
+                log.debug("%s: no reply to an unnamed sender (it never bound a name)", self.name)
+                continue
+            try:
+                write = core.datagram_to(codec.encode(reply), address)
+                raw.sendmsg(write, (), 0, address)
+            except SockwireError:
+                stats.failed += 1
+                log.exception("%s: the handler's reply cannot be sent", self.name)
+                continue
+            except OSError as exc:
+                # EAGAIN: the sender's queue is full (a UNIX datagram client
+                # that does not read); ECONNREFUSED/ENOENT: it is gone. One
+                # slow client must not stall the server: drop, count.
+                stats.reply_dropped += 1
+                log.debug("%s: reply to %s dropped: %s", self.name, peer, _errno_text(exc))
+                continue
+            stats.replies += 1
+
+    # ---- stopping
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop accepting; give handlers ``timeout`` s (default ``grace``) to finish; close.
+
+        Returns True when every handler returned within the grace period.
+        Idempotent; safe from any thread, including a handler's own.
+        """
+        grace = self.grace if timeout is None else timeout
+        with self._cond:
+            if self._closed:
+                return self.stats.active == 0
+            first = not self._stopping
+            self._stopping = True
+            self._cond.notify_all()
+        if first:
+            with contextlib.suppress(OSError):
+                os.write(self._stop_w, b"x")  # level-triggered: wakes every poll on it
+        me = threading.current_thread()
+        # The accept loop leaves at once; the datagram loop after the handler
+        # call in progress, which gets the grace period like any handler.
+        limit = max(0.0, grace) + ABORT_WAIT
+        if me is not self._thread and self._loop_running and not self._loop_done.wait(limit):
+            log.error("%s: the datagram handler did not return in %g s", self.name, limit)
+        thread = self._thread
+        if thread is not None and thread is not me:
+            thread.join(limit)
+        self._sock.close()  # no new connections; the socket file is removed
+        deadline = time.monotonic() + max(0.0, grace)
+        clean = self._wait_handlers(deadline)
+        if not clean:
+            with self._cond:
+                left = [c for c in self._conns.values() if c.thread is not me]
+            log.warning(
+                "%s: %d handlers still running after %g s; closing their connections",
+                self.name,
+                len(left),
+                grace,
+            )
+            for record in left:
+                self.stats.aborted += 1
+                record.abort()
+            if not self._wait_handlers(time.monotonic() + ABORT_WAIT):
+                with self._cond:
+                    stuck = [str(c.peer) for c in self._conns.values() if c.thread is not me]
+                log.error("%s: handlers did not return after close: %s", self.name, stuck)
+        with self._cond:
+            self._closed = True
+            release = not self._conns
+        self._reap()
+        if release:
+            self._release()
+        return clean
+
+    def _release(self) -> None:
+        """Close the stop pipe, once no handler can poll it any more."""
+        with self._cond:
+            fds, self._stop_fds = self._stop_fds, ()
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _wait_handlers(self, deadline: float) -> bool:
+        me = threading.current_thread()
+        with self._cond:
+            while True:
+                others = [c for c in self._conns.values() if c.thread is not me]
+                if not others:
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self) -> None:
+        """Shut down at once: no grace period for handlers."""
+        self.shutdown(0)
+
+
+def serve(
+    endpoint: Endpoint | str,
+    handler: Handler,
+    *,
+    max_connections: int = 64,
+    idle_timeout: float | None = None,
+    frame_deadline: float | None = 60.0,
+    peer_filter: Callable[[Peer], bool] | None = None,
+    codec: str | Codec = "bytes",
+    framing: str | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+    handshake_timeout: float = 10.0,
+    backlog: int | None = None,
+    grace: float = DEFAULT_GRACE,
+) -> Server:
+    """Listen on (or bind) ``endpoint`` and return a :class:`Server`, ready to run.
+
+    ``handler(channel, peer)`` per connection; for ``unix+dgram:``/``udp://``
+    ``handler(message, peer)`` per datagram, its return value (unless None)
+    sent back. Run it with ``server.serve_forever()`` or ``server.start()``
+    (background thread); stop it with ``server.shutdown(timeout)`` or a
+    ``with`` block. Limits: ``max_connections`` handlers at once;
+    ``idle_timeout`` ends a connection with nothing to read for that long;
+    ``frame_deadline`` breaks one whose started message does not finish in
+    time; ``peer_filter(peer)`` (with ``?allowed_uids=``/``?allowed_gids=``)
+    refuses peers before any byte is read.
+    """
+    return Server(
+        endpoint,
+        handler,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        frame_deadline=frame_deadline,
+        peer_filter=peer_filter,
+        codec=codec,
+        framing=framing,
+        max_size=max_size,
+        handshake_timeout=handshake_timeout,
+        backlog=backlog,
+        grace=grace,
+    )
+
+
+# --------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------
+
+_UCRED_SIZE = 12
+
+
+def _recv_datagram(
+    raw: socket.socket, buf: memoryview, anc_size: int
+) -> tuple[int, int, Creds | None, Address | None]:
+    """One datagram into ``buf``: (real size, flags, SCM_CREDENTIALS, sender or None).
+
+    MSG_TRUNC in the flags makes Linux return the real length of a datagram
+    larger than ``buf`` (the core counts it as truncated).
+    """
+    size, ancdata, flags, address = raw.recvmsg_into([buf], anc_size, socket.MSG_TRUNC)
+    creds = None
+    for level, kind, data in ancdata:
+        if (
+            level == socket.SOL_SOCKET
+            and kind == socket.SCM_CREDENTIALS
+            and len(data) >= _UCRED_SIZE
+        ):
+            pid, uid, gid = (int.from_bytes(data[i : i + 4], "little") for i in (0, 4, 8))
+            if pid != 0:  # queued before SO_PASSCRED: no credentials, not pid 0
+                creds = Creds(pid, uid, gid)
+    if address in (None, "", b""):
+        address = None
+    return size, flags, creds, address
+
+
+def _errno_text(exc: OSError) -> str:
+    return _errno.errorcode.get(exc.errno or 0, str(exc))
+
+
+def _endpoint_of(sock: Socket, address: Address) -> str:
+    """An endpoint string for an adopted socket, from its family, type and name."""
+    if sock.family == socket.AF_UNIX:
+        scheme = {"stream": "unix", "seqpacket": "unix+seqpacket", "dgram": "unix+dgram"}[
+            _KINDS[int(sock.type)]
+        ]
+        text = format_address(socket.AF_UNIX, address)
+        return f"{scheme}:{text}"
+    assert isinstance(address, tuple)
+    host = str(address[0])
+    shown = f"[{host}]" if ":" in host else host
+    scheme = "udp" if sock.type == socket.SOCK_DGRAM else "tcp"
+    return f"{scheme}://{shown}:{address[1]}"
