@@ -1,24 +1,13 @@
-"""serve/connect and every pattern over tls+tcp:// and ?authfile=: just another endpoint.
-
-Needs the security layer (sockwire.tls, tests/tls_helpers.py), which another
-branch adds; until it is merged this module skips (then the guard can go).
-"""
+"""serve/connect and every pattern over tls+tcp:// and ?authfile=: just another endpoint."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-if (
-    importlib.util.find_spec("sockwire.tls") is None
-    or not (Path(__file__).parent / "tls_helpers.py").exists()
-):
-    pytest.skip("needs the TLS/HMAC security layer (sockwire.tls)", allow_module_level=True)
 
 from sockwire.channel import Channel
 from sockwire.client import connect

@@ -30,8 +30,12 @@ def _buffers(sock: Socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, DUPLEX_BUFFER)
 
 
-def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes) -> dict[str, Any]:
-    """Fill the connection without reading, then send and receive at once until done."""
+def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes, ctl: Socket) -> dict[str, Any]:
+    """Fill the connection without reading, then send and receive at once until done.
+
+    ``ctl`` holds both ends at the line between the two phases: neither reads
+    until both have stalled, or an early reader would unstall a late sender.
+    """
     data = mine * DUPLEX_BYTES
     sent = 0
     error = None
@@ -42,6 +46,9 @@ def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes) -> dict[str, Any]
                 break
             sent += count
     stuck_at, stuck_by = sent, ename(error)
+    ctl.send(b"stalled")
+    if ctl.recv(16) != b"stalled":
+        t.fail("the other end did not reach the end of its first phase")
     received = 0
     wrong = 0
     received_when_sent = -1
@@ -73,11 +80,11 @@ def _duplex(t: Stop, sock: Socket, mine: bytes, theirs: bytes) -> dict[str, Any]
     }
 
 
-def _duplex_client(t: Stop, address: Address) -> dict[str, Any]:
+def _duplex_client(t: Stop, address: Address, ctl: Socket) -> dict[str, Any]:
     with Socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         _buffers(sock)
         sock.connect(address)
-        return _duplex(t, sock, b"B", b"A")
+        return _duplex(t, sock, b"B", b"A", ctl)
 
 
 @stop(
@@ -87,16 +94,18 @@ def _duplex_client(t: Stop, address: Address) -> dict[str, Any]:
     "provide point-to-point, two-way communication between two processes.",
 )
 def bidirectional(t: Stop) -> None:
-    with Socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+    ctl_a, ctl_b = socketpair()
+    with ctl_a, Socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         _buffers(listener)  # accepted sockets inherit the listener's buffer sizes
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
-        peer = t.spawn(_duplex_client, listener.getsockname())
+        with ctl_b:
+            peer = t.spawn(_duplex_client, listener.getsockname(), ctl_b)
         conn, _ = listener.accept()
         with conn:
             sndbuf = int(conn.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
             rcvbuf = int(conn.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
-            mine = _duplex(t, conn, b"A", b"B")
+            mine = _duplex(t, conn, b"A", b"B", ctl_a)
         theirs = peer.join()
     t.observe(
         f"each end's SO_SNDBUF reads {sndbuf} and SO_RCVBUF {rcvbuf}; "
