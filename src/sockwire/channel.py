@@ -83,7 +83,7 @@ header and payload (no copy). ``Socket.raw`` is used on these paths and
 (:meth:`ChannelCore.fast_sender`) and the driver (``_fast_receiver``): one
 Python call per message, no attribute lookups; the methods of the class are
 the general path they fall back to (codecs, deadlines, packets).
-Measured with ``benchmarks/quick_channel.py``; results in the issue notes.
+Measured side by side with its peers by ``sockwire bench`` (latency, throughput).
 """
 
 from __future__ import annotations
