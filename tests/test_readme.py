@@ -1,4 +1,4 @@
-"""Every snippet of the README's "Patterns" section runs, and prints what its comments say.
+"""The README's quickstart and "Patterns" snippets run, and print what their comments say.
 
 Each runs in a fresh interpreter inside an empty temporary directory (the
 snippets use relative socket paths and port 0), so nothing is shared.
@@ -17,12 +17,22 @@ import pytest
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def _snippets() -> list[str]:
-    text = README.read_text()
-    start = text.index("\n## Patterns\n")
+def _section(text: str, title: str) -> str:
+    start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    part = text[start : end if end != -1 else len(text)]
-    return re.findall(r"```python\n(.*?)```", part, re.S)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _snippets(titles: tuple[str, ...] = ("Patterns",)) -> list[str]:
+    text = README.read_text()
+    return [
+        code
+        for title in titles
+        for code in re.findall(r"```python\n(.*?)```", _section(text, title), re.S)
+    ]
+
+
+RUN = ("Library quickstart", "Patterns")
 
 
 def test_the_section_has_a_quickstart_for_each_pattern() -> None:
@@ -33,9 +43,9 @@ def test_the_section_has_a_quickstart_for_each_pattern() -> None:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("index", range(len(_snippets())))
+@pytest.mark.parametrize("index", range(len(_snippets(RUN))))
 def test_snippet_runs_and_prints_what_it_says(index: int) -> None:
-    code = _snippets()[index]
+    code = _snippets(RUN)[index]
     expected = [
         m.group(1).strip() for m in re.finditer(r"print\(.*\)[ \t]+#[ \t]+(.*)$", code, re.M)
     ]
