@@ -416,3 +416,14 @@ def test_connect_checks_configuration_once_and_never_retries_it(tmp_path: Path) 
         with pytest.raises(PermissionDenied, match="pickle"):
             sockwire.connect(f"unix:{tmp_path}/s.sock", codec="pickle", retries=3, on_retry=count)
     assert attempts == []
+
+
+def test_serve_checks_certificates_and_key_files_at_startup(tmp_path: Path) -> None:
+    import sockwire
+    from sockwire.patterns import Rep
+
+    with pytest.raises(NotFound, match=f"certfile={tmp_path}/none.pem"):
+        sockwire.serve(f"tls+tcp://127.0.0.1:0?certfile={tmp_path}/none.pem", echo_once)
+    loose = write_key(tmp_path / "loose", KEY, 0o640)
+    with pytest.raises(PermissionDenied, match="chmod 600"):
+        Rep(f"tcp://127.0.0.1:0?authfile={loose}", lambda body: body)

@@ -234,6 +234,7 @@ class Server:
         self.grace = grace
         self.stats = ServerStats()
         self._check_codec(ep, codec)
+        secure.check_server(ep)  # a bad certfile= or authfile= fails now, not per connection
         self._cond = threading.Condition()
         self._conns: dict[int, _Conn] = {}
         self._done: list[threading.Thread] = []
