@@ -9,8 +9,10 @@ network; the test checks that too. The children talk to the test over
 socketpairs (one JSON object per line) and are reaped through pidfds.
 
 What crosses the veth: TLS Channels (mutual TLS, a 1 MiB message), an
-HMAC-authenticated Channel (pickle), TLS with the HMAC inside it, and a
-wrong key, refused.
+HMAC-authenticated Channel (pickle), TLS with the HMAC inside it, a wrong
+key (refused), request/reply over mutual TLS, and publish/subscribe over an
+HMAC-authenticated TCP connection (the Rep publishes when asked, so no
+extra coordination is needed between the hosts).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sockwire import dial, netlink, netns
 from sockwire.address import parse
 from sockwire.channel import Channel
 from sockwire.errors import PermissionDenied
+from sockwire.patterns import Pub, Rep, Req, Sub
 from sockwire.secure import secure_server
 from tests.helpers import need_root, need_tool
 from tests.tls_helpers import Certs, make_certs, write_key
@@ -142,6 +145,8 @@ def server_host(me: Child, certs: Certs, keyfile: str) -> Json:
     client_pid = me.expect("client_pid")
     netns.add_veth(SERVER_LINK, CLIENT_LINK, client_pid)  # the far end lands in the client's
     _configure(SERVER_LINK, SERVER_IP)
+    # now: when the client's process ends, its namespace and the veth pair go with it
+    network = _my_network()
     tls_q = f"certfile={certs.server_cert}&keyfile={certs.server_key}"
     services = {
         # name: (endpoint, connections to serve, codec)
@@ -170,15 +175,29 @@ def server_host(me: Child, certs: Certs, keyfile: str) -> Json:
                 entry["error"] = type(exc).__name__
             results[name].append(entry)
 
+    rep_url = f"tls+tcp://{SERVER_IP}:7500?{tls_q}&cafile={certs.ca}"  # mutual TLS
+    pub_url = f"tcp://{SERVER_IP}:7600?authfile={keyfile}"
     threads = [threading.Thread(target=serve, args=(name,)) for name in services]
-    for thread in threads:
-        thread.start()
-    me.send({"listening": True})
-    for thread in threads:
-        thread.join()
+    with Pub(pub_url) as pub:
+
+        def handle(request: Any) -> Any:
+            if request == {"op": "publish"}:  # the client's Sub is subscribed by now
+                sent = [pub.publish(f"news.{i}", b"headline %d" % i) for i in range(3)]
+                sent.append(pub.publish("sport.rugby", b"nobody asked"))
+                return {"published": sent}
+            return {"sum": sum(request["numbers"])}
+
+        with Rep(rep_url, handle, codec="json"):
+            for thread in threads:
+                thread.start()
+            me.send({"listening": True})
+            for thread in threads:
+                thread.join()
+            me.expect("stop")  # the client is done with the patterns too
+        pub_stats = {"dropped": pub.stats.dropped}
     for listener in listeners.values():
         listener.close()
-    return {"served": results, "network": _my_network()}
+    return {"served": results, "network": network, "pub": pub_stats}
 
 
 def client_host(me: Child, certs: Certs, keyfile: str, wrong_keyfile: str) -> Json:
@@ -222,6 +241,20 @@ def client_host(me: Child, certs: Certs, keyfile: str, wrong_keyfile: str) -> Js
             "authenticated": channel.authenticated,
             "echo": channel.recv(timeout=DEADLINE),
         }
+
+    req_url = (
+        f"tls+tcp://{SERVER_IP}:7500?cafile={certs.ca}"
+        f"&certfile={certs.client_cert}&keyfile={certs.client_key}"
+    )
+    sub_url = f"tcp://{SERVER_IP}:7600?authfile={keyfile}"
+    with Req(req_url, codec="json", timeout=DEADLINE) as req, Sub(sub_url) as sub:
+        sub.subscribe("news.", timeout=DEADLINE)  # in force at the Pub when it returns
+        report["reqrep"] = req.request({"numbers": [1, 2, 3, 4]})
+        report["published"] = req.request({"op": "publish"})
+        received = [sub.recv(timeout=DEADLINE) for _ in range(3)]
+        report["pubsub"] = [[topic, body.decode()] for topic, body in received]
+        report["sub_missed"] = sub.stats.missed
+        report["req_stats"] = [req.stats.replied, req.stats.timed_out, req.stats.late]
     return report
 
 
@@ -257,6 +290,7 @@ def test_tls_and_hmac_channels_between_two_network_namespaces(
         server.expect("listening")
         client.send({"go": True})
         report = client.expect("done")
+        server.send({"stop": True})
         served = server.expect("done")
     finally:
         codes = (server.reap(), client.reap())
@@ -286,6 +320,13 @@ def test_tls_and_hmac_channels_between_two_network_namespaces(
         {"peer": CLIENT_IP, "error": "ConnectionLost"},  # the wrong key: the client hung up
     ]
     assert results["tls_hmac"] == [{"peer": CLIENT_IP, "authenticated": True, "echoed": 1}]
+
+    # request/reply over mutual TLS, publish/subscribe over HMAC-authenticated TCP
+    assert report["reqrep"] == {"sum": 10}
+    assert report["published"] == {"published": [1, 1, 1, 0]}  # one subscriber; sport: none
+    assert report["pubsub"] == [[f"news.{i}", f"headline {i}"] for i in range(3)]
+    assert report["sub_missed"] == 0 and served["pub"] == {"dropped": 0}
+    assert report["req_stats"] == [2, 0, 0]
 
     # and the host's own network never saw any of it
     assert _host_addresses() == host_before

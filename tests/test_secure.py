@@ -358,3 +358,72 @@ def test_handshakes_over_tcp_run_with_nodelay(tmp_path: Path) -> None:
         assert proven and done[0][1]
         for s in (sock, server_sock):
             assert s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+# ---- serve() and the patterns agree with secure on what can authenticate
+
+
+@pytest.mark.timeout(30)
+def test_serve_with_pickle_over_unix_checked_by_uid(tmp_path: Path) -> None:
+    import sockwire
+
+    me = os.geteuid()
+
+    def echo(channel: Channel, peer: object) -> None:
+        for message in channel:
+            channel.send(message)
+
+    url = f"unix:{tmp_path}/s.sock?allowed_uids={me}"
+    with (
+        sockwire.serve(url, echo, codec="pickle").start(),
+        sockwire.connect(url, codec="pickle", timeout=5) as channel,
+    ):
+        assert channel.authenticated
+        channel.send({"a": {1}})
+        assert channel.recv(timeout=5) == {"a": {1}}
+
+
+def test_pickle_is_refused_up_front_where_no_peer_can_be_proven(
+    certs: Certs, tmp_path: Path
+) -> None:
+    import sockwire
+    from sockwire.patterns import Rep, Req
+
+    # TLS without cafile= proves no client: every connection would be refused later
+    tls_no_ca = f"tls+tcp://127.0.0.1:0?certfile={certs.server_cert}&keyfile={certs.server_key}"
+    with pytest.raises(PermissionDenied, match=r"cafile="):
+        sockwire.serve(tls_no_ca, lambda channel, peer: None, codec="pickle")
+    with pytest.raises(PermissionDenied, match=r"allowed_uids"):
+        Rep(f"unix:{tmp_path}/r.sock", lambda body: body, codec="pickle")
+    with pytest.raises(PermissionDenied, match=r"cafile="):
+        Req("tls+tcp://127.0.0.1:1", codec="pickle")  # the system store proves no one
+
+
+def test_connect_checks_configuration_once_and_never_retries_it(tmp_path: Path) -> None:
+    import sockwire
+
+    attempts: list[int] = []
+
+    def count(attempt: int, error: object, pause: float) -> None:
+        attempts.append(attempt)
+
+    # a missing key file is NotFound, like a socket file that is not there yet:
+    # it must not be mistaken for one and retried (the listener is there)
+    with dial.listen(f"unix:{tmp_path}/s.sock"):
+        url = f"unix:{tmp_path}/s.sock?authfile={tmp_path}/missing"
+        with pytest.raises(NotFound, match="no such key file"):
+            sockwire.connect(url, retries=3, on_retry=count)
+        with pytest.raises(PermissionDenied, match="pickle"):
+            sockwire.connect(f"unix:{tmp_path}/s.sock", codec="pickle", retries=3, on_retry=count)
+    assert attempts == []
+
+
+def test_serve_checks_certificates_and_key_files_at_startup(tmp_path: Path) -> None:
+    import sockwire
+    from sockwire.patterns import Rep
+
+    with pytest.raises(NotFound, match=f"certfile={tmp_path}/none.pem"):
+        sockwire.serve(f"tls+tcp://127.0.0.1:0?certfile={tmp_path}/none.pem", echo_once)
+    loose = write_key(tmp_path / "loose", KEY, 0o640)
+    with pytest.raises(PermissionDenied, match="chmod 600"):
+        Rep(f"tcp://127.0.0.1:0?authfile={loose}", lambda body: body)

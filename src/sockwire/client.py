@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from . import dial, secure
 from .address import Endpoint, parse
 from .channel import Channel
-from .codecs import Codec
+from .codecs import Codec, get_codec
 from .errors import (
     ConnectionRefused,
     InvalidOperation,
@@ -117,6 +117,11 @@ def connect(
         )
     if retries < 0:
         raise InvalidOperation(f"connect retries={retries}", "give 0 or more")
+    # configuration errors first, never retried: pickle where no peer can be
+    # proven; a missing key file (NotFound, which would look like a socket
+    # file not there yet) or certificate
+    get_codec(codec, authenticated=secure.can_authenticate(ep))
+    secure.check_client(ep)
     pauses = backoff.delays()
     attempt = 0
     while True:

@@ -234,6 +234,7 @@ class Server:
         self.grace = grace
         self.stats = ServerStats()
         self._check_codec(ep, codec)
+        secure.check_server(ep)  # a bad certfile= or authfile= fails now, not per connection
         self._cond = threading.Condition()
         self._conns: dict[int, _Conn] = {}
         self._done: list[threading.Thread] = []
@@ -270,11 +271,12 @@ class Server:
     @staticmethod
     def _check_codec(ep: Endpoint, codec: str | Codec) -> None:
         name = codec if isinstance(codec, str) else codec.name
-        if name == "pickle" and ep.scheme != "tls+tcp" and ep.option("authfile") is None:
+        if name == "pickle" and not secure.can_authenticate(ep):
             raise PermissionDenied(
                 f"serve {ep.display()} with codec=pickle",
                 "pickle runs code chosen by the sender, so it needs authenticated peers: "
-                "add ?authfile= (HMAC handshake) or use tls+tcp:// with client certificates",
+                "add ?authfile= (HMAC handshake), use tls+tcp:// with ?cafile= (client "
+                "certificates from your CA), or on UNIX ?allowed_uids=/?allowed_gids=",
             )
         get_codec(codec, authenticated=True)  # unknown names fail here, not per connection
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from .. import client
+from .. import client, secure
 from ..address import Endpoint, parse
 from ..channel import Channel
 from ..client import DEFAULT_BACKOFF, Backoff, retryable
@@ -145,10 +145,11 @@ class Node:
                 "connection: use unix:, unix+seqpacket: or tcp://",
             )
         self.codec = get_codec(codec, authenticated=True)  # unknown names fail here
-        if self.codec.needs_auth and ep.scheme != "tls+tcp" and ep.option("authfile") is None:
+        if self.codec.needs_auth and not secure.can_authenticate(ep):
             raise PermissionDenied(
                 f"{type(self).__name__} on {ep.display()} with codec=pickle",
-                "pickle needs authenticated peers: add ?authfile= or use tls+tcp://",
+                "pickle needs authenticated peers: add ?authfile=, use tls+tcp:// with "
+                "?cafile=, or on UNIX ?allowed_uids=/?allowed_gids=",
             )
         self._codec_spec = codec
         self.liveness = liveness
