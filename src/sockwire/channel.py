@@ -567,7 +567,8 @@ class ChannelCore:
         *,
         recv_into: Callable[[memoryview, int], int],
         view: memoryview,
-        sendall: Callable[[bytes], None],
+        sendall: Callable[[bytes, int], object],
+        send_flags: int,
         recv_lock: threading.Lock,
         send_lock: threading.Lock,
         general: Callable[[float | None], bytes],
@@ -595,7 +596,6 @@ class ChannelCore:
         popleft = pending.popleft
         append = pending.append
         receive = self.receive
-        take = self.take
         size_limit = min(READ_SIZE, len(view))
 
         def recv(timeout: float | None = None) -> Any:
@@ -613,9 +613,13 @@ class ChannelCore:
                         core.check("recv")
                     # flush before blocking: the peer may wait for it (not if another
                     # thread is writing: see "Thread contract" in the module docstring)
-                    if core.out and send_lock.acquire(False):
+                    out = core.out
+                    if out and send_lock.acquire(False):
                         try:
-                            sendall(take())
+                            # take() inlined: one snapshot, appends after it stay
+                            data = bytes(out)
+                            del out[: len(data)]
+                            sendall(data, send_flags)
                         except OSError as exc:
                             raise on_error(exc, "send") from exc
                         finally:
@@ -1213,7 +1217,8 @@ class Channel:
             fast = core.fast_stream_receiver(
                 recv_into=raw.recv_into,
                 view=io._view,
-                sendall=lambda data: raw.sendall(data, socket.MSG_NOSIGNAL),
+                sendall=raw.sendall,
+                send_flags=socket.MSG_NOSIGNAL,
                 recv_lock=self._recv_lock,
                 send_lock=self._send_lock,
                 general=general,
