@@ -185,7 +185,7 @@ def test_relay_from_an_inherited_listener() -> None:
     ("args", "code", "words"),
     [
         (["relay", "unix:@sw-x", "fd:3"], 2, "cannot be connected anew"),
-        (["connect", "tls+tcp://127.0.0.1:1"], 1, "TLS is not available on the command line yet"),
+        (["listen", "tls+tcp://127.0.0.1:0"], 2, "a tls+tcp listener needs a certificate"),
         (["listen", "systemd:"], 3, "no sockets were passed to this process"),
     ],
 )

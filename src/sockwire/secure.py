@@ -190,6 +190,10 @@ def secure_server(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> tuple
     peer = _peer_text(sock, ep)
     try:
         proven = _creds_checked(sock, ep, "client")
+    except BaseException:
+        sock.close()  # a refusal was logged by the peer filter, with pid/uid/gid
+        raise
+    try:
         key = _key(ep)
         _nodelay(sock, ep)
         if ep.scheme == "tls+tcp":

@@ -199,7 +199,7 @@ def _fd_of(item: FdLike) -> int:
 class Socket:
     """A socket of any family and type, with system-call names and typed errors."""
 
-    __slots__ = ("_family", "_fd", "_sock", "_type", "label")
+    __slots__ = ("_family", "_fd", "_nosignal", "_sock", "_type", "label")
 
     def __init__(
         self,
@@ -228,6 +228,8 @@ class Socket:
         self._sock = sock
         self._fd = sock.fileno()
         self._family = int(sock.family)
+        # ssl.SSLSocket refuses any flag (and Python ignores SIGPIPE anyway)
+        self._nosignal = 0 if type(sock).__name__ == "SSLSocket" else socket.MSG_NOSIGNAL
         try:
             self._type = sock.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
         except OSError:  # not every family answers SO_TYPE; fall back to what was asked
@@ -501,7 +503,7 @@ class Socket:
     def send(self, data: bytes, flags: int = 0) -> int:
         """send(2) with MSG_NOSIGNAL added. May send less than ``data`` on streams."""
         self._check_open("send")
-        flags = int(flags) | socket.MSG_NOSIGNAL
+        flags = int(flags) | self._nosignal
         started = time.monotonic() if _hooks else 0.0  # when the peer may see it
         try:
             count = self._sock.send(data, flags)

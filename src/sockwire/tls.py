@@ -58,6 +58,7 @@ __all__ = [
     "client_context",
     "peer_authenticated",
     "server_context",
+    "server_hostname",
     "wrap_client",
     "wrap_server",
 ]
@@ -201,7 +202,8 @@ def peer_authenticated(ep: Endpoint) -> bool:
     return ep.option("cafile") is not None
 
 
-def _server_hostname(ep: Endpoint) -> str:
+def server_hostname(ep: Endpoint) -> str:
+    """The name a client checks the certificate against (and sends as SNI)."""
     name = ep.option("servername") or ep.host
     if not name:
         raise AddressError(f"no host name to verify for {ep.display()}", part="servername")
@@ -216,7 +218,7 @@ def wrap_client(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> Socket:
     """
     try:
         ctx = client_context(ep)
-        hostname = _server_hostname(ep)
+        hostname = server_hostname(ep)
     except BaseException:
         sock.close()
         raise

@@ -38,6 +38,7 @@ from .options import (
     server_endpoint,
 )
 from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handled_signals
+from .secured import Guard
 from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
 __all__ = ["add_bridge_options", "run_bridge"]
@@ -101,6 +102,7 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
         stats = Stats()
         datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         loop = Loop(observer)
+        guard = Guard(ep, report=_report, raise_errors=not (listen and args.keep_open))
         try:
             hub = StdinHub(opts, split=args.split)
             loop.add(hub)
@@ -111,13 +113,16 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
                 sys.stdout.flush()
             if not listen or (adopted is not None and not datagram and not is_listening(adopted)):
                 # a client; or an inherited connection (inetd style): the one to serve
-                sock = connect_socket(ep, adopted)
-                return _client(args, opts, ep.display(), sock, hub, stdout, loop, framing)
+                sock = guard.connected(connect_socket(ep, adopted, tls=False), ep.display())
+                return _client(args, opts, ep.display(), sock, hub, stdout, loop, framing, guard)
             if datagram:
                 return _datagram_server(args, opts, ep, hub, stdout, loop, stats, adopted)
-            return _stream_server(args, opts, ep, hub, stdout, loop, stats, adopted, framing)
+            return _stream_server(
+                args, opts, ep, hub, stdout, loop, stats, adopted, framing, guard
+            )
         finally:
             loop.close()
+            guard.close()
 
 
 def _connection(
@@ -179,12 +184,14 @@ def _client(
     stdout: End,
     loop: Loop,
     framing: str,
+    guard: Guard,
 ) -> int:
     conn = _connection(
         args, opts, label, sock, hub, stdout, Stats(), raise_errors=True, framing=framing
     )
     loop.add(conn)
     loop.run(lambda: conn.done)
+    guard.check()
     return 0
 
 
@@ -258,13 +265,17 @@ def _stream_server(
     stats: Stats,
     adopted: Socket | None,
     framing: str,
+    guard: Guard,
 ) -> int:
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
     with server_socket(ep, adopted=adopted) as listener:
         listener.setblocking(False)
 
-        def on_accept(sock: Socket, peer: Peer) -> None:
+        def on_accept(accepted: Socket, peer: Peer) -> None:
+            sock = guard.accepted(accepted, peer)
+            if sock is None:
+                return  # refused by ?allowed_uids=/?allowed_gids= (and logged)
             conn = _connection(
                 args,
                 opts,
@@ -298,4 +309,5 @@ def _stream_server(
         )
         loop.add(acceptor)
         loop.run(lambda: not keep_open and acceptor.accepts_left == 0 and not active)
+        guard.check()
     return 0

@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from .observe import Observer
     from .options import check_framing, io_options, no_framing, server_endpoint
     from .pump import Acceptor, Conn, DatagramEcho, End, Flow, Loop, Stats, handled_signals
+    from .secured import Guard
     from .sockets import inherited, is_listening, is_unix, server_socket
 
     opts = io_options(args)
@@ -72,7 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
         acceptor: Acceptor | None = None
 
-        def on_accept(client: Socket, peer: Peer) -> None:
+        guard = Guard(ep, report=report, raise_errors=False)
+
+        def on_accept(accepted: Socket, peer: Peer) -> None:
+            client = guard.accepted(accepted, peer)
+            if client is None:  # refused by ?allowed_uids=/?allowed_gids= (and logged)
+                closed[0] += 1
+                return
             end = End(str(peer), sock=client, opts=opts, framing=framing)
             flow = Flow(end, end, opts, direction="echo", stats=stats, message=end.message)
             conn = Conn(
@@ -113,3 +120,4 @@ def run(args: argparse.Namespace) -> int:
                 return 0
         finally:
             loop.close()
+            guard.close()

@@ -6,10 +6,12 @@ Nothing here imports a command's module until that command is chosen.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import NoReturn
 
@@ -111,9 +113,35 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _log_to_stderr() -> Iterator[None]:
+    """The library's warnings (a refused peer, say) as ``sockwire:`` lines, for this run.
+
+    Restored afterwards: main() also runs inside other programs (tests).
+    """
+    logger = logging.getLogger("sockwire")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("sockwire: %(message)s"))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sockwire command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    with _log_to_stderr():
+        return _main(args_list)
+
+
+def _main(args_list: list[str]) -> int:
     parser = build_parser(_chosen(args_list))
     try:
         args, extra = parser.parse_known_args(args_list)

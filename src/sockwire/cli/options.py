@@ -241,8 +241,7 @@ def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> En
     flags: dict[str, object] = {}
     if timeout and getattr(args, "timeout", None) is not None:
         flags["timeout"] = _format_seconds(args.timeout)
-    ep = merge_options(ep, flags)
-    return _check_supported(ep)
+    return merge_options(ep, flags)
 
 
 def server_endpoint(text: str, args: argparse.Namespace) -> Endpoint:
@@ -261,17 +260,6 @@ def server_endpoint(text: str, args: argparse.Namespace) -> Endpoint:
 
 def _format_seconds(value: float) -> str:
     return str(int(value)) if value == int(value) else repr(value)
-
-
-def _check_supported(ep: Endpoint) -> Endpoint:
-    from ..errors import UnsupportedError
-
-    if ep.scheme == "tls+tcp":
-        raise UnsupportedError(
-            f"{ep.display()}",
-            "TLS is not available on the command line yet; use tcp:// (or socat for TLS)",
-        )
-    return ep
 
 
 def check_framing(ep: Endpoint, opts: IoOptions) -> str:

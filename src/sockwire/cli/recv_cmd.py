@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     from .observe import Observer, say
     from .options import check_framing, endpoint, io_options, no_framing, server_endpoint
     from .pump import feed, handled_signals, is_message
+    from .secured import secure_accepted
     from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
     opts = io_options(args)
@@ -240,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
                 while True:
                     if opts.timeout is not None:
                         sock.settimeout(opts.timeout)
-                    conn, peer = sock.accept()
-                    with conn:
+                    accepted, peer = sock.accept()
+                    with secure_accepted(accepted, ep) as conn:
                         if drain(conn, creds=False, peer_creds=peer.creds) or limit is None:
                             return 0

@@ -96,6 +96,7 @@ def _relay(
         handled_signals,
         is_message,
     )
+    from .secured import Guard
     from .sockets import connect_socket, is_listening, server_socket
 
     for ep in (listen_ep, target_ep):
@@ -140,8 +141,11 @@ def _relay(
     if target_ep.option("timeout") is None:
         dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)
 
+    listen_guard = Guard(listen_ep, report=report, raise_errors=False)
+    target_guard = Guard(target_ep, report=report, raise_errors=False)
+
     def open_target() -> Socket:
-        sock = connect_socket(dial_ep)
+        sock = target_guard.connected(connect_socket(dial_ep, tls=False), target_ep.display())
         sock.setblocking(False)
         return sock
 
@@ -156,8 +160,12 @@ def _relay(
         if acceptor is not None:
             acceptor.resume()
 
-    def on_accept(client: Socket, peer: Peer) -> None:
+    def on_accept(accepted: Socket, peer: Peer) -> None:
         label = f"{peer} -> {target_ep.display()}"
+        client = listen_guard.accepted(accepted, peer)
+        if client is None:  # refused by ?allowed_uids=/?allowed_gids= (and logged)
+            closed[0] += 1
+            return
         try:
             target = open_target()
         except SockwireError as exc:
@@ -238,4 +246,6 @@ def _relay(
                 return 0
         finally:
             loop.close()
+            listen_guard.close()
+            target_guard.close()
             summary()

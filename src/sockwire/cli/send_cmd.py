@@ -39,7 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import os
-    import socket
     import sys
 
     from ..framing import make_codec
@@ -47,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from .observe import Observer, say
     from .options import check_framing, endpoint, io_options, no_framing
     from .pump import handled_signals, is_message
+    from .secured import end_writes
     from .sockets import connect_socket, inherited
 
     opts = io_options(args)
@@ -114,6 +114,6 @@ def run(args: argparse.Namespace) -> int:
                 if partial:
                     send(partial)
             if encoder is not None:
-                sock.shutdown(socket.SHUT_WR)  # the receiver sees EOF after the last frame
+                end_writes(sock)  # the receiver sees EOF after the last frame
             say("done", f"{count} messages sent")
         return 0

@@ -20,11 +20,12 @@ import os
 import socket
 from collections.abc import Iterator
 
-from .. import dial
+from .. import dial, secure
 from ..address import Endpoint
 from ..errors import InvalidOperation
 from ..flags import type_name
 from ..sock import Socket
+from . import secured
 from .observe import say
 
 __all__ = [
@@ -78,12 +79,16 @@ def is_listening(sock: Socket) -> bool:
     return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
 
 
-def connect_socket(ep: Endpoint, adopted: Socket | None = None) -> Socket:
+def connect_socket(ep: Endpoint, adopted: Socket | None = None, *, tls: bool = True) -> Socket:
     """A Socket connected to ``ep`` (for datagrams: its default peer).
 
     A UNIX datagram client is autobound first (bind with an empty address
     gives it a kernel-chosen abstract name): an unnamed socket could send
-    but never get an answer. ``adopted``: the socket :func:`inherited` gave.
+    but never get an answer. A stream client runs the endpoint's security
+    steps (peer credentials, TLS, ``?authfile=``) before it is returned.
+    ``adopted``: the socket :func:`inherited` gave. ``tls=False``: a
+    ``tls+tcp`` socket comes back plain, for :class:`.secured.Guard` to
+    tunnel (the pump's commands).
     """
     if adopted is not None:
         return adopted
@@ -98,7 +103,12 @@ def connect_socket(ep: Endpoint, adopted: Socket | None = None) -> Socket:
             sock.close()
             raise
         return sock
-    return dial.connect(ep)
+    if secured.needed(ep):
+        secure.check_client(ep)  # a missing key file is not worth a connect
+    sock = dial.connect(ep)
+    if ep.scheme == "tls+tcp" and not tls:
+        return sock
+    return secured.secure_connected(sock, ep)
 
 
 @contextlib.contextmanager
@@ -123,6 +133,9 @@ def server_socket(
             raise InvalidOperation(f"listen on {ep}", f"fd {fd} is not a listening socket")
     elif datagram:
         sock = dial.bind(ep)
+    elif secured.needed(ep):
+        secure.check_server(ep)  # certificate and key files, before anyone connects
+        sock = dial.listen(ep)
     else:
         sock = dial.listen(ep)
     created = None

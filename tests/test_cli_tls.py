@@ -1,0 +1,224 @@
+"""The command line's security: tls+tcp://, ?authfile= and ?allowed_uids= on real processes.
+
+Half-close over TLS is the delicate part (cli/secured.py says why): EOF on
+stdin becomes close_notify, and the other direction keeps flowing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli_helpers import (
+    connect_when_ready,
+    host_port,
+    program,
+    run,
+    short_dir,
+    sockwire,
+)
+from tests.helpers import as_nobody, need_tool
+from tests.tls_helpers import Certs, client_query, make_certs, server_query, write_key
+
+
+@pytest.fixture
+def d() -> Iterator[str]:
+    with short_dir() as path:
+        yield path
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def _server(certs: Certs, **kw: bool) -> str:
+    return f"tls+tcp://127.0.0.1:0?{server_query(certs, **kw)}"
+
+
+def _client(address: str, certs: Certs, **kw: bool) -> str:
+    return f"{address}?{client_query(certs, **kw)}"
+
+
+def test_tls_both_ways_with_half_close(certs: Certs) -> None:
+    with run("listen", _server(certs), "--trace") as server:
+        address = server.address()
+        with run("connect", _client(address, certs), "--trace") as client:
+            client.send(b"over tls\n")
+            client.close_stdin()  # close_notify; the server's reply must still come back
+            server.wait_out(b"over tls\n")
+            server.wait_err("TLS close_notify")
+            server.send(b"reply after your EOF\n")
+            server.close_stdin()
+            assert client.finish() == 0, client.text
+            assert client.out == b"reply after your EOF\n"
+            assert "TLSv1.3" in client.text
+        assert server.finish() == 0, server.text
+
+
+def test_socat_client_whose_bytes_cross_our_close_notify(certs: Certs) -> None:
+    """The server's stdin is at EOF, so its close_notify goes out as socat's data comes in."""
+    socat = need_tool("socat")
+    with run("listen", _server(certs), "--keep-open", "--trace", stdin=subprocess.DEVNULL) as srv:
+        host, port = host_port(srv.address())
+        for i in range(5):
+            with program(
+                socat, "-", f"OPENSSL:{host}:{port},cafile={certs.ca},commonname=localhost"
+            ) as peer:
+                peer.send(f"socat {i}\n".encode())
+                peer.close_stdin()
+                assert peer.finish() == 0, peer.text
+            srv.wait_out(f"socat {i}\n".encode())
+        assert "error" not in srv.text.replace("stderr", "")
+
+
+def test_wrong_ca_is_refused_on_both_sides_and_the_server_goes_on(
+    certs: Certs, tmp_path: Path
+) -> None:
+    with run("listen", _server(certs), "--keep-open", "--trace") as server:
+        address = server.address()
+        bad = sockwire(
+            "connect", f"{address}?cafile={certs.other_ca}", "--close-on-eof", input=b"x\n"
+        )
+        assert bad.returncode == 5, bad.stderr
+        line = bad.stderr.decode().strip()
+        assert line.count("\n") == 0 and "certificate verify failed" in line
+        server.wait_err("refused")
+        good = sockwire("connect", _client(address, certs), "--close-on-eof", input=b"fine\n")
+        assert good.returncode == 0, good.stderr
+        server.wait_out(b"fine\n")
+        assert b"x\n" not in server.out
+
+
+def test_mutual_tls_requires_the_client_certificate(certs: Certs) -> None:
+    with run("listen", _server(certs, require_client=True), "--keep-open", "--trace") as server:
+        address = server.address()
+        anonymous = sockwire("connect", _client(address, certs), "--close-on-eof", input=b"anon\n")
+        assert anonymous.returncode != 0 or b"anon" not in server.out
+        server.wait_err("refused")
+        known = sockwire(
+            "connect", _client(address, certs, cert=True), "--close-on-eof", input=b"known\n"
+        )
+        assert known.returncode == 0, known.stderr
+        server.wait_out(b"known\n")
+        assert b"anon" not in server.out
+
+
+def test_plain_client_to_a_tls_listener_is_one_line(certs: Certs) -> None:
+    with run("listen", _server(certs), "--keep-open", "--trace") as server:
+        address = server.address()
+        plain = address.replace("tls+tcp://", "tcp://")
+        sockwire("connect", plain, "--close-on-eof", input=b"GET / HTTP/1.0\r\n\r\n")
+        assert "does not speak TLS" in server.wait_err("does not speak TLS")
+        assert "Traceback" not in server.text
+
+
+def test_ragged_eof_is_reported_not_taken_for_an_end(certs: Certs) -> None:
+    with run("listen", _server(certs), "--keep-open", "--trace") as server:
+        host, port = host_port(server.address())
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        raw = connect_when_ready(socket.AF_INET, socket.SOCK_STREAM, (host, port))
+        tls = ctx.wrap_socket(raw, server_hostname=host)
+        tls.sendall(b"cut")
+        socket.socket(fileno=tls.detach()).close()  # TCP FIN without close_notify
+        server.wait_out(b"cut")
+        assert "without close_notify" in server.wait_err("without close_notify")
+
+
+def test_relay_from_unix_to_a_tls_echo_server(certs: Certs, d: str) -> None:
+    path = f"{d}/front.sock"
+    with run("echo", _server(certs), "--trace") as echo:
+        target = _client(echo.address(), certs)
+        with run("relay", f"unix:{path}", target, "--trace") as relay:
+            relay.address()
+            sock = connect_when_ready(socket.AF_UNIX, socket.SOCK_STREAM, path)
+            with sock:
+                sock.sendall(b"through the relay and TLS")
+                sock.shutdown(socket.SHUT_WR)
+                got = b""
+                sock.settimeout(15)
+                while chunk := sock.recv(4096):
+                    got += chunk
+            assert got == b"through the relay and TLS"
+
+
+def test_send_and_recv_frames_over_tls(certs: Certs) -> None:
+    with run("recv", _server(certs), "--framing", "len32", "--count", "2", "--trace") as rx:
+        address = rx.address()
+        tx = sockwire("send", _client(address, certs), "--framing", "len32", "one", "two")
+        assert tx.returncode == 0, tx.stderr
+        assert rx.finish() == 0, rx.text
+        assert b"one" in rx.out and b"two" in rx.out
+
+
+def test_authfile_on_tcp(tmp_path: Path) -> None:
+    key = write_key(tmp_path / "key")
+    other = write_key(tmp_path / "other", b"o" * 32)
+    with run("listen", f"tcp://127.0.0.1:0?authfile={key}", "--keep-open", "--trace") as server:
+        address = server.address()
+        wrong = sockwire(
+            "connect", f"{address}?authfile={other}", "--close-on-eof", input=b"intruder\n"
+        )
+        assert wrong.returncode == 5, wrong.stderr
+        server.wait_err("auth handshake")
+        right = sockwire(
+            "connect", f"{address}?authfile={key}", "--close-on-eof", input=b"friend\n"
+        )
+        assert right.returncode == 0, right.stderr
+        server.wait_out(b"friend\n")
+        assert b"intruder" not in server.out
+
+
+def test_allowed_uids_refuses_before_reading(d: str) -> None:
+    path = f"{d}/s.sock"
+    with run("listen", f"unix:{path}?allowed_uids=65534", "--keep-open", "--trace") as server:
+        server.address()
+        sock = connect_when_ready(socket.AF_UNIX, socket.SOCK_STREAM, path)
+        with sock:
+            sock.sendall(b"secret\n")
+            sock.settimeout(15)
+            with contextlib.suppress(ConnectionResetError):  # closed with our bytes unread
+                assert sock.recv(10) == b""
+        assert "uid=0" in server.wait_err("refused peer")
+        assert "closed unread" in server.wait_err("closed unread")
+        assert b"secret" not in server.out
+
+
+def test_one_shot_listener_refuses_and_waits_for_an_admitted_peer(d: str) -> None:
+    os.chmod(d, 0o755)
+    path = f"{d}/s.sock"
+    with (
+        as_nobody() as nobody,
+        run("listen", f"unix:{path}?allowed_uids=65534&mode=0666", "--trace") as server,
+    ):
+        server.address()
+        connect_when_ready(socket.AF_UNIX, socket.SOCK_STREAM, path).close()
+        server.wait_err("refused peer")
+        assert server.p.poll() is None  # an intruder does not end the listener
+        admitted = subprocess.run(
+            [*nobody.argv, "connect", f"unix:{path}", "--close-on-eof"],
+            input=b"from nobody\n",
+            env=nobody.env,
+            cwd=nobody.cwd,
+            capture_output=True,
+            timeout=15,
+            check=False,
+        )
+        assert admitted.returncode == 0, admitted.stderr
+        server.wait_out(b"from nobody\n")
+        server.close_stdin()
+        assert server.finish() == 0, server.text
+
+
+def test_authfile_with_tls_is_a_usage_error(certs: Certs, tmp_path: Path) -> None:
+    key = write_key(tmp_path / "key")
+    done = sockwire("listen", f"{_server(certs)}&authfile={key}")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.decode().count("\n") == 1
