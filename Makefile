@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -c 'import zmq' 2>/dev/null || $(BIN)/python -m pip install --quiet '.[bench]'
 	@command -v socat >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq socat >/dev/null; } || \
 		echo "socat missing: the relay suite will report it as missing"
-	$(BIN)/sockwire bench $(BENCH_ARGS)
+	@$(BIN)/sockwire bench $(BENCH_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/pytest -m soak
