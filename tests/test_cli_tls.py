@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import (
+    SOCKWIRE,
     connect_when_ready,
     host_port,
     program,
@@ -222,3 +223,23 @@ def test_authfile_with_tls_is_a_usage_error(certs: Certs, tmp_path: Path) -> Non
     done = sockwire("listen", f"{_server(certs)}&authfile={key}")
     assert done.returncode == 2, done.stderr
     assert done.stderr.decode().count("\n") == 1
+
+
+def test_four_mib_through_a_tls_echo_both_ways_at_once(certs: Certs, tmp_path: Path) -> None:
+    """Both directions busy at once through two tunnels: no deadlock, nothing lost."""
+    data = os.urandom(4 * 1024 * 1024)
+    source = tmp_path / "in.bin"
+    source.write_bytes(data)
+    with run("echo", _server(certs), "--trace") as echo:
+        address = echo.address()
+        with source.open("rb") as stdin:
+            done = subprocess.run(
+                [*SOCKWIRE, "connect", _client(address, certs)],
+                stdin=stdin,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        assert done.returncode == 0, done.stderr
+        assert len(done.stdout) == len(data)
+        assert done.stdout == data
