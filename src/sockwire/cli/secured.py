@@ -156,9 +156,9 @@ class TlsSession:
 class Tunnel:
     """One connection's thread: [handshakes], then bytes between ``sock`` and the pump.
 
-    ``outer`` is the pump's end. ``error`` is set (before the inner end
-    closes, so the pump's EOF comes after it) when the handshakes or the
-    connection failed. ``handshake`` runs first, in the thread (a server's
+    ``outer`` is the pump's end. A failure of the handshakes or the
+    connection goes to ``on_error`` before the inner end closes, so the
+    pump's EOF comes after it. ``handshake`` runs first, in the thread (a server's
     steps); it returns the TLS session to use, if any.
     """
 
@@ -174,7 +174,6 @@ class Tunnel:
         outer, inner = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.outer = Socket.adopt(outer, label=f"{label} (tunnel)")
         self.label = label
-        self.error: SockwireError | None = None
         self._inner = inner
         self._sock = sock
         self._session = session
@@ -201,11 +200,9 @@ class Tunnel:
                 session = self._handshake(self._sock)
             _Shuttle(self._sock.raw, self._inner, session, self.label).run()
         except SockwireError as exc:
-            self.error = exc
             self._on_error(self, exc)
         except OSError as exc:
-            self.error = translate(exc, "tunnel", self.label)
-            self._on_error(self, self.error)
+            self._on_error(self, translate(exc, "tunnel", self.label))
         finally:
             self._sock.close()
             self._inner.close()
