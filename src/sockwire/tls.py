@@ -56,6 +56,8 @@ from .sock import Socket
 
 __all__ = [
     "client_context",
+    "handshake_done",
+    "handshake_failed",
     "peer_authenticated",
     "server_context",
     "server_hostname",
@@ -270,16 +272,25 @@ def _wrap(
         tls.settimeout(None)
     except OSError as exc:
         tls.close()
-        error = translate(exc, where)
-        if isinstance(error, TimeoutError):
-            error = TimeoutError(
-                where, f"the peer did not finish it within {round(timeout, 2):g} s"
-            )
-        trace.note("tls", side, "handshake", result=f"failed: {type(error).__name__}")
-        raise error from exc
+        raise handshake_failed(exc, where, side, timeout) from exc
     except BaseException:
         tls.close()
         raise
+    handshake_done(side, tls, started)
+    return Socket.adopt(tls, label=label)
+
+
+def handshake_failed(exc: OSError, where: str, side: str, timeout: float) -> SockwireError:
+    """A failed handshake as the error tree says it (and the trace records it)."""
+    error = translate(exc, where)
+    if isinstance(error, TimeoutError):
+        error = TimeoutError(where, f"the peer did not finish it within {round(timeout, 2):g} s")
+    trace.note("tls", side, "handshake", result=f"failed: {type(error).__name__}")
+    return error
+
+
+def handshake_done(side: str, tls: ssl.SSLSocket | ssl.SSLObject, started: float) -> None:
+    """The trace's record of a handshake: version, cipher, milliseconds."""
     trace.note(
         "tls",
         side,
@@ -287,4 +298,3 @@ def _wrap(
         result=f"{tls.version()} {(tls.cipher() or ('?',))[0]}",
         ms=round((time.monotonic() - started) * 1000, 1),
     )
-    return Socket.adopt(tls, label=label)

@@ -38,9 +38,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from .. import secure, trace
+from .. import secure, tls
 from ..address import Endpoint
-from ..errors import ConnectionLost, PermissionDenied, SockwireError, TimeoutError, translate
+from ..errors import ConnectionLost, PermissionDenied, SockwireError, translate
 from ..sock import Peer, Socket
 from .observe import say
 
@@ -95,8 +95,6 @@ class TlsSession:
     """
 
     def __init__(self, ep: Endpoint, *, server_side: bool, label: str) -> None:
-        from .. import tls
-
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.side = "server" if server_side else "client"
@@ -130,21 +128,8 @@ class TlsSession:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 self._flush(raw, time.monotonic() + 0.1)  # our alert: the peer's log says why
-            error = translate(exc, self.where)
-            if isinstance(error, TimeoutError):
-                error = TimeoutError(
-                    self.where, f"the peer did not finish it within {round(timeout, 2):g} s"
-                )
-            trace.note("tls", self.side, "handshake", result=f"failed: {type(error).__name__}")
-            raise error from exc
-        cipher = (self.obj.cipher() or ("?",))[0]
-        trace.note(
-            "tls",
-            self.side,
-            "handshake",
-            result=f"{self.obj.version()} {cipher}",
-            ms=round((time.monotonic() - started) * 1000, 1),
-        )
+            raise tls.handshake_failed(exc, self.where, self.side, timeout) from exc
+        tls.handshake_done(self.side, self.obj, started)
 
     def _flush(self, raw: socket.socket, deadline: float) -> None:
         data = self.outgoing.read()
