@@ -15,7 +15,26 @@ from __future__ import annotations
 from .channel import Channel
 from .client import connect, connect_once
 from .loops import run
+from .patterns import Liveness, Policy, Pub, Pull, Push, Rep, Req, Sub
 from .pipes import pipe
 from .server import Server, serve
+from .socket import Socket
 
-__all__ = ["Channel", "Server", "connect", "connect_once", "pipe", "run", "serve"]
+__all__ = [
+    "Channel",
+    "Liveness",
+    "Policy",
+    "Pub",
+    "Pull",
+    "Push",
+    "Rep",
+    "Req",
+    "Server",
+    "Socket",
+    "Sub",
+    "connect",
+    "connect_once",
+    "pipe",
+    "run",
+    "serve",
+]

@@ -14,8 +14,9 @@ awaiting tasks:
   (``task.cancel()``, ``asyncio.timeout``) therefore never loses, splits or
   duplicates a message: it stays queued for the next ``recv``.
 * **Writing**: ``send`` appends the frame to the core's buffer, and the
-  buffer goes to the socket once per loop iteration (``call_soon``), before a
-  ``recv`` that has to wait, or when it reaches 64 KiB. A write the kernel
+  buffer goes to the socket before a ``recv`` that has to wait, when it
+  reaches 64 KiB, or else once per loop iteration (one ``call_soon`` per
+  loop and iteration flushes every channel that has something buffered). A write the kernel
   does not take whole waits for writability (``add_writer``). ``send`` awaits
   room *before* it queues, never after: a cancelled or timed-out ``send``
   queued nothing, and one that returned queued the whole message.
@@ -47,12 +48,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from ..channel.core import (
     CLOSE_TIMEOUT,
+    FLUSH_AT,
     ChannelCore,
     Kind,
     ReadLimits,
@@ -61,7 +64,7 @@ from ..channel.core import (
     Writes,
     not_bytes,
 )
-from ..channel.seam import ChannelIO, make_seam, prepare
+from ..channel.seam import ChannelIO, SocketIO, make_seam, prepare
 from ..codecs import Codec, get_codec
 from ..errors import (
     ClosedError,
@@ -90,8 +93,11 @@ _READS_PER_WAKEUP = 16
 #: A limit timer that fires this close to its instant counts as on time (the
 #: loop may run a timer up to its clock resolution early; uvloop's is 1 ms).
 _SLACK = 0.002
+#: The buffer is written once it holds this much (as the core's own FLUSH_AT).
+_FLUSH_AT = FLUSH_AT
 _OPEN = State.OPEN
 _TIMED_OUT = 1
+_DONTWAIT = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 
 
 def _set(fut: asyncio.Future[Any], value: Any) -> None:
@@ -112,6 +118,44 @@ def _after(unit: list[BytesLike], sent: int) -> list[BytesLike]:
     if sent:
         rest[0] = memoryview(rest[0]).cast("B")[sent:]
     return rest
+
+
+class _Flusher:
+    """Once per loop iteration, write what every Channel of the loop buffered.
+
+    One ``call_soon`` per iteration for all channels (not one per send), and
+    only when a ``send`` left bytes that no waiting ``recv`` flushed first.
+    """
+
+    __slots__ = ("dirty", "handle", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.dirty: list[Channel] = []
+        self.handle: asyncio.Handle | None = None
+
+    def add(self, channel: Channel) -> None:
+        self.dirty.append(channel)
+        if self.handle is None:
+            self.handle = self.loop.call_soon(self.run)
+
+    def run(self) -> None:
+        self.handle = None
+        dirty, self.dirty = self.dirty, []
+        for channel in dirty:
+            channel._dirty = False
+            if channel._core.out:
+                channel._flush_soon()
+
+
+_flushers = threading.local()
+
+
+def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
+    flusher: _Flusher | None = getattr(_flushers, "flusher", None)
+    if flusher is None or flusher.loop is not loop:
+        flusher = _flushers.flusher = _Flusher(loop)
+    return flusher
 
 
 class Channel:
@@ -158,7 +202,20 @@ class Channel:
         self._loads = self.codec.decode if self.codec.loads is not None else None
         self._pending = core.pending
         self._fd = io.fileno()
+        # the plain socket's own calls, for the hot paths (a traced or TLS seam
+        # goes through its methods, which report or decrypt)
+        plain = type(io) is SocketIO
+        raw = io.raw if isinstance(io, SocketIO) else None
+        self._raw_send = raw.send if plain and raw is not None else None
+        self._raw_recv_into = raw.recv_into if plain and raw is not None else None
+        # small frames of a length-prefix stream are appended inline (as the core does)
+        prefix = core.prefix
+        self._fast_limit = core.fast_limit if self._dumps is None else 0
+        self._heads = prefix.headers if prefix is not None else ()
+        self._pack_size = prefix.pack if prefix is not None else None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._flusher: _Flusher | None = None
+        self._view = memoryview(b"")  # the loop's thread's read buffer, once bound
         # reading
         self._reading = False  # the reader callback is registered
         self._paused = False  # stopped at read_limit; resumes when recv takes the messages
@@ -166,6 +223,7 @@ class Channel:
         self._waiters: list[asyncio.Future[Any]] = []
         self._recv_error: SockwireError | None = None  # raised once, by the next recv
         self._timer: ReadTimer | None = None
+        self._mid = False  # (with read limits) part of a message has arrived
         self._limits_at = 0.0
         self._limits_handle: asyncio.TimerHandle | None = None
         self._draining = False
@@ -173,7 +231,7 @@ class Channel:
         self._units: deque[list[BytesLike]] = deque()  # writes the kernel has not taken
         self._queued = 0  # their bytes
         self._writing = False  # the writer callback is registered
-        self._flush_handle: asyncio.Handle | None = None
+        self._dirty = False  # in the flusher's list
         self._room: list[asyncio.Future[Any]] = []  # sends waiting for room
         self._flushed: list[asyncio.Future[Any]] = []  # flushes waiting for an empty queue
         self._send_error: SockwireError | None = None  # raised once, by the next send/flush
@@ -285,6 +343,8 @@ class Channel:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
+            self._flusher = _flusher(loop)
+            self._view = memoryview(read_buffer())
             if self._core.state is _OPEN:
                 self._start_reading()
         elif self._loop is not loop:
@@ -297,7 +357,7 @@ class Channel:
     def _start_reading(self) -> None:
         loop = self._loop
         if loop is not None and not self._reading and self._fd >= 0:
-            loop.add_reader(self._fd, self._on_readable)
+            loop.add_reader(self._fd, self._on_packets if self._packets else self._on_stream)
             self._reading = True
 
     def _stop_reading(self) -> None:
@@ -317,19 +377,61 @@ class Channel:
         """
         if self._dumps is not None:
             msg = self._dumps(msg)
-        loop = self._loop or self._bind()
+        flusher = self._flusher
+        if flusher is None:
+            self._bind()
+            flusher = self._flusher
+            assert flusher is not None
         if self._send_error is not None:
             self._raise_send_error()
         if self._queued >= self.write_limit:
             await self._wait_room(timeout, "send")
+        core = self._core
+        writes: Writes | None
+        try:
+            size = len(msg)
+            if size < self._fast_limit and core.sendable:
+                # the core's own inline path (ChannelCore.queue), minus its calls
+                out = core.out
+                out += (self._heads[size] if size < 256 else self._pack_size(size)) + msg  # type: ignore[misc]
+                if len(out) < _FLUSH_AT:
+                    if not self._dirty:
+                        self._dirty = True
+                        flusher.add(self)
+                    return
+                writes = [[core.take()]]
+            else:
+                writes = core.queue(msg)
+        except TypeError:
+            raise not_bytes(msg, self.codec.name) from None
+        if writes is not None:
+            self._push(writes)
+        elif not self._dirty:
+            self._dirty = True
+            flusher.add(self)
+
+    def send_nowait(self, msg: Any) -> None:
+        """Queue one message now, without waiting and without the ``write_limit``.
+
+        For small control messages a protocol must not hold back (a puller's
+        credit, a heartbeat): their number is the caller's bound.
+        """
+        if self._dumps is not None:
+            msg = self._dumps(msg)
+        if self._flusher is None:
+            self._bind()
+        if self._send_error is not None:
+            self._raise_send_error()
         try:
             writes = self._core.queue(msg)
         except TypeError:
             raise not_bytes(msg, self.codec.name) from None
         if writes is not None:
             self._push(writes)
-        elif self._flush_handle is None:
-            self._flush_handle = loop.call_soon(self._flush_soon)
+        elif not self._dirty:
+            self._dirty = True
+            assert self._flusher is not None
+            self._flusher.add(self)
 
     async def send_many(self, msgs: Iterable[Any], timeout: float | None = None) -> None:
         """Send each message of ``msgs`` in order (``timeout`` bounds each wait for room)."""
@@ -405,8 +507,7 @@ class Channel:
         self._write_out()
 
     def _flush_soon(self) -> None:
-        """Once per loop iteration: what ``send`` buffered goes to the socket."""
-        self._flush_handle = None
+        """The flusher's call: what ``send`` buffered goes to the socket."""
         if not self._core.sendable:
             return
         try:
@@ -421,12 +522,19 @@ class Channel:
         """Write what is queued, without waiting; the rest waits for writability."""
         core = self._core
         units = self._units
-        io = self._io
-        if core.out:
-            data = core.take()
-            if not units and not self._packets:
+        out = core.out
+        if out:
+            data = bytes(out)  # core.take(), inline: one thread, no append in between
+            del out[:]
+            if not units:
+                send = self._raw_send
                 try:
-                    sent = io.write((data,), 0.0)
+                    if send is not None:
+                        sent = send(data, _DONTWAIT)
+                    else:
+                        sent = self._io.write((data,), 0.0)
+                except BlockingIOError:
+                    sent = 0
                 except OSError as exc:
                     raise self._write_failed(exc) from exc
                 if sent == len(data):
@@ -437,34 +545,39 @@ class Channel:
                 units.append([data])
                 self._queued += len(data)
         try:
-            while units:
-                unit = units[0]
-                size = _size(unit)
-                if self._packets:
-                    try:
-                        if not io.send_packet(unit, 0.0):
-                            break
-                    except OSError as exc:
-                        error = self._write_failed(exc)
-                        if not core.sendable:
-                            raise error from exc
-                        units.popleft()  # a refused datagram: not sent, reported once
-                        self._queued -= size
-                        raise error from exc
-                    units.popleft()
-                    self._queued -= size
-                    continue
-                try:
-                    sent = io.write(unit, 0.0)
-                except OSError as exc:
-                    raise self._write_failed(exc) from exc
-                self._queued -= sent
-                if sent < size:
-                    units[0] = _after(unit, sent)
-                    break
-                units.popleft()
+            self._write_units()
         finally:
             self._after_write()
+
+    def _write_units(self) -> None:
+        core = self._core
+        units = self._units
+        io = self._io
+        while units:
+            unit = units[0]
+            size = _size(unit)
+            if self._packets:
+                try:
+                    if not io.send_packet(unit, 0.0):
+                        return
+                except OSError as exc:
+                    error = self._write_failed(exc)
+                    if core.sendable:
+                        units.popleft()  # a refused datagram: not sent, reported once
+                        self._queued -= size
+                    raise error from exc
+                units.popleft()
+                self._queued -= size
+                continue
+            try:
+                sent = io.write(unit, 0.0)
+            except OSError as exc:
+                raise self._write_failed(exc) from exc
+            self._queued -= sent
+            if sent < size:
+                units[0] = _after(unit, sent)
+                return
+            units.popleft()
 
     def _after_write(self) -> None:
         """Writability wanted only while something waits; wake who waits for room."""
@@ -514,43 +627,50 @@ class Channel:
         usable), ClosedError after close(). Cancelling it loses nothing.
         """
         pending = self._pending
-        if pending:
-            msg = pending.popleft()
-            if not pending:
-                self._unread = 0
-                if self._paused:
-                    self._resume()
-        else:
-            msg = await self._next(timeout)
-        if self._loads is not None:
-            return self._loads(msg)
-        return msg
-
-    async def _next(self, timeout: float | None) -> bytes:
-        """Wait for the reader callback to queue a whole message."""
-        loop = self._loop or self._bind()
-        core = self._core
-        pending = self._pending
-        deadline = None if timeout is None else loop.time() + timeout
-        while not pending:
-            if self._recv_error is not None:
-                error, self._recv_error = self._recv_error, None
-                raise error
-            if core.state is not _OPEN:
-                core.check("recv")
-            if self._draining and not core.in_message():
-                raise core.draining(self.label)
-            if core.out or self._units:
-                self._write_out()  # the peer may wait for it before it answers
-            if self._timer is not None:
-                self._arm_limits(loop)
-            if not await self._wait(self._waiters, deadline):
-                raise core.read_expired("caller", self.label, timeout, None)
+        if not pending:
+            # wait for the reader callback (one coroutine frame: the hot path)
+            loop = self._loop or self._bind()
+            core = self._core
+            deadline = None if timeout is None else loop.time() + timeout
+            while not pending:
+                if self._recv_error is not None:
+                    error, self._recv_error = self._recv_error, None
+                    raise error
+                if core.state is not _OPEN:
+                    core.check("recv")
+                if self._draining and not core.in_message():
+                    raise core.draining(self.label)
+                if core.out or self._units:
+                    self._write_out()  # the peer may wait for it before it answers
+                timer = self._timer
+                if timer is not None and (self._mid or timer.limits.idle is not None):
+                    self._arm_limits(loop)
+                fut = loop.create_future()
+                self._waiters.append(fut)
+                handle = (
+                    None if deadline is None else loop.call_at(deadline, _set, fut, _TIMED_OUT)
+                )
+                try:
+                    woken = await fut
+                except BaseException:  # cancelled: the message (if any) stays queued
+                    if fut in self._waiters:
+                        self._waiters.remove(fut)
+                    raise
+                finally:
+                    if handle is not None:
+                        handle.cancel()
+                if woken is _TIMED_OUT:
+                    if fut in self._waiters:
+                        self._waiters.remove(fut)
+                    if not pending:
+                        raise core.read_expired("caller", self.label, timeout, None)
         msg = pending.popleft()
         if not pending:
             self._unread = 0
             if self._paused:
                 self._resume()
+        if self._loads is not None:
+            return self._loads(msg)
         return msg
 
     def _resume(self) -> None:
@@ -559,36 +679,102 @@ class Channel:
             self._start_reading()
 
     def _wake(self) -> None:
-        for fut in self._waiters:
-            _set(fut, None)
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
 
-    def _on_readable(self) -> None:
-        """The reader callback: read, parse, queue whole messages, wake a waiting recv."""
+    def _on_stream(self) -> None:
+        """The reader callback of a stream: read, parse every whole frame, wake a recv."""
         core = self._core
-        timer = self._timer
-        mid = core.in_message() if timer is not None else False
+        decoder = core.decoder
+        assert decoder is not None
+        receive = core.receive
+        recv_into = self._raw_recv_into
+        view = self._view
+        io = self._io
+        tls = self._tls
+        pending = self._pending
+        got = 0
         try:
-            got = self._read_packets() if self._packets else self._read_stream()
+            for _ in range(_READS_PER_WAKEUP):
+                want = decoder.read_size()
+                if want > READ_SIZE:  # noqa: PLR1730  # min() costs a call
+                    want = READ_SIZE
+                if recv_into is not None:
+                    data = view[: recv_into(view, want)].tobytes()
+                elif tls and not io.wait(True, 0):
+                    break  # no whole TLS record yet
+                else:
+                    data = io.recv(want, False)
+                receive(data)
+                if not data:
+                    break  # EOF: the core is PEER_CLOSED (or raised: EOF inside a frame)
+                got += len(data)
+                if (len(data) < want and not tls) or (
+                    pending and self._unread + got >= self.read_limit
+                ):
+                    break  # drained, or enough is waiting for recv
+        except BlockingIOError:
+            pass
         except OSError as exc:
-            error = self._translate(exc, "recv")
-            if core.state is State.CLOSED:
-                return
-            if core.state is _OPEN:
-                self._recv_error = error  # one-off (a datagram's ICMP error): keep reading
-            else:
-                self._stop_reading()
-            self._wake()
+            self._read_failed(exc)
             return
         except (ProtocolError, ConnectionLost):  # the core is BROKEN with it
-            self._stop_reading()
-            self._break()
-            self._wake()
+            self._read_broken()
             return
+        if got:
+            if self._timer is not None:
+                self._received(decoder.in_frame)
+            self._unread += got
+            if pending and self._unread >= self.read_limit:
+                self._stop_reading()
+                self._paused = True
+        if pending or core.state is not _OPEN:
+            if core.state is not _OPEN:
+                self._stop_reading()
+            waiters = self._waiters  # _wake(), inline
+            if waiters:
+                self._waiters = []
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    def _on_packets(self) -> None:
+        """The reader callback of a packet socket: one message per packet."""
+        core = self._core
+        io = self._io
+        buf = self._view[:MAX_PACKET]
+        pending = self._pending
+        got = 0
+        try:
+            for _ in range(_READS_PER_WAKEUP):
+                size, address = io.recv_packet(buf)
+                eof = size < 0 or (not size and core.zero_is_eof)
+                core.receive_packet(buf, size, address, eof=eof)
+                if eof:
+                    break
+                got += size + 1  # an empty message counts, so it wakes a recv
+                if pending and self._unread + got >= self.read_limit:
+                    break
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            self._read_failed(exc)
+            return
+        except ProtocolError:  # the core is BROKEN with it
+            self._read_broken()
+            return
+        self._after_read(got)
+
+    def _after_read(self, got: int) -> None:
+        core = self._core
         pending = self._pending
         if got:
-            if timer is not None:
-                assert self._loop is not None
-                timer.received(self._loop.time(), mid, core.in_message(), bool(pending))
+            if self._timer is not None:
+                self._received(core.in_message())
             self._unread += got
             if pending and self._unread >= self.read_limit:
                 self._stop_reading()
@@ -599,51 +785,33 @@ class Channel:
         elif pending:
             self._wake()
 
-    def _read_stream(self) -> int:
-        """Up to 16 reads (until the socket is drained); the bytes read."""
-        core = self._core
-        io = self._io
-        decoder = core.decoder
-        assert decoder is not None
-        receive = core.receive
-        got = 0
-        for _ in range(_READS_PER_WAKEUP):
-            want = decoder.read_size()
-            want = min(want, READ_SIZE)
-            if self._tls and not io.wait(True, 0):
-                break  # no whole TLS record yet
-            try:
-                data = io.recv(want, False)
-            except BlockingIOError:
-                break
-            receive(data)
-            if not data:
-                break  # EOF: the core is PEER_CLOSED (or raised: EOF inside a frame)
-            got += len(data)
-            if (len(data) < want and not self._tls) or (
-                self._pending and self._unread + got >= self.read_limit
-            ):
-                break  # drained, or enough is waiting for recv
-        return got
+    def _received(self, mid: bool) -> None:
+        """Bytes came (read limits): the idle clock restarts, a new message's clock starts."""
+        timer = self._timer
+        assert timer is not None
+        if mid or self._mid or timer.limits.idle is not None:
+            loop = self._loop
+            assert loop is not None
+            timer.received(loop.time(), self._mid, mid, bool(self._pending))
+            self._mid = mid
+            if mid and self._waiters:
+                self._arm_limits(loop)  # a message began under a waiting recv: its deadline
 
-    def _read_packets(self) -> int:
+    def _read_failed(self, exc: OSError) -> None:
+        error = self._translate(exc, "recv")
         core = self._core
-        io = self._io
-        buf = memoryview(read_buffer())[:MAX_PACKET]
-        got = 0
-        for _ in range(_READS_PER_WAKEUP):
-            try:
-                size, address = io.recv_packet(buf)
-            except BlockingIOError:
-                break
-            eof = size < 0 or (not size and core.zero_is_eof)
-            core.receive_packet(buf, size, address, eof=eof)
-            if eof:
-                break
-            got += size + 1  # an empty message counts, so it wakes a recv
-            if self._pending and self._unread + got >= self.read_limit:
-                break
-        return got
+        if core.state is State.CLOSED:
+            return
+        if core.state is _OPEN:
+            self._recv_error = error  # one-off (a datagram's ICMP error): keep reading
+        else:
+            self._stop_reading()
+        self._wake()
+
+    def _read_broken(self) -> None:
+        self._stop_reading()
+        self._break()
+        self._wake()
 
     # ---- read limits (servers): idle timeout, frame deadline, draining
 
@@ -651,6 +819,7 @@ class Channel:
         """Put ``limits`` (idle, frame; ``stop_fd`` is ignored) on every later ``recv``."""
         now = self._loop.time() if self._loop is not None else asyncio.get_running_loop().time()
         self._timer = None if limits is None else ReadTimer(limits, now)
+        self._mid = self._core.in_message()
         if self._limits_handle is not None:
             self._limits_handle.cancel()
             self._limits_handle = None
@@ -659,7 +828,7 @@ class Channel:
         """Make sure a timer fires by the nearest read limit (lazily: it may fire early)."""
         timer = self._timer
         assert timer is not None
-        until, _ = timer.until(loop.time(), None, self._core.in_message())
+        until, _ = timer.until(loop.time(), None, self._mid)
         if until is None:
             return
         handle = self._limits_handle
@@ -761,10 +930,9 @@ class Channel:
         if self._writing and loop is not None:
             loop.remove_writer(self._fd)
             self._writing = False
-        for handle in (self._flush_handle, self._limits_handle):
-            if handle is not None:
-                handle.cancel()
-        self._flush_handle = self._limits_handle = None
+        if self._limits_handle is not None:
+            self._limits_handle.cancel()
+            self._limits_handle = None
         self._units.clear()
         self._queued = 0
         self._wake()

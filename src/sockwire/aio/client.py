@@ -22,7 +22,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .. import secure
 from ..address import Endpoint, parse
@@ -52,9 +52,13 @@ class _Closable(Protocol):
     ) -> Any: ...
 
 
-class Opening(Generic[T]):
+class Opening(Coroutine[Any, Any, T]):
     """``await`` it for the object, or ``async with`` it to have the object's own
-    ``async with`` around the block (a Channel closes, a Server shuts down)."""
+    ``async with`` around the block (a Channel closes, a Server shuts down).
+
+    It is a coroutine itself (it drives the one it wraps), so a task made
+    from it and cancelled before it ran closes it cleanly.
+    """
 
     __slots__ = ("_coro", "_value")
 
@@ -64,6 +68,17 @@ class Opening(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         return self._coro.__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._coro.close()
 
     async def __aenter__(self) -> T:
         self._value = await self._coro

@@ -19,21 +19,15 @@ Listening and binding need no waiting: :func:`sockwire.dial.listen` and
 from __future__ import annotations
 
 import asyncio
-import builtins
-import errno
-import os
 import socket
 
 from .. import dial, unix
 from ..address import Endpoint, parse
 from ..errors import ConnectError, InvalidOperation, SockwireError, TimeoutError, translate
 from ..sock import Socket
-from .loops import wait_fd
+from .socket import connect_socket
 
 __all__ = ["connect"]
-
-#: The first and the longest pause between connects to a full UNIX backlog.
-_BACKLOG_PAUSES = (0.001, 0.05)
 
 
 async def _addresses(ep: Endpoint) -> list[tuple[int, object]]:
@@ -67,7 +61,7 @@ async def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> 
             sock.setblocking(False)
             if ep.is_unix and ep.type == socket.SOCK_DGRAM:
                 unix.autobind(sock)  # a return address, as the blocking dial makes
-            await _connect(sock, address, ep, deadline)
+            await connect_socket(sock, address, deadline, ep.display())
         except SockwireError as exc:
             sock.close()
             last = exc
@@ -80,41 +74,3 @@ async def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> 
             return sock
     assert last is not None
     raise last
-
-
-async def _connect(sock: Socket, address: object, ep: Endpoint, deadline: float | None) -> None:
-    loop = asyncio.get_running_loop()
-    pause, longest = _BACKLOG_PAUSES
-    while True:
-        try:
-            sock.connect(address)  # type: ignore[arg-type]
-        except SockwireError as exc:
-            if exc.errno == errno.EINPROGRESS:
-                break
-            if exc.errno != errno.EAGAIN or not ep.is_unix:
-                raise
-        else:
-            return
-        # a UNIX listener's backlog is full: it is alive, only busy
-        if deadline is not None and loop.time() + pause > deadline:
-            raise _timed_out(sock, ep)
-        await asyncio.sleep(pause)  # bounded backoff, not synchronisation
-        pause = min(longest, pause * 2)
-    if not await wait_fd(sock.fd, writable=True, deadline=deadline):
-        raise _timed_out(sock, ep)
-    code = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
-    if code:
-        error = OSError(code, os.strerror(code))
-        raise translate(
-            error, "connect", ep.display(), family=sock.family, sock_type=sock.type
-        ) from error
-
-
-def _timed_out(sock: Socket, ep: Endpoint) -> SockwireError:
-    return translate(
-        builtins.TimeoutError("timed out"),
-        "connect",
-        ep.display(),
-        family=sock.family,
-        sock_type=sock.type,
-    )

@@ -237,10 +237,10 @@ class Server:
     def start(self) -> Server:
         """Start accepting (or receiving datagrams) on the running loop; returns self."""
         loop = asyncio.get_running_loop()
-        if self._loop is not None:
-            raise InvalidOperation(f"start {self.name}", "it is already running")
         if self._stopping:
             raise ClosedError(f"start {self.name}", "the server was shut down")
+        if self._loop is not None:
+            raise InvalidOperation(f"start {self.name}", "it is already running")
         self._loop = loop
         self._stopped = loop.create_future()
         if self.kind == "dgram":
