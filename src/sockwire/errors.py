@@ -41,6 +41,7 @@ import builtins
 import errno as _errno
 import os
 import socket
+import stat
 import sys
 from dataclasses import dataclass
 
@@ -68,6 +69,7 @@ __all__ = [
     "UnsupportedError",
     "WouldBlock",
     "errno_name",
+    "file_kind",
     "translate",
 ]
 
@@ -244,6 +246,23 @@ class TruncatedError(SockwireError):
         self.data = data
         self.size = size
         super().__init__(what, hint, errno_name=errno_name)
+
+
+def file_kind(mode: int) -> str:
+    """What a stat() mode says a path is: ``a directory``, ``a FIFO``, ``a socket``..."""
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a socket"
 
 
 def errno_name(code: int | None) -> str:

@@ -41,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeAlias
 
+from . import escape as _escape
 from . import trace
 from .errors import (
     ClosedError,
@@ -163,18 +164,25 @@ class Message:
         return bool(self.flags & MsgFlag.CTRUNC)
 
 
-def format_address(family: int, address: Address | None) -> str:
-    """Addresses as people write them: ``/run/x.sock``, ``@name``, ``[::1]:80``."""
+def format_address(family: int, address: Address | None, *, exact: bool = False) -> str:
+    """Addresses as people write them: ``/run/x.sock``, ``@name``, ``[::1]:80``.
+
+    A UNIX name is whatever its owner chose, newlines and terminal escapes
+    included: it comes back escaped (:func:`sockwire.escape.printable`), safe
+    to print or log. ``exact``: the name itself, for JSON (invalid UTF-8 as
+    lone surrogates, see :func:`sockwire.escape.exact`).
+    """
     if address is None or address in ("", b""):
         return "unnamed"
-    if family == socket.AF_UNIX:
+    if family == socket.AF_UNIX and isinstance(address, bytes | str):
+        show = _escape.exact if exact else _escape.printable
         if isinstance(address, bytes):
             if address.startswith(b"\0"):
-                return "@" + address[1:].decode("utf-8", "backslashreplace")
-            return address.decode("utf-8", "backslashreplace")
-        if isinstance(address, str) and address.startswith("\0"):
-            return "@" + address[1:]
-        return str(address)
+                return "@" + show(address[1:])
+            return show(address)
+        if address.startswith("\0"):
+            return "@" + show(address[1:])
+        return show(address)
     if isinstance(address, tuple):
         if family == socket.AF_INET6 and len(address) >= 2:
             return f"[{address[0]}]:{address[1]}"

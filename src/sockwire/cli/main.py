@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..errors import SockwireError
+from ..escape import one_line
 from .exitcodes import EPILOG, Exit, for_error
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -113,6 +114,14 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _OneLine(logging.Formatter):
+    """Each record as one inert line: the library escapes names it logs, and this
+    catches whatever else another user could have put in a message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return one_line(super().format(record))
+
+
 @contextlib.contextmanager
 def _log_to_stderr() -> Iterator[None]:
     """The library's warnings (a refused peer, say) as ``sockwire:`` lines, for this run.
@@ -121,7 +130,7 @@ def _log_to_stderr() -> Iterator[None]:
     """
     logger = logging.getLogger("sockwire")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("sockwire: %(message)s"))
+    handler.setFormatter(_OneLine("sockwire: %(message)s"))
     saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
@@ -172,7 +181,7 @@ def _main(args_list: list[str]) -> int:
 
 def _error_line(text: str) -> None:
     try:
-        sys.stderr.write(f"sockwire: {text}\n")
+        sys.stderr.write(f"sockwire: {one_line(text)}\n")
         sys.stderr.flush()
     except OSError:
         pass

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from .. import trace
+from ..escape import one_line
 from ..trace import Event
 
 __all__ = ["Observer", "hexdump", "say"]
@@ -119,7 +120,7 @@ class Observer:
             return
         with self._lock:
             try:
-                self.out.write("\n".join(lines) + "\n")
+                self.out.write("\n".join(one_line(line) for line in lines) + "\n")
                 self.out.flush()
             except (BrokenPipeError, ValueError):
                 self.broken = True

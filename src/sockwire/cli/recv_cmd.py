@@ -56,25 +56,6 @@ def _backlog(text: str) -> int:
     return int(backlog_type(text))
 
 
-def printable(data: bytes) -> str:
-    """Text as text; control bytes and invalid UTF-8 escaped, so one message is one line."""
-    text = data.decode("utf-8", "backslashreplace")
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def describe(
     number: int, sender: str, msg: Any, *, peeked: bool = False, creds: Any = None
 ) -> dict[str, Any]:
@@ -108,6 +89,10 @@ def describe(
 
 
 def text_line(doc: dict[str, Any], data: bytes) -> str:
+    """One message as one line: the sender's name and the payload escaped (another user
+    chose both: a newline or a terminal escape in them must not forge lines)."""
+    from ..escape import printable
+
     who = doc["from"]
     if "pid" in doc:
         who += f" (pid={doc['pid']} uid={doc['uid']} gid={doc['gid']})"
@@ -118,7 +103,7 @@ def text_line(doc: dict[str, Any], data: bytes) -> str:
         size += f", flags {doc['_other_flags']}"
     if doc.get("peeked"):
         size += ", peeked (left queued)"
-    return f"#{doc['n']} from {who} {size}: {printable(data)}"
+    return f"#{doc['n']} from {printable(who)} {size}: {printable(data)}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -165,13 +150,14 @@ def run(args: argparse.Namespace) -> int:
         def show(sock: Socket, msg: Any, peer_creds: Any) -> None:
             nonlocal received
             received += 1
-            sender = format_address(sock.family, msg.address)
+            # exact in the document (JSON escapes it); text_line escapes it
+            sender = format_address(sock.family, msg.address, exact=True)
             doc = describe(received, sender, msg, peeked=opts.peek, creds=peer_creds)
             say(
                 "message",
                 f"#{received}",
                 f"{msg.size} bytes",
-                f"from {sender}",
+                f"from {format_address(sock.family, msg.address)}",
                 f"flags {MsgFlag(msg.flags)}",
             )
             if args.format == "raw":
