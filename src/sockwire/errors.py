@@ -311,13 +311,22 @@ _SEND_OPS = "send sendall sendto sendmsg write send_fds"
 _RECV_OPS = "recv recvfrom recvmsg recv_into read recv_fds"
 
 _RULES: tuple[_Rule, ...] = (
-    # connect / bind: where the target is wrong or absent
+    # connect / bind: where the target is wrong or absent. (A UNIX connect or
+    # sendto to a path that is not a socket also says ECONNREFUSED: see
+    # _not_a_socket, which looks at the path before these rules apply.)
     _r(
         _errno.ECONNREFUSED,
         ConnectionRefused,
         "the socket file {target} exists but nobody is listening (a stale socket file?); "
         "start the server or remove the file",
         "connect",
+        _UNIX,
+    ),
+    _r(
+        _errno.ECONNREFUSED,
+        ConnectionRefused,
+        "nobody receives at {target} (a stale socket file?); start the receiver",
+        "sendto sendmsg",
         _UNIX,
     ),
     _r(
@@ -510,12 +519,44 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _r(_errno.EALREADY, WouldBlock, "a connection attempt is already in progress"),
     # sizes and resources
+    # EMSGSIZE: the limit depends on the family and type (net/unix/af_unix.c
+    # unix_dgram_sendmsg: len > sk_sndbuf - 32, for dgram and seqpacket alike;
+    # UDP: 65,535 minus the IP and UDP headers). {limit} is filled in from the
+    # socket's SO_SNDBUF when the caller could read it.
     _r(
         _errno.EMSGSIZE,
         MessageTooLarge,
-        "the message is larger than this socket can carry in one piece (SEQPACKET: "
-        "SO_SNDBUF minus 32 bytes; UDP: 65,507 bytes); send a smaller one or use a "
-        "framed stream",
+        "a UNIX datagram travels in one piece of at most SO_SNDBUF minus 32 bytes"
+        "{limit}; send smaller ones, raise ?sndbuf= (the kernel caps it at "
+        "net.core.wmem_max), or use a framed stream",
+        _SEND_OPS,
+        _UNIX,
+        socket.SOCK_DGRAM,
+    ),
+    _r(
+        _errno.EMSGSIZE,
+        MessageTooLarge,
+        "a SEQPACKET message travels in one piece of at most SO_SNDBUF minus 32 bytes"
+        "{limit}; send smaller ones, raise ?sndbuf= (capped by net.core.wmem_max), or "
+        "use ?framing=sockwire, which splits long messages",
+        _SEND_OPS,
+        _UNIX,
+        socket.SOCK_SEQPACKET,
+    ),
+    _r(
+        _errno.EMSGSIZE,
+        MessageTooLarge,
+        "a UDP datagram carries at most 65,507 bytes over IPv4 (65,527 over IPv6); "
+        "send smaller ones or use a stream",
+        _SEND_OPS,
+        None,
+        socket.SOCK_DGRAM,
+    ),
+    _r(
+        _errno.EMSGSIZE,
+        MessageTooLarge,
+        "the message is larger than this socket can carry in one piece; send a smaller "
+        "one or use a framed stream",
     ),
     _r(
         _errno.ENOBUFS,
@@ -556,11 +597,16 @@ def translate(
     *,
     family: int | None = None,
     sock_type: int | None = None,
+    path: str | bytes | None = None,
+    limit: int | None = None,
 ) -> SockwireError:
     """Turn ``exc`` (usually an ``OSError``) from ``op`` on ``target`` into the tree.
 
     The result has ``exc`` as ``__cause__``; raise it with ``raise ... from exc``
     to keep the chain visible. A ``SockwireError`` passes through unchanged.
+    ``path``: the filesystem path a UNIX call named, so the hint can say what
+    is really there. ``limit``: the largest message the socket can send in one
+    piece, for EMSGSIZE.
     """
     if isinstance(exc, SockwireError):
         return exc
@@ -580,6 +626,10 @@ def translate(
     elif isinstance(exc, builtins.TimeoutError) and exc.errno is None:
         # socket.timeout is builtins.TimeoutError with no errno since 3.10
         result = TimeoutError(where, "the deadline passed before the call completed")
+    elif isinstance(exc, OSError) and (
+        wrong := _not_a_socket(exc, op, family, path, where, target_text)
+    ):
+        result = wrong
     elif isinstance(exc, OSError) and exc.errno is not None:
         rule = _find_rule(exc.errno, op, family, sock_type)
         if rule is None:
@@ -589,12 +639,50 @@ def translate(
                 errno=exc.errno,
             )
         else:
-            hint = rule.hint.format(target=target_text, op=op)
+            shown_limit = f" ({limit:,} bytes on this socket)" if limit is not None else ""
+            hint = rule.hint.format(target=target_text, op=op, limit=shown_limit)
             result = rule.error(where, hint, errno=exc.errno)
     else:
         result = SockwireError(where, str(exc) or type(exc).__name__)
     result.__cause__ = exc
     return result
+
+
+def _not_a_socket(
+    exc: OSError,
+    op: str,
+    family: int | None,
+    path: str | bytes | None,
+    where: str,
+    target: str,
+) -> SockwireError | None:
+    """ECONNREFUSED from a UNIX connect/sendto whose path is not a socket: say what it is.
+
+    The kernel answers ECONNREFUSED both for a socket nobody listens on and
+    for a directory, regular file or FIFO (net/unix/af_unix.c, unix_find_bsd:
+    ``if (!S_ISSOCK(inode->i_mode)) goto path_put`` with -ECONNREFUSED). Only
+    the first is a stale socket file worth removing; never suggest removing
+    the others. stat(), not lstat(): connect follows symbolic links too.
+    """
+    if exc.errno != _errno.ECONNREFUSED or family != socket.AF_UNIX or path is None:
+        return None
+    if (
+        op not in ("connect", "sendto", "sendmsg")
+        or path in ("", b"")
+        or path[:1] in ("\0", b"\0")
+    ):
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # gone meanwhile, or not ours to look at: the usual hint
+    if stat.S_ISSOCK(mode):
+        return None
+    return ConnectError(
+        where,
+        f"{target} is {file_kind(mode)}, not a socket; give the path of the server's socket file",
+        errno=exc.errno,
+    )
 
 
 def _is_tls_error(exc: BaseException) -> bool:

@@ -86,6 +86,7 @@ __all__ = [
     "bind_abstract",
     "bind_path",
     "enable_passcred",
+    "explain_connect",
     "holders_of_file",
     "is_listening",
     "listen_fds",
@@ -472,6 +473,39 @@ def holders_of_file(st: os.stat_result) -> list[Seen] | None:
     from .sock_diag import bound_to
 
     return _kernel_view(lambda entries: bound_to(st, entries))
+
+
+_SCHEMES = {"stream": "unix", "seqpacket": "unix+seqpacket", "dgram": "unix+dgram"}
+
+
+def explain_connect(exc: SockwireError, path: str) -> SockwireError:
+    """A connect error on the UNIX ``path``, made precise with what the kernel knows.
+
+    EPROTOTYPE says only "another type"; sock_diag says which (no probe
+    connect: the right type would be a one-shot server's client). Any other
+    error comes back unchanged.
+    """
+    if exc.errno_name != "EPROTOTYPE" or not path or path.startswith("\0"):
+        return exc
+    try:
+        st = os.stat(path)
+    except OSError:
+        return exc
+    seen = holders_of_file(st)
+    if not seen:
+        return exc
+    kind = seen[0].type
+    scheme = _SCHEMES.get(kind)
+    use = f": use {scheme}:{format_address(socket.AF_UNIX, path)}" if scheme else ""
+    better = type(exc)(
+        exc.what,
+        f"the socket at {format_address(socket.AF_UNIX, path)} is a SOCK_{kind.upper()} "
+        f"socket{use}",
+        errno=exc.errno,
+        errno_name=exc.errno_name,
+    )
+    better.__cause__ = exc.__cause__
+    return better
 
 
 def _in_use_seen(where: str, seen: list[Seen], *, abstract: bool = False) -> SockwireError:

@@ -20,9 +20,9 @@ import os
 import socket
 from collections.abc import Iterator
 
-from .. import dial, secure
+from .. import dial, secure, unix
 from ..address import Endpoint
-from ..errors import InvalidOperation
+from ..errors import InvalidOperation, SockwireError
 from ..flags import type_name
 from ..sock import Socket
 from . import secured
@@ -99,6 +99,11 @@ def connect_socket(ep: Endpoint, adopted: Socket | None = None, *, tls: bool = T
         try:
             sock.bind("")
             sock.connect(ep.sockaddr)
+        except SockwireError as exc:
+            sock.close()
+            if ep.is_abstract or ep.path is None:
+                raise
+            raise unix.explain_connect(exc, ep.path) from exc.__cause__
         except BaseException:
             sock.close()
             raise
