@@ -744,6 +744,10 @@ def _translate_tls(exc: BaseException, where: str) -> SockwireError:
             "the peer closed the TLS connection without close_notify; what it sent last "
             "may be cut short (did it refuse our certificate? its log says)",
         )
+    if reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        return PermissionDenied(
+            where, "the server requires a client certificate: add ?certfile=&keyfile="
+        )
     if reason in _TLS_REFUSED_US:
         return PermissionDenied(
             where,
