@@ -29,7 +29,7 @@ import sys
 from ..address import Endpoint
 from ..errors import SockwireError
 from ..sock import Peer, Socket
-from .observe import Observer, say
+from .observe import Observer, line, say
 from .options import (
     IoOptions,
     check_framing,
@@ -81,9 +81,7 @@ def _linger_type(text: str) -> float:
 
 
 def _report(text: str) -> None:
-    with contextlib.suppress(OSError):
-        sys.stderr.write(f"sockwire: {text}\n")
-        sys.stderr.flush()
+    line("report", text)
 
 
 def _observer(opts: IoOptions) -> Observer:
@@ -338,7 +336,8 @@ def _stream_server(
             listener,
             on_accept,
             room=lambda: len(active) + len(handshakes) < args.max_clients,
-            accepts_left=None if keep_open else 1,
+            # without -k: exactly --max-clients clients (default 1), served at once, then exit
+            accepts_left=None if keep_open else args.max_clients,
             idle=opts.timeout,
         )
         loop.add(acceptor)

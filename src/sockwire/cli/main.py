@@ -67,8 +67,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors use the one-line ``sockwire: ...`` form."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"sockwire: {message}\n")
+        if _json_run():
+            _line("error", message, exit=int(Exit.USAGE))
+        else:
+            self.print_usage(sys.stderr)
+            sys.stderr.write(f"sockwire: {one_line(message)}\n")
         raise SystemExit(Exit.USAGE)
 
 
@@ -116,9 +119,16 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 class _OneLine(logging.Formatter):
     """Each record as one inert line: the library escapes names it logs, and this
-    catches whatever else another user could have put in a message."""
+    catches whatever else another user could have put in a message. Under
+    --json, one JSON object."""
 
     def format(self, record: logging.LogRecord) -> str:
+        if _json_run():
+            import json
+
+            doc = {"event": "log", "level": record.levelname.lower()}
+            doc["message"] = record.getMessage()
+            return json.dumps(doc)
         return one_line(super().format(record))
 
 
@@ -146,8 +156,45 @@ def _log_to_stderr() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sockwire command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    with _log_to_stderr():
+    with _json_stderr(_wants_json(args_list)), _log_to_stderr():
         return _main(args_list)
+
+
+def _wants_json(args: list[str]) -> bool:
+    """``--json`` among the options (before a ``--``): every stderr line is JSON."""
+    end = args.index("--") if "--" in args else len(args)
+    return "--json" in args[:end]
+
+
+def _json_run() -> bool:
+    """Is this a --json run? (observe is imported only by runs that need it.)"""
+    observe = sys.modules.get("sockwire.cli.observe")
+    return observe is not None and bool(observe.json_mode())
+
+
+def _line(event: str, text: str, **fields: object) -> None:
+    from .observe import line
+
+    line(event, text, **fields)
+
+
+@contextlib.contextmanager
+def _json_stderr(on: bool) -> Iterator[None]:
+    if not on:
+        yield
+        return
+    from .observe import JsonStderr, set_json_mode
+
+    saved = sys.stderr
+    wrapper = JsonStderr(saved)
+    sys.stderr = wrapper
+    set_json_mode(True)
+    try:
+        yield
+    finally:
+        set_json_mode(False)
+        sys.stderr = saved
+        wrapper.close()
 
 
 def _main(args_list: list[str]) -> int:
@@ -164,27 +211,25 @@ def _main(args_list: list[str]) -> int:
             return Exit.USAGE
         return int(args.run(args))
     except KeyboardInterrupt:
-        sys.stderr.write("\n")
+        if _json_run():
+            _line("interrupted", "interrupted (Ctrl-C)", exit=int(Exit.INTERRUPTED))
+        else:
+            with contextlib.suppress(OSError):
+                sys.stderr.write("\n")
         return Exit.INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
         return Exit.BROKEN_PIPE
     except SockwireError as err:
-        _error_line(str(err))
-        return for_error(err)
+        code = for_error(err)
+        fields = {"what": err.what, "errno": err.errno_name, "hint": err.hint}
+        _line("error", str(err), kind=type(err).__name__, exit=int(code), **fields)
+        return code
     except OSError as err:  # stdin/stdout/file trouble outside a socket call
         name = err.strerror or type(err).__name__
         where = f" {err.filename}" if err.filename else ""
-        _error_line(f"{name}{where}")
+        _line("error", f"{name}{where}", exit=int(Exit.IO))
         return Exit.IO
-
-
-def _error_line(text: str) -> None:
-    try:
-        sys.stderr.write(f"sockwire: {one_line(text)}\n")
-        sys.stderr.flush()
-    except OSError:
-        pass
 
 
 def _silence_stdout() -> None:

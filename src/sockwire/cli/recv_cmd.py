@@ -19,7 +19,7 @@ A sender that never bound a name is shown as `unnamed`: normal, not an
 error (UNIX datagram receivers also show the sender's pid/uid/gid, from
 SCM_CREDENTIALS). A message longer than --bufsize is shown TRUNCATED with
 its full length (MSG_TRUNC). --format raw writes only the payloads; --format
-json one JSON object per message. Stops after --count messages; otherwise
+json (the default with --json) one JSON object per message. Stops after --count messages; otherwise
 datagrams are received until interrupted, and seqpacket and framed streams
 until the sender's EOF. On a framed stream a frame declared longer than
 --bufsize, or EOF inside a frame, is a one-line error (exit 1).
@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         choices=("text", "raw", "json"),
-        default="text",
-        help="text: one described line per message (default); raw: payloads only; "
-        "json: JSON lines",
+        default=None,
+        help="text: one described line per message (default; with --json: json); raw: "
+        "payloads only; json: JSON lines",
     )
     parser.add_argument(
         "--connect",
@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
     opts = io_options(args)
+    if args.format is None:  # --json: the messages are JSON too (stdout), the events stderr
+        args.format = "json" if opts.json else "text"
     given = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
     with inherited(given) as (ep, adopted):
         framed: str | None = None
