@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sockwire.cli.inspect_cmd",
         "the machine's sockets with their processes, or whether a socket file is live",
     ),
+    "scan": (
+        "sockwire.cli.scan_cmd",
+        "which TCP ports of a host accept a connection, like nc -z, concurrently",
+    ),
     "route": (
         "sockwire.cli.route_cmd",
         "links, addresses and routes from a NETLINK_ROUTE dump, like ip addr / ip route",
