@@ -145,24 +145,28 @@ def _tls_client(
 def test_ragged_eof_after_whole_records_is_an_end_with_a_note(certs: Certs) -> None:
     """Issue 14 defect 5: a TCP FIN without close_notify after complete records lost
     nothing: the peer's end (ncat --ssl ends every session so), noted under --trace."""
-    with run("listen", _server(certs), "--trace", stdin=subprocess.DEVNULL) as server:
+    # stdin stays open until the client is gone: our own close_notify would race
+    # the client's close (unread data at close() makes the kernel send RST)
+    with run("listen", _server(certs), "--trace") as server:
         host, port = host_port(server.address())
         raw, obj, outgoing = _tls_client(host, port, certs)
         with raw:
             obj.write(b"whole")
             raw.sendall(outgoing.read())  # TCP FIN next, without close_notify
+        server.wait_err("after whole records")
         assert server.finish() == 0, server.text
         assert server.out == b"whole"
         assert "without TLS close_notify, after whole records" in server.text
 
 
 def test_ragged_eof_inside_a_record_is_cut_short(certs: Certs) -> None:
-    with run("listen", _server(certs), "--trace", stdin=subprocess.DEVNULL) as server:
+    with run("listen", _server(certs), "--trace") as server:
         host, port = host_port(server.address())
         raw, obj, outgoing = _tls_client(host, port, certs)
         with raw:
             obj.write(b"this record never ends")
             raw.sendall(outgoing.read()[:-5])
+        server.wait_err("cut short")
         assert server.finish() == 1
         assert "cut short: TCP ended inside a TLS record" in server.text
         assert b"never ends" not in server.out
