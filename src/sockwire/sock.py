@@ -182,7 +182,9 @@ def format_address(family: int, address: Address | None) -> str:
             return f"{address[0]}:{address[1]}"
         if family == socket.AF_NETLINK and len(address) == 2:
             return f"netlink pid={address[0]} groups={address[1]}"
-    return str(address)
+    from .address import format_sockaddr  # a registered scheme may know the family
+
+    return format_sockaddr(family, address) or str(address)
 
 
 def _quote_address(family: int, address: Address | None) -> str:
