@@ -40,7 +40,16 @@ from .errors import (
 )
 from .sock import Socket
 
-__all__ = ["DEFAULT_BACKLOG", "adopt", "apply_options", "bind", "connect", "listen", "open_socket"]
+__all__ = [
+    "DEFAULT_BACKLOG",
+    "adopt",
+    "apply_options",
+    "bind",
+    "client_socket",
+    "connect",
+    "listen",
+    "open_socket",
+]
 
 DEFAULT_BACKLOG = 128
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -100,19 +109,51 @@ def _addresses(ep: Endpoint) -> list[tuple[int, Any]]:
     try:
         return ep.addresses()
     except OSError as exc:
-        raise translate(exc, "resolve", ep.display()) from exc
+        error = translate(exc, "resolve", ep.display())
+        family = ep.option("family")
+        if family is not None and isinstance(exc, socket.gaierror):
+            error = type(error)(
+                error.what,
+                f"{ep.host} has no IPv{family} address (?family={family}, -{family}); "
+                "without it, any address of the name is tried",
+                errno=error.errno,
+                errno_name=error.errno_name,
+            )
+        raise error from exc
 
 
-def _bind_source(sock: Socket, ep: Endpoint, family: int) -> None:
+def client_socket(endpoint: Endpoint | str, family: int | None = None) -> Socket:
+    """A Socket ready to connect to ``endpoint``: options set, source bound; not connected.
+
+    ``family``: of the address to be tried (from :meth:`Endpoint.addresses`).
+    A UNIX datagram client is autobound (an unnamed sender cannot be
+    answered: the receiver's sendto gets EINVAL); an inet client is bound
+    to ``?bind=ADDR``/``?sourceport=N`` when given. For a caller that
+    connects without blocking (the CLI's relay); :func:`connect` uses it too.
+    """
+    ep = check_side(endpoint, CONNECT)
+    sock = open_socket(ep, family)
+    try:
+        if ep.is_unix and ep.type == socket.SOCK_DGRAM:
+            unix.autobind(sock)
+        elif sock.family in _INET:
+            _bind_source(sock, ep)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_source(sock: Socket, ep: Endpoint) -> None:
     """``?bind=ADDR`` / ``?sourceport=N``: where a client connects from."""
     source: str | None = ep.get("bind")
     port: int | None = ep.get("sourceport")
     if source is None and port is None:
         return
-    host = source if source is not None else ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    wildcard = "::" if sock.family == socket.AF_INET6 else "0.0.0.0"
     name = "bind" if source is not None else "sourceport"
     try:
-        sock.bind((host, port or 0))
+        sock.bind((source or wildcard, port or 0))
     except SockwireError as exc:
         raise _naming(exc, name, str(ep.option(name)), ep) from exc
 
@@ -143,16 +184,10 @@ def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> Socket
         if left is not None and left <= 0:
             last = TimeoutError(f"connect {ep.display()}", "no time left to try")
             break
-        sock = open_socket(ep, family)
+        sock = client_socket(ep, family)
         try:
             if left is not None:
                 sock.settimeout(left)
-            if ep.is_unix and ep.type == socket.SOCK_DGRAM:
-                # a return address, so the receiver can reply (an unnamed
-                # sender cannot be answered: sendto gets EINVAL)
-                unix.autobind(sock)
-            elif family in _INET:
-                _bind_source(sock, ep, family)
             sock.connect(address)
         except SockwireError as exc:
             sock.close()

@@ -375,6 +375,12 @@ _RULES: tuple[Rule, ...] = (
     _r(
         _errno.EADDRINUSE,
         AddressInUse,
+        "this socket is already a member of that group on that interface (a ?join= given twice?)",
+        "setsockopt",
+    ),
+    _r(
+        _errno.EADDRINUSE,
+        AddressInUse,
         "another socket is bound to {target}; stop it, or choose another path",
         "bind",
         _UNIX,
@@ -421,8 +427,8 @@ _RULES: tuple[Rule, ...] = (
     _r(
         _errno.ENODEV,
         AddressError,
-        "no such network interface here (`ip link` lists them); for a multicast "
-        "group, name an interface that has a route to it: ?join=GROUP@IF",
+        "no such network interface here (`ip link` lists them); or, for ?join= without "
+        "@IF, no route to the group: name the interface, ?join=GROUP@IF",
         "setsockopt if_nametoindex",
     ),
     _r(

@@ -613,7 +613,7 @@ def _inet_check(ep: Endpoint, whole: str) -> None:
 def _inet_side(ep: Endpoint, side: str) -> None:
     if side == CONNECT and ep.port == 0:
         raise AddressError(
-            f"port 0 in {ep}: there is no port 0 to connect to",
+            f"connect to port 0 in {ep}",
             "port 0 only makes sense to bind (the kernel picks a free port); give the "
             "port the server listens on",
             part="port",

@@ -23,7 +23,7 @@ connect`.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options
+    from .options import add_family_options, add_io_options
 
     parser.description = DESCRIPTION
     parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="without MSG: one message per stdin line (default) or per read",
     )
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

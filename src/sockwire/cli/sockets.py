@@ -95,14 +95,7 @@ def connect_socket(ep: Endpoint, adopted: Socket | None = None, *, tls: bool = T
     if ep.scheme in ("fd", "systemd"):
         return dial.adopt(ep)
     if ep.scheme == "unix+dgram":
-        sock = dial.open_socket(ep)
-        try:
-            sock.bind("")
-            sock.connect(ep.sockaddr)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        return dial.connect(ep)  # autobinds, then connects
     if secured.needed(ep):
         secure.check_client(ep)  # a missing key file is not worth a connect
     sock = dial.connect(ep)
