@@ -321,7 +321,7 @@ _options = [
     Option(
         "join",
         v.multicast_group,
-        "join a multicast group (on interface IF, else the route's); repeatable",
+        "join a multicast group on interface IF (else the one the route names)",
         sides=frozenset({LISTEN}),
         repeatable=True,
         sockopts=_join,
