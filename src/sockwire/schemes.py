@@ -47,7 +47,11 @@ from .address import (
 )
 from .errors import (
     AddressError,
+    ConnectionRefused,
     MessageTooLarge,
+    TimeoutError,
+    Unreachable,
+    UnsupportedError,
     rule,
 )
 
@@ -864,5 +868,132 @@ register_scheme(
         _pick(*_INHERITED),
         type_of=_inherited_type,
         examples=("systemd:", "systemd:web", "systemd:api.sock"),
+    )
+)
+
+
+# --------------------------------------------------------------------------
+# vsock: the proof that a scheme is one entry
+# --------------------------------------------------------------------------
+#
+# Measured on this machine (a Firecracker guest, CID 3, no vsock_loopback):
+# bind to CID 1 (VMADDR_CID_LOCAL) is EADDRNOTAVAIL, connect to our own CID
+# is ENODEV, connect to CID 1 goes to the host transport and times out
+# (ETIMEDOUT after the 2 s vsock connect timeout), the host (CID 2) answers
+# a closed port with a reset (ECONNRESET), and SOCK_DGRAM is ENODEV at
+# socket(). vsock port 0 is a real port; here, as for tcp, :0 means "any
+# free port" (VMADDR_PORT_ANY).
+
+_CID_ANY = 0xFFFFFFFF  # VMADDR_CID_ANY, also VMADDR_PORT_ANY
+_CID_NAMES: dict[str, int] = {"any": _CID_ANY, "local": 1, "host": 2, "hypervisor": 0}
+_AF_VSOCK = getattr(socket, "AF_VSOCK", 40)
+
+
+def _vsock_body(body: str, whole: str) -> Body:
+    host_text, port_text = split_authority("vsock", body, whole, example="CID:PORT")
+    lowered = host_text.lower()
+    if lowered in _CID_NAMES:
+        cid = _CID_NAMES[lowered]
+    elif re.fullmatch(r"[0-9]{1,10}", host_text) and int(host_text) <= _CID_ANY:
+        cid = int(host_text)
+    else:
+        raise AddressError(
+            f"bad vsock CID {host_text[:40]!r} in {whole!r}",
+            "a CID is a number (2: the host, 1: this machine via vsock_loopback, a guest's "
+            "own CID) or any, local, host",
+            part=host_text[:40],
+        )
+    port = parse_port("vsock", host_text, port_text, whole, hi=_CID_ANY - 1)
+    return Body(host="any" if cid == _CID_ANY else str(cid), port=port)
+
+
+def _vsock_cid(ep: Endpoint) -> int:
+    return _CID_ANY if ep.host == "any" else int(ep.host or 0)
+
+
+def _vsock_side(ep: Endpoint, side: str) -> None:
+    if side == CONNECT and (ep.host == "any" or ep.port == 0):
+        raise AddressError(
+            f"{ep.display()}: 'any' CID and port 0 only make sense to listen on",
+            "connect to a CID (2: the host) and the port the server listens on",
+            part="cid" if ep.host == "any" else "port",
+        )
+
+
+def _vsock_bound(ep: Endpoint, sockname: Any) -> Endpoint:
+    if not isinstance(sockname, tuple) or len(sockname) != 2:
+        return ep
+    cid, port = int(sockname[0]), int(sockname[1])
+    return replace(ep, host="any" if cid == _CID_ANY else str(cid), port=port)
+
+
+def _vsock_format_sockaddr(sockaddr: Any) -> str:
+    cid, port = (("any" if part == _CID_ANY else part) for part in sockaddr)
+    return f"{cid}:{port}"
+
+
+register_scheme(
+    Scheme(
+        "vsock",
+        _AF_VSOCK,
+        _STREAM,
+        "vsock://CID:PORT",
+        "AF_VSOCK between a VM and its host (CID 2; any: every CID of this machine)",
+        _vsock_body,
+        lambda ep: f"//{ep.host}:{ep.port}",
+        _pick("backlog", "timeout", "framing"),
+        sockaddr=lambda ep: (_vsock_cid(ep), ep.port or _CID_ANY),
+        check_side=_vsock_side,
+        from_sockaddr=_vsock_bound,
+        format_sockaddr=_vsock_format_sockaddr,
+        error_rules=(
+            rule(
+                errno.EADDRNOTAVAIL,
+                Unreachable,
+                "no vsock transport here serves {target}: the loopback CID 1 needs the "
+                "vsock_loopback module, a guest has only its own CID; listen on "
+                "vsock://any:PORT",
+                "bind",
+                _AF_VSOCK,
+            ),
+            rule(
+                errno.ENODEV,
+                Unreachable,
+                "no vsock transport reaches {target} from here (a guest cannot connect to "
+                "its own CID; CID 1 needs vsock_loopback)",
+                "connect",
+                _AF_VSOCK,
+            ),
+            rule(
+                errno.ENODEV,
+                UnsupportedError,
+                "no vsock transport on this machine offers this socket type",
+                "socket",
+                _AF_VSOCK,
+            ),
+            rule(
+                errno.EAFNOSUPPORT,
+                UnsupportedError,
+                "this kernel has no AF_VSOCK (load the vsock module and a transport)",
+                None,
+                _AF_VSOCK,
+            ),
+            rule(
+                errno.ECONNRESET,
+                ConnectionRefused,
+                "nobody listens on {target} (vsock answers a closed port with a reset)",
+                "connect",
+                _AF_VSOCK,
+            ),
+            rule(
+                errno.ETIMEDOUT,
+                TimeoutError,
+                "no answer from {target}: is that CID running, and does a transport reach it? "
+                "(without vsock_loopback, CID 1 never answers)",
+                "connect",
+                _AF_VSOCK,
+            ),
+        ),
+        examples=("vsock://2:5000", "vsock://any:5000", "vsock://3:0", "vsock://host:1024"),
     )
 )
