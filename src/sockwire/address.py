@@ -43,9 +43,11 @@ __all__ = [
     "FRAMINGS",
     "LISTEN",
     "OPTIONS",
+    "PACKET_FRAMINGS",
     "SCHEMES",
     "SIDES",
     "SOCKET_TYPES",
+    "STREAM_FRAMINGS",
     "UNIX_PATH_MAX",
     "Body",
     "Endpoint",
@@ -65,7 +67,12 @@ __all__ = [
 #: (leading NUL, no terminator) may use 107 bytes after the NUL.
 UNIX_PATH_MAX = 107
 
-FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul", "none")
+#: Framings of a byte stream (sockwire.framing) and of a packet socket (sockwire.packet):
+#: the one list of their names. ``none`` adds no bytes; ``sockwire`` is the
+#: opt-in packet header (docs/PROTOCOL.md sections 2-3).
+STREAM_FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul", "none")
+PACKET_FRAMINGS = ("none", "sockwire")
+FRAMINGS = (*STREAM_FRAMINGS, "sockwire")
 SOCKET_TYPES = ("stream", "dgram", "seqpacket")
 
 #: The two sides an endpoint is used on: ``listen`` (listen, or bind a

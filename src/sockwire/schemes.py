@@ -30,7 +30,9 @@ from .address import (
     CONNECT,
     FRAMINGS,
     LISTEN,
+    PACKET_FRAMINGS,
     SOCKET_TYPES,
+    STREAM_FRAMINGS,
     UNIX_PATH_MAX,
     Body,
     Endpoint,
@@ -170,6 +172,19 @@ _family_value = v.Value(
 )
 
 
+def _framing(choices: tuple[str, ...], reason: str) -> v.Value:
+    """A framing name among ``choices``; any other known one is refused with ``reason``."""
+    names = v.choice(*choices)
+
+    def parse(text: str) -> str:
+        lowered = text.lower()
+        if lowered in FRAMINGS and lowered not in choices:
+            raise ValueError(reason)
+        return str(names.parse(text))
+
+    return v.Value(parse, str, names.metavar, names.examples)
+
+
 def _raw_proto(text: str) -> str:
     lowered = text.lower()
     if lowered in RAW_PROTOCOLS:
@@ -255,7 +270,15 @@ _options = [
         sockopts=_sol(socket.SO_SNDBUF),
     ),
     Option("timeout", v.seconds, "connect/IO timeout in seconds"),
-    Option("framing", v.choice(*FRAMINGS), "message framing on a byte stream"),
+    Option(
+        "framing",
+        _framing(
+            STREAM_FRAMINGS,
+            "the sockwire packet header is for seqpacket and datagram sockets; a byte "
+            "stream takes " + ", ".join(STREAM_FRAMINGS),
+        ),
+        "message framing on a byte stream",
+    ),
     Option(
         "proto",
         v.Value(
@@ -377,6 +400,26 @@ def _pick(*names: str, **overrides: Option) -> dict[str, Option]:
     return picked
 
 
+#: On seqpacket and datagram sockets: the kernel's boundaries, or the sockwire header.
+_PACKET_FRAMING = Option(
+    "framing",
+    _framing(
+        PACKET_FRAMINGS,
+        "seqpacket and datagram sockets keep message boundaries themselves: framing is none "
+        "(the default) or sockwire (the sockwire header: fragments, sequence numbers)",
+    ),
+    "none: the kernel's message boundaries, nothing added (the default); sockwire: the "
+    "sockwire packet header (messages over one packet, datagram loss counted)",
+)
+#: An inherited socket's type is known only once adopted: any framing name.
+_INHERITED_FRAMING = Option(
+    "framing",
+    v.choice(*FRAMINGS),
+    "framing for the inherited socket's type: a stream framing, or none/sockwire on a "
+    "seqpacket or datagram socket",
+)
+
+
 # --------------------------------------------------------------------------
 # unix, unix+seqpacket, unix+dgram
 # --------------------------------------------------------------------------
@@ -476,6 +519,7 @@ register_scheme(
             "sndbuf",
             "timeout",
             "authfile",
+            framing=_PACKET_FRAMING,
         ),
         sockaddr=_unix_sockaddr,
         error_rules=(
@@ -500,7 +544,7 @@ register_scheme(
         "AF_UNIX SOCK_DGRAM: datagrams, never lost (a full receiver holds the sender back)",
         _unix_body,
         _unix_format,
-        _pick(*_UNIX_FILE, "rcvbuf", "sndbuf", "timeout"),
+        _pick(*_UNIX_FILE, "rcvbuf", "sndbuf", "timeout", framing=_PACKET_FRAMING),
         sockaddr=_unix_sockaddr,
         error_rules=(
             rule(
@@ -659,7 +703,12 @@ _TCP_OPTIONS = (
 
 
 def _inet_scheme(
-    name: str, sock_type: int, options: tuple[str, ...], summary: str, **more: Any
+    name: str,
+    sock_type: int,
+    options: tuple[str, ...],
+    summary: str,
+    own: dict[str, Option] | None = None,
+    **more: Any,
 ) -> Scheme:
     return Scheme(
         name,
@@ -669,7 +718,7 @@ def _inet_scheme(
         summary,
         lambda body, whole: _inet_body(body, whole, name),
         _inet_format,
-        _pick(*options),
+        _pick(*options, **(own or {})),
         sockaddr=_inet_sockaddr,
         addresses=_inet_addresses,
         family_of=_inet_family,
@@ -716,6 +765,7 @@ register_scheme(
             "family",
         ),
         "UDP datagrams; ?join=GROUP[@IF] for multicast",
+        {"framing": _PACKET_FRAMING},
         packet_limit=_udp_limit,
         error_rules=tuple(
             rule(
@@ -851,7 +901,7 @@ register_scheme(
         "an inherited descriptor (checked: a socket, of ?type= if given)",
         _fd_body,
         lambda ep: str(ep.fd),
-        _pick(*_INHERITED),
+        _pick(*_INHERITED, framing=_INHERITED_FRAMING),
         type_of=_inherited_type,
         examples=("fd:3", "fd:0", "fd:2147483647"),
     )
@@ -865,7 +915,7 @@ register_scheme(
         "systemd socket activation (LISTEN_FDS, LISTEN_FDNAMES)",
         _systemd_body,
         lambda ep: quote(ep.name or "", ":"),
-        _pick(*_INHERITED),
+        _pick(*_INHERITED, framing=_INHERITED_FRAMING),
         type_of=_inherited_type,
         examples=("systemd:", "systemd:web", "systemd:api.sock"),
     )
