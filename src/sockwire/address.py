@@ -24,7 +24,6 @@ on (``listen``: listen/bind; ``connect``) and, for socket options, the
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
 import socket
@@ -818,6 +817,8 @@ def _suggestions(name: str, text: str) -> Iterator[str]:
         yield "unix:" + text
     if _HOST_PORT.fullmatch(text.split("?", 1)[0]):
         yield "tcp://" + text
+    import difflib  # only on this error path: it costs start-up time otherwise
+
     close = difflib.get_close_matches(lowered, list(_SCHEMES), n=1, cutoff=0.6)
     if close and rest:
         yield f"{close[0]}:{rest}"

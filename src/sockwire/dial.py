@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from . import unix
-from .address import CONNECT, LISTEN, Endpoint, check_side, parse
+from .address import CONNECT, LISTEN, OPTIONS, Endpoint, check_side, parse
 from .errors import (
     ConnectError,
     InvalidOperation,
@@ -51,7 +51,8 @@ __all__ = [
     "open_socket",
 ]
 
-DEFAULT_BACKLOG = 128
+#: ``?backlog=``'s default, as the registry declares it (kept for callers of 0.1)
+DEFAULT_BACKLOG: int = OPTIONS["backlog"].default
 _INET = (socket.AF_INET, socket.AF_INET6)
 
 
