@@ -353,6 +353,7 @@ def split_authority(
             hint = f"did you mean {scheme}://{quote(body)}? {hint}"
         raise AddressError(f"missing '//' after {scheme}: in {whole!r}", hint, part=body[:40])
     authority = body[2:]
+    v6 = f"{scheme}://[::1]" + (":7000" if example.endswith("PORT") else "")
     if "/" in authority:
         raise AddressError(
             f"unexpected path in {whole!r}",
@@ -364,7 +365,7 @@ def split_authority(
         if close < 0:
             raise AddressError(
                 f"malformed IPv6 literal in {whole!r}",
-                f"close the bracket, e.g. {scheme}://[::1]:7000",
+                f"close the bracket, e.g. {v6}",
                 part=authority[:40],
             )
         host_text = authority[1:close]
@@ -385,7 +386,7 @@ def split_authority(
     if authority.count(":") > 1:
         raise AddressError(
             f"malformed IPv6 literal in {whole!r}",
-            f"put IPv6 addresses in brackets, e.g. {scheme}://[::1]:7000",
+            f"put IPv6 addresses in brackets, e.g. {v6}",
             part=authority[:40],
         )
     host_text, colon, port_part = authority.partition(":")
