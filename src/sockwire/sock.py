@@ -187,7 +187,9 @@ def format_address(family: int, address: Address | None) -> str:
             return f"{address[0]}:{address[1]}"
         if family == socket.AF_NETLINK and len(address) == 2:
             return f"netlink pid={address[0]} groups={address[1]}"
-    return str(address)
+    from .address import format_sockaddr  # a registered scheme may know the family
+
+    return format_sockaddr(family, address) or str(address)
 
 
 def _quote_address(family: int, address: Address | None) -> str:
@@ -828,13 +830,11 @@ class Socket:
         if sock_type not in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
             return None
         family = self.family
-        if family == socket.AF_INET:
-            return 65507
-        if family == socket.AF_INET6:
-            return 65527
         if family == socket.AF_UNIX:
             return int(self.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)) - 32
-        return None
+        from .address import static_packet_limit  # the one table of protocol limits
+
+        return static_packet_limit(family, sock_type)
 
     def tell_empty_from_eof(self) -> bool:
         """On a UNIX seqpacket socket: make an empty message distinguishable from EOF.
