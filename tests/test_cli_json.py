@@ -74,7 +74,7 @@ def test_errors_and_usage_errors_are_json_too(d: str) -> None:
     error = docs[-1]
     assert error["event"] == "error" and error["exit"] == 3 and error["errno"] == "ENOENT"
     assert error["kind"] == "NotFound" and error["what"] == f"connect {d}/none.sock"
-    usage = sockwire("connect", "--json", "--bufsize", "-1", "tcp://127.0.0.1:1")
+    usage = sockwire("connect", "--json", "--bufsize", "0", "tcp://127.0.0.1:1")
     assert usage.returncode == 2
     (only,) = json_lines(usage.stderr.decode())
     assert only["event"] == "error" and only["exit"] == 2 and "buffer size" in only["message"]

@@ -43,6 +43,7 @@ import os
 import socket
 import stat
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -68,8 +69,10 @@ __all__ = [
     "Unreachable",
     "UnsupportedError",
     "WouldBlock",
+    "add_rules",
     "errno_name",
     "file_kind",
+    "rule",
     "translate",
 ]
 
@@ -287,7 +290,9 @@ _UNIX = socket.AF_UNIX
 
 
 @dataclass(frozen=True, slots=True)
-class _Rule:
+class Rule:
+    """errno (+ op, family, socket type) -> error class and hint; see :func:`rule`."""
+
     errno: int
     error: type[SockwireError]
     hint: str
@@ -296,21 +301,28 @@ class _Rule:
     sock_type: int | None = None
 
 
-def _r(
+def rule(
     code: int,
     error: type[SockwireError],
     hint: str,
     ops: str | None = None,
     family: int | None = None,
     sock_type: int | None = None,
-) -> _Rule:
-    return _Rule(code, error, hint, frozenset(ops.split()) if ops else None, family, sock_type)
+) -> Rule:
+    """A translation rule: ``ops`` is a space-separated list of calls (None: any).
+
+    ``{target}`` and ``{op}`` in the hint are filled in by :func:`translate`.
+    """
+    return Rule(code, error, hint, frozenset(ops.split()) if ops else None, family, sock_type)
+
+
+_r = rule
 
 
 _SEND_OPS = "send sendall sendto sendmsg write send_fds"
 _RECV_OPS = "recv recvfrom recvmsg recv_into read recv_fds"
 
-_RULES: tuple[_Rule, ...] = (
+_RULES: tuple[Rule, ...] = (
     # connect / bind: where the target is wrong or absent. (A UNIX connect or
     # sendto to a path that is not a socket also says ECONNREFUSED: see
     # _not_a_socket, which looks at the path before these rules apply.)
@@ -391,6 +403,12 @@ _RULES: tuple[_Rule, ...] = (
     _r(
         _errno.EADDRINUSE,
         AddressInUse,
+        "this socket is already a member of that group on that interface (a ?join= given twice?)",
+        "setsockopt",
+    ),
+    _r(
+        _errno.EADDRINUSE,
+        AddressInUse,
         "another socket is bound to {target}; stop it, or choose another path",
         "bind",
         _UNIX,
@@ -433,6 +451,13 @@ _RULES: tuple[_Rule, ...] = (
         _errno.ESOCKTNOSUPPORT,
         UnsupportedError,
         "this family has no socket of that type (e.g. SEQPACKET exists only for UNIX here)",
+    ),
+    _r(
+        _errno.ENODEV,
+        AddressError,
+        "no such network interface here (`ip link` lists them); or, for ?join= without "
+        "@IF, no route to the group: name the interface, ?join=GROUP@IF",
+        "setsockopt if_nametoindex",
     ),
     _r(
         _errno.ENOPROTOOPT,
@@ -519,39 +544,10 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _r(_errno.EALREADY, WouldBlock, "a connection attempt is already in progress"),
     # sizes and resources
-    # EMSGSIZE: the limit depends on the family and type (net/unix/af_unix.c
-    # unix_dgram_sendmsg: len > sk_sndbuf - 32, for dgram and seqpacket alike;
-    # UDP: 65,535 minus the IP and UDP headers). {limit} is filled in from the
-    # socket's SO_SNDBUF when the caller could read it.
-    _r(
-        _errno.EMSGSIZE,
-        MessageTooLarge,
-        "a UNIX datagram travels in one piece of at most SO_SNDBUF minus 32 bytes"
-        "{limit}; send smaller ones, raise ?sndbuf= (the kernel caps it at "
-        "net.core.wmem_max), or use a framed stream",
-        _SEND_OPS,
-        _UNIX,
-        socket.SOCK_DGRAM,
-    ),
-    _r(
-        _errno.EMSGSIZE,
-        MessageTooLarge,
-        "a SEQPACKET message travels in one piece of at most SO_SNDBUF minus 32 bytes"
-        "{limit}; send smaller ones, raise ?sndbuf= (capped by net.core.wmem_max), or "
-        "use ?framing=sockwire, which splits long messages",
-        _SEND_OPS,
-        _UNIX,
-        socket.SOCK_SEQPACKET,
-    ),
-    _r(
-        _errno.EMSGSIZE,
-        MessageTooLarge,
-        "a UDP datagram carries at most 65,507 bytes over IPv4 (65,527 over IPv6); "
-        "send smaller ones or use a stream",
-        _SEND_OPS,
-        None,
-        socket.SOCK_DGRAM,
-    ),
+    # EMSGSIZE: the limit depends on the family and type, so each scheme's hint
+    # (schemes.py: UNIX dgram/seqpacket len > sk_sndbuf - 32 in af_unix.c; UDP
+    # 65,535 minus the headers) comes first; {limit} in a hint is filled in from
+    # the socket's own SO_SNDBUF when the failing call could read it.
     _r(
         _errno.EMSGSIZE,
         MessageTooLarge,
@@ -588,6 +584,16 @@ _RULES: tuple[_Rule, ...] = (
         "the kernel rejected an argument to {op} (a bad address, flag or option for this socket)",
     ),
 )
+
+
+def add_rules(rules: Iterable[Rule]) -> None:
+    """Put ``rules`` before the built-in ones: a scheme's hints where they differ.
+
+    The address registry calls this for each scheme's ``error_rules``; each
+    names its family, so other families keep the general hints.
+    """
+    global _RULES  # noqa: PLW0603  # one table, extended at registration time
+    _RULES = (*rules, *_RULES)
 
 
 def translate(
@@ -775,7 +781,7 @@ def _translate_tls(exc: BaseException, where: str) -> SockwireError:
     return ProtocolError(where, f"TLS failed ({reason.lower() or name}): {exc}"[:300])
 
 
-def _find_rule(code: int, op: str, family: int | None, sock_type: int | None) -> _Rule | None:
+def _find_rule(code: int, op: str, family: int | None, sock_type: int | None) -> Rule | None:
     for rule in _RULES:
         if rule.errno != code:
             continue
