@@ -50,7 +50,7 @@ import logging
 import socket
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from ..channel.core import (
@@ -202,12 +202,13 @@ class Channel:
         self._loads = self.codec.decode if self.codec.loads is not None else None
         self._pending = core.pending
         self._fd = io.fileno()
-        # the plain socket's own calls, for the hot paths (a traced or TLS seam
-        # goes through its methods, which report or decrypt)
-        plain = type(io) is SocketIO
-        raw = io.raw if isinstance(io, SocketIO) else None
-        self._raw_send = raw.send if plain and raw is not None else None
-        self._raw_recv_into = raw.recv_into if plain and raw is not None else None
+        # the seam's C-level calls where it offers them (a plain socket; a traced
+        # or TLS seam goes through its methods, which report or decrypt)
+        self._raw_recv_into: Callable[[memoryview, int], int] | None = getattr(
+            io, "recv_into", None
+        )
+        raw = io.raw if isinstance(io, SocketIO) and self._raw_recv_into is not None else None
+        self._raw_send = raw.send if raw is not None else None
         # small frames of a length-prefix stream are appended inline (as the core does)
         prefix = core.prefix
         self._fast_limit = core.fast_limit if self._dumps is None else 0
@@ -691,7 +692,7 @@ class Channel:
         core = self._core
         decoder = core.decoder
         assert decoder is not None
-        receive = core.receive
+        feed_into = decoder.feed_into
         recv_into = self._raw_recv_into
         view = self._view
         io = self._io
@@ -700,7 +701,7 @@ class Channel:
         got = 0
         try:
             for _ in range(_READS_PER_WAKEUP):
-                want = decoder.read_size()
+                want = decoder.want
                 if want > READ_SIZE:  # noqa: PLR1730  # min() costs a call
                     want = READ_SIZE
                 if recv_into is not None:
@@ -709,9 +710,15 @@ class Channel:
                     break  # no whole TLS record yet
                 else:
                     data = io.recv(want, False)
-                receive(data)
                 if not data:
-                    break  # EOF: the core is PEER_CLOSED (or raised: EOF inside a frame)
+                    core.receive(data)  # EOF: the core decides (PEER_CLOSED, or raises)
+                    break
+                # the decoder's public API, straight into the queue (as the blocking
+                # Channel does); a protocol error breaks the channel through the core
+                try:
+                    feed_into(data, pending.append)
+                except ProtocolError as exc:
+                    raise core.fail(exc) from None
                 got += len(data)
                 if (len(data) < want and not tls) or (
                     pending and self._unread + got >= self.read_limit

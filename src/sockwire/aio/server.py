@@ -20,9 +20,10 @@ What happens to a new connection, in order (nothing is read before step 3)::
                                         timeout, frame deadline; drained at shutdown
     5. await handler(channel, peer)     then channel.close()
 
-accept(2) errors follow :mod:`sockwire.server`'s policy (its docstring lists
-the errnos and why): skip the connection that died, back off
-``ACCEPT_BACKOFF`` on EMFILE/ENFILE/ENOBUFS/ENOMEM, end ``serve_forever``
+accept(2) errors: :mod:`sockwire.accepting` decides, as for the blocking
+server and the CLI (its table lists the errnos and why): skip the
+connection that died, back off ``ACCEPT_BACKOFF`` on EMFILE/ENFILE/ENOBUFS/
+ENOMEM (or until one of our connections closes), end ``serve_forever``
 with anything else.
 
 Datagram endpoints (``unix+dgram:``, ``udp://``) call ``handler(message,
@@ -50,6 +51,7 @@ from typing import Any
 
 from .. import secure, unix
 from .. import server as _sync
+from ..accepting import ACCEPT_BACKOFF, on_accept_error
 from ..address import Endpoint, parse
 from ..channel import ChannelCore, ReadLimits
 from ..codecs import get_codec
@@ -282,15 +284,14 @@ class Server:
                     conn, peer = unix.accept_checked(listener, self._admit)
                 else:
                     conn, peer = listener.accept()
-            except WouldBlock:
-                return
             except SockwireError as exc:
-                if self._stopping:
-                    return
-                if exc.errno in _sync._BACKOFF_ERRNOS:
+                action = on_accept_error(exc)
+                if action == "again" or self._stopping:
+                    return  # taken by another process, or a refused peer was the only one
+                if action == "backoff":
                     self._accept_backoff(exc)
                     return
-                if exc.errno in _sync._SKIP_ERRNOS:
+                if action == "skip":
                     log.debug("%s: a connection died before accept: %s", self.name, exc)
                     continue
                 log.exception("%s: accept failed, the server stops", self.name)
@@ -310,13 +311,13 @@ class Server:
                 "%s: accept failed (%s), backing off %g s (%d times so far): %s",
                 self.name,
                 exc.errno_name,
-                _sync.ACCEPT_BACKOFF,
+                ACCEPT_BACKOFF,
                 stats.accept_backoffs,
                 exc.hint,
             )
         self._pause_accepting()
         assert self._loop is not None
-        self._backoff = self._loop.call_later(_sync.ACCEPT_BACKOFF, self._end_backoff)
+        self._backoff = self._loop.call_later(ACCEPT_BACKOFF, self._end_backoff)
 
     def _end_backoff(self) -> None:
         self._backoff = None
@@ -388,7 +389,10 @@ class Server:
     def _finished(self, key: int) -> None:
         if self._conns.pop(key, None) is not None:
             self.stats.active -= 1
-        if not self._stopping and self._backoff is None:
+        if self._backoff is not None:  # a descriptor came free: try again now
+            self._backoff.cancel()
+            self._backoff = None
+        if not self._stopping:
             self._resume_accepting()
 
     # ---- datagrams

@@ -36,7 +36,7 @@ systemd: (a passed listener, or one passed connection).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options, add_server_options, count_type
+    from .options import add_family_options, add_io_options, add_server_options, count_type
 
     parser.description = DESCRIPTION
     parser.add_argument("listen", metavar="LISTEN", help="where clients come from")
@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit after N connections (datagram senders) have been relayed and closed",
     )
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,16 +77,14 @@ def _relay(
     target_ep: Endpoint,
     adopted: Socket | None,
 ) -> int:
-    import contextlib
     import socket
-    import sys
     from dataclasses import replace
 
     from ..address import PACKET_FRAMINGS, STREAM_FRAMINGS
     from ..errors import SockwireError, UnsupportedError
     from ..sock import Peer
     from .exitcodes import UsageError
-    from .observe import Observer
+    from .observe import Observer, line
     from .options import check_framing, packet_framing
     from .pump import (
         Acceptor,
@@ -137,12 +136,10 @@ def _relay(
     use_splice = not (opts.watching or opts.peek or opts.send_flags) and not message
 
     def report(text: str) -> None:
-        with contextlib.suppress(OSError):
-            sys.stderr.write(f"sockwire: relay: {text}\n")
-            sys.stderr.flush()
+        line("report", f"relay: {text}")
 
     def summary() -> None:
-        report(stats.summary())
+        line("summary", f"relay: {stats.summary()}", **stats.to_dict())
 
     # the connect to TARGET runs inside the loop, so it is always bounded:
     # by --timeout/?timeout=, else by CONNECT_TIMEOUT
