@@ -9,6 +9,12 @@ before the first request), then each does R request/replies in order and
 checks every reply; it prints one JSON line: messages, lost, duplicated,
 out of order, errors, seconds, requests per second.
 
+``trickle IMPL LOOP ENDPOINT --connections N --interval S`` is the slow-loris
+load: N connections each send one byte of a len32 frame that never
+completes, one byte every S seconds; it prints ``connected N`` once all are
+open, then one JSON line once the server has closed them all (or after 60 s):
+how many it closed and how long after each connection's first byte.
+
 IMPL is ``aio`` (sockwire.aio) or ``streams`` (plain asyncio streams with
 ``readexactly``, the same len32 frames); LOOP is ``asyncio`` or ``uvloop``.
 Used by ``sockwire bench async``, by ``tests/test_aio_load.py`` (1,000
@@ -19,15 +25,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
+import shutil
 import struct
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["main"]
+from .harness import Params
+
+__all__ = ["case_runner", "main"]
 
 _HEAD = struct.Struct("!I")
 _ID = struct.Struct("!II")  # connection number, request number
@@ -242,6 +255,61 @@ async def _streams_client(endpoint: str, args: argparse.Namespace) -> dict[str, 
     return _report(tally, args, seconds)
 
 
+async def _trickle(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
+    """N connections, one byte each per interval, until the server closes them (max 60 s)."""
+    from sockwire import aio
+    from sockwire.aio import dial
+    from sockwire.errors import SockwireError
+
+    gate = asyncio.Semaphore(args.connect_concurrency)
+
+    async def opened(_: int) -> aio.Socket:
+        async with gate:
+            return aio.Socket.wrap(await dial.connect(endpoint, timeout=30))
+
+    socks = await asyncio.gather(*(opened(n) for n in range(args.connections)))
+    frame = _HEAD.pack(1000)  # a frame of 1,000 bytes: 504 s at this pace, never whole
+    sys.stdout.write(f"connected {len(socks)}\n")
+    sys.stdout.flush()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    closed_after: list[float] = []
+
+    async def watch(sock: aio.Socket) -> None:
+        try:
+            while await sock.recv(100):
+                pass
+        except SockwireError:
+            pass  # reset: closed too
+        closed_after.append(loop.time() - started)
+
+    watchers = [asyncio.create_task(watch(sock)) for sock in socks]
+    sent = 0
+    try:
+        while len(closed_after) < len(socks) and loop.time() - started < 60:
+            for sock, task in zip(socks, watchers, strict=True):
+                if task.done():
+                    continue
+                byte = frame[sent] if sent < len(frame) else 0
+                with contextlib.suppress(SockwireError):  # closed meanwhile: its watcher notes it
+                    await sock.send(bytes([byte]))
+            sent += 1
+            await asyncio.sleep(args.interval)  # the trickle's pace, not synchronisation
+    finally:
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        for sock in socks:
+            sock.close()
+    return {
+        "connections": len(socks),
+        "closed": len(closed_after),
+        "first_close_s": min(closed_after, default=0.0),
+        "last_close_s": max(closed_after, default=0.0),
+        "bytes_sent_each": sent,
+    }
+
+
 def _report(tally: _Tally, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     expected = args.connections * args.requests
     return {
@@ -264,9 +332,68 @@ def _report(tally: _Tally, args: argparse.Namespace, seconds: float) -> dict[str
 # --------------------------------------------------------------------------
 
 
+def case_runner(impl: str, loop: str, connections: int) -> Callable[[Params], dict[str, float]]:
+    """A bench Case.run: a server process and a client process (each pinned to its
+    core where there are two), ``params.count`` request/replies spread over
+    ``connections``; the client's requests per second."""
+
+    def run(params: Params) -> dict[str, float]:
+        workdir = tempfile.mkdtemp(prefix="sockwire-bench-aio-")
+        endpoint = f"unix:{workdir}/bench.sock"
+        base = [sys.executable, "-m", "sockwire.bench.aioload"]
+        server = subprocess.Popen(
+            [*base, "server", impl, loop, endpoint, *_cpu_args(params.cpu_parent)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            if not line.startswith("ready "):
+                raise RuntimeError(f"the {impl} server did not start")
+            client = subprocess.run(
+                [
+                    *base,
+                    "client",
+                    impl,
+                    loop,
+                    line.split(" ", 1)[1].strip(),
+                    "--connections",
+                    str(connections),
+                    "--requests",
+                    str(max(1, params.count // connections)),
+                    "--size",
+                    str(params.size),
+                    *_cpu_args(params.cpu_child),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            if client.returncode != 0:
+                raise RuntimeError(f"the {impl} client failed: {client.stderr.strip()[-300:]}")
+            report = json.loads(client.stdout.strip().splitlines()[-1])
+            if report["error_count"] or report["lost"] or report["duplicated"]:
+                raise RuntimeError(f"the {impl} run lost or broke messages: {report}")
+            return {"req_per_s": float(report["req_per_s"])}
+        finally:
+            server.kill()
+            server.communicate()
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    return run
+
+
+def _cpu_args(cpu: int | None) -> list[str]:
+    return [] if cpu is None else ["--cpu", str(cpu)]
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sockwire.bench.aioload")
-    parser.add_argument("role", choices=("server", "client"))
+    parser.add_argument("role", choices=("server", "client", "trickle"))
     parser.add_argument("impl", choices=("aio", "streams"))
     parser.add_argument("loop", choices=("asyncio", "uvloop"))
     parser.add_argument("endpoint")
@@ -277,11 +404,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-connections", type=int, default=20_000)
     parser.add_argument("--frame-deadline", type=float, default=60.0)
     parser.add_argument("--backlog", type=int, default=4096)
+    parser.add_argument("--interval", type=float, default=0.5)
+    parser.add_argument("--cpu", type=int, default=None, help="pin this process to one core")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     from sockwire.aio import run
 
     runners = {
@@ -289,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         ("server", "streams"): _streams_server,
         ("client", "aio"): _aio_client,
         ("client", "streams"): _streams_client,
+        ("trickle", "aio"): _trickle,
+        ("trickle", "streams"): _trickle,
     }
     chosen = runners[(args.role, args.impl)]
     result = run(chosen(args.endpoint, args), loop=args.loop)

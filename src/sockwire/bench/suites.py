@@ -1,7 +1,6 @@
 """The benchmark suites: which cases run, with which driver, and which ratios matter.
 
-A new suite is one function here returning Suites (an ``async`` suite will
-join when sockwire's asyncio API exists).
+A new suite is one function here returning Suites.
 """
 
 from __future__ import annotations
@@ -9,7 +8,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 
-from . import contenders, drivers, peers
+from . import aioload, contenders, drivers, peers
 from .harness import Case, Comparison, Params, Suite
 
 __all__ = ["SUITES", "build"]
@@ -191,11 +190,66 @@ def memory() -> list[Suite]:
     ]
 
 
+def async_() -> list[Suite]:
+    """Request/reply throughput of sockwire.aio against plain asyncio streams.
+
+    Both sides of each case are the implementation named: an aio.serve echo
+    server and aio.connect clients, or asyncio.start_server and
+    open_connection with ``readexactly`` (the same len32 frames), over a UNIX
+    socket; server and clients in separate processes, on the default loop
+    and on uvloop, with 50 and 1,000 connections each doing its requests one
+    at a time.
+    """
+    cases = []
+    for connections in (50, 1000):
+        for loop, tag in (("asyncio", ""), ("uvloop", "-uvloop")):
+            for impl, group, name in (
+                ("aio", "sockwire", "sockwire.aio"),
+                ("streams", "peer", "asyncio streams"),
+            ):
+                loop_name = "uvloop" if tag else "default loop"
+                cases.append(
+                    Case(
+                        f"{impl}{tag}-{connections}",
+                        f"{name}, {loop_name}, {connections} connections",
+                        group,
+                        run=aioload.case_runner(impl, loop, connections),
+                        missing=_uvloop_missing if tag else (lambda: None),
+                    )
+                )
+    comparisons = [
+        Comparison(f"aio-{n}", f"streams-{n}", "req_per_s", 1.0) for n in (50, 1000)
+    ] + [
+        Comparison(f"aio-uvloop-{n}", f"streams-uvloop-{n}", "req_per_s", 1.5) for n in (50, 1000)
+    ]
+    return [
+        Suite(
+            "async",
+            "asyncio request/reply, 64 B, one request at a time per connection (higher is better)",
+            [("req_per_s", "req/s", True)],
+            cases,
+            comparisons,
+            None,
+            full=Params(64, 100_000, None, None),
+            quick=Params(64, 10_000, None, None),
+        )
+    ]
+
+
+def _uvloop_missing() -> str | None:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "uvloop is not installed (pip install 'sockwire[uvloop]')"
+    return None
+
+
 SUITES: dict[str, Callable[[], list[Suite]]] = {
     "latency": latency,
     "throughput": throughput,
     "relay": relay,
     "memory": memory,
+    "async": async_,
 }
 
 
