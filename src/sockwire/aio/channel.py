@@ -180,6 +180,7 @@ class Channel:
         "_flushed",
         "_flusher",
         "_heads",
+        "_idle",
         "_io",
         "_limits_at",
         "_limits_handle",
@@ -272,6 +273,7 @@ class Channel:
         self._recv_error: SockwireError | None = None  # raised once, by the next recv
         self._timer: ReadTimer | None = None
         self._mid = False  # (with read limits) part of a message has arrived
+        self._idle = False  # (with read limits) an idle limit is set
         self._limits_at = 0.0
         self._limits_handle: asyncio.TimerHandle | None = None
         self._draining = False
@@ -445,7 +447,9 @@ class Channel:
                 if len(out) < _FLUSH_AT:
                     if not self._dirty:
                         self._dirty = True
-                        flusher.add(self)
+                        flusher.dirty.append(self)  # flusher.add(self), inline
+                        if flusher.handle is None:
+                            flusher.handle = flusher.loop.call_soon(flusher.run)
                     return
                 writes = [[core.take()]]
             else:
@@ -688,10 +692,27 @@ class Channel:
                     core.check("recv")
                 if self._draining and not core.in_message():
                     raise core.draining(self.label)
-                if core.out or self._units:
-                    self._write_out()  # the peer may wait for it before it answers
+                out = core.out
+                if out or self._units:  # the peer may wait for it before it answers
+                    send = self._raw_send
+                    if send is not None and not self._units:
+                        # _write_out()'s common case, inline: the round trip's one write
+                        data = bytes(out)
+                        del out[:]
+                        try:
+                            sent = send(data, _DONTWAIT)
+                        except BlockingIOError:
+                            sent = 0
+                        except OSError as exc:
+                            raise self._write_failed(exc) from exc
+                        if sent < len(data):
+                            self._units.append([memoryview(data)[sent:]])
+                            self._queued += len(data) - sent
+                            self._after_write()
+                    else:
+                        self._write_out()
                 timer = self._timer
-                if timer is not None and (self._mid or timer.limits.idle is not None):
+                if timer is not None and (self._mid or self._idle):
                     self._arm_limits(loop)
                 fut = loop.create_future()
                 self._waiters.append(fut)
@@ -780,8 +801,11 @@ class Channel:
             self._read_broken()
             return
         if got:
-            if self._timer is not None:
-                self._received(decoder.in_frame)
+            timer = self._timer
+            if timer is not None:
+                mid = decoder.in_frame
+                if mid or self._mid or self._idle:
+                    self._received(mid)
             self._unread += got
             if pending and self._unread >= self.read_limit:
                 self._stop_reading()
@@ -840,10 +864,14 @@ class Channel:
             self._wake()
 
     def _received(self, mid: bool) -> None:
-        """Bytes came (read limits): the idle clock restarts, a new message's clock starts."""
+        """Bytes came (read limits): the idle clock restarts, a new message's clock starts.
+
+        Nothing to do between whole messages without an idle limit (the
+        callers test that first: the hot path).
+        """
         timer = self._timer
         assert timer is not None
-        if mid or self._mid or timer.limits.idle is not None:
+        if mid or self._mid or self._idle:
             loop = self._loop
             assert loop is not None
             timer.received(loop.time(), self._mid, mid, bool(self._pending))
@@ -873,6 +901,7 @@ class Channel:
         """Put ``limits`` (idle, frame; ``stop_fd`` is ignored) on every later ``recv``."""
         now = self._loop.time() if self._loop is not None else asyncio.get_running_loop().time()
         self._timer = None if limits is None else ReadTimer(limits, now)
+        self._idle = limits is not None and limits.idle is not None
         self._mid = self._core.in_message()
         if self._limits_handle is not None:
             self._limits_handle.cancel()

@@ -7,7 +7,9 @@ statistics and its peak resident memory (VmHWM). ``client IMPL LOOP
 ENDPOINT --connections N --requests R`` opens N connections (all of them
 before the first request), then each does R request/replies in order and
 checks every reply; it prints one JSON line: messages, lost, duplicated,
-out of order, errors, seconds, requests per second.
+out of order, errors, seconds, requests per second. ``--window W`` keeps W
+requests in flight per connection (each reply lets the next one go), as a
+pipelining client does; 1 is one at a time.
 
 ``trickle IMPL LOOP ENDPOINT --connections N --interval S`` is the slow-loris
 load: N connections each send one byte of a len32 frame that never
@@ -133,7 +135,24 @@ async def _streams_server(endpoint: str, args: argparse.Namespace) -> dict[str, 
     return count
 
 
+_READY_CPU = [0.0]
+
+
+def _mark(what: str) -> None:
+    """A line the bench runner waits for, to read the server's CPU at that moment."""
+    sys.stdout.write(what + "\n")
+    sys.stdout.flush()
+
+
+def _process_cpu(pid: int) -> float:
+    """utime + stime of process ``pid`` in seconds (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ready(endpoint: str) -> None:
+    _READY_CPU[0] = _cpu()  # what start-up cost is not the load's
     sys.stdout.write(f"ready {endpoint}\n")
     sys.stdout.flush()
 
@@ -199,21 +218,29 @@ async def _aio_client(endpoint: str, args: argparse.Namespace) -> dict[str, Any]
     async def work(conn: int, channel: aio.Channel) -> None:
         send = channel.send
         recv = channel.recv
-        for i in range(args.requests):
+        total = args.requests
+        ahead = min(args.window, total)
+        for i in range(ahead):  # the window: requests in flight before the first reply
             await send(_ID.pack(conn, i) + pad)
+        for i in range(total):
             _check(tally, conn, i, await recv())
+            if ahead < total:
+                await send(_ID.pack(conn, ahead) + pad)
+                ahead += 1
 
-    started = time.monotonic()
+    _mark("working")
+    started, cpu = time.monotonic(), _cpu()
     results = await asyncio.gather(
         *(work(n, ch) for n, ch in enumerate(channels)), return_exceptions=True
     )
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, _cpu() - cpu
+    _mark("finished")
     for result in results:
         if isinstance(result, BaseException):
             tally.errors.append(f"{type(result).__name__}: {result}")
     for channel in channels:
         await channel.close()
-    return _report(tally, args, seconds)
+    return _report(tally, args, seconds, cpu)
 
 
 async def _streams_client(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -234,25 +261,35 @@ async def _streams_client(endpoint: str, args: argparse.Namespace) -> dict[str, 
     pad = b"\0" * max(0, args.size - _ID.size)
 
     async def work(conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for i in range(args.requests):
+        total = args.requests
+        ahead = min(args.window, total)
+        for i in range(ahead):  # the window: requests in flight before the first reply
             body = _ID.pack(conn, i) + pad
             writer.write(_HEAD.pack(len(body)) + body)
-            await writer.drain()
+        await writer.drain()
+        for i in range(total):
             head = await reader.readexactly(4)
             _check(tally, conn, i, await reader.readexactly(_HEAD.unpack(head)[0]))
+            if ahead < total:
+                body = _ID.pack(conn, ahead) + pad
+                writer.write(_HEAD.pack(len(body)) + body)
+                await writer.drain()
+                ahead += 1
 
-    started = time.monotonic()
+    _mark("working")
+    started, cpu = time.monotonic(), _cpu()
     results = await asyncio.gather(
         *(work(n, r, w) for n, (r, w) in enumerate(conns)), return_exceptions=True
     )
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, _cpu() - cpu
+    _mark("finished")
     for result in results:
         if isinstance(result, BaseException):
             tally.errors.append(f"{type(result).__name__}: {result}")
     for _, writer in conns:
         writer.close()
         await writer.wait_closed()
-    return _report(tally, args, seconds)
+    return _report(tally, args, seconds, cpu)
 
 
 async def _trickle(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -310,7 +347,7 @@ async def _trickle(endpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _report(tally: _Tally, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
+def _report(tally: _Tally, args: argparse.Namespace, seconds: float, cpu: float) -> dict[str, Any]:
     expected = args.connections * args.requests
     return {
         "connections": args.connections,
@@ -323,6 +360,7 @@ def _report(tally: _Tally, args: argparse.Namespace, seconds: float) -> dict[str
         "error_count": len(tally.errors),
         "seconds": seconds,
         "req_per_s": tally.messages / seconds if seconds > 0 else 0.0,
+        "work_cpu_s": cpu,
         "peak_rss_kib": _vm("VmHWM"),
     }
 
@@ -332,14 +370,19 @@ def _report(tally: _Tally, args: argparse.Namespace, seconds: float) -> dict[str
 # --------------------------------------------------------------------------
 
 
-def case_runner(impl: str, loop: str, connections: int) -> Callable[[Params], dict[str, float]]:
+def case_runner(
+    impl: str, loop: str, connections: int, window: int = 1
+) -> Callable[[Params], dict[str, float]]:
     """A bench Case.run: a server process and a client process (each pinned to its
     core where there are two), ``params.count`` request/replies spread over
-    ``connections``; the client's requests per second."""
+    ``connections`` with ``window`` in flight on each; the client's requests per
+    second, and the CPU both processes spent per request (less noisy than wall
+    time on a shared machine)."""
 
     def run(params: Params) -> dict[str, float]:
         workdir = tempfile.mkdtemp(prefix="sockwire-bench-aio-")
         endpoint = f"unix:{workdir}/bench.sock"
+        errors = open(f"{workdir}/client.err", "w+")  # noqa: SIM115  # closed in finally
         base = [sys.executable, "-m", "sockwire.bench.aioload"]
         server = subprocess.Popen(
             [*base, "server", impl, loop, endpoint, *_cpu_args(params.cpu_parent)],
@@ -353,7 +396,7 @@ def case_runner(impl: str, loop: str, connections: int) -> Callable[[Params], di
             line = server.stdout.readline()
             if not line.startswith("ready "):
                 raise RuntimeError(f"the {impl} server did not start")
-            client = subprocess.run(
+            client = subprocess.Popen(
                 [
                     *base,
                     "client",
@@ -366,22 +409,48 @@ def case_runner(impl: str, loop: str, connections: int) -> Callable[[Params], di
                     str(max(1, params.count // connections)),
                     "--size",
                     str(params.size),
+                    "--window",
+                    str(window),
                     *_cpu_args(params.cpu_child),
                 ],
-                capture_output=True,
+                stdout=subprocess.PIPE,
+                stderr=errors,
                 text=True,
-                timeout=600,
-                check=False,
             )
-            if client.returncode != 0:
-                raise RuntimeError(f"the {impl} client failed: {client.stderr.strip()[-300:]}")
-            report = json.loads(client.stdout.strip().splitlines()[-1])
+            stdout = client.stdout
+            assert stdout is not None
+            try:
+                marks = {}
+                for _ in range(2):  # the server's CPU at the start and the end of the work
+                    mark = stdout.readline().strip()
+                    if mark not in ("working", "finished"):
+                        break
+                    marks[mark] = _process_cpu(server.pid)
+                out = stdout.read()  # the rest (communicate() would skip what
+                client.wait(600)  # readline() already buffered)
+            finally:
+                client.kill()
+                client.wait()
+                stdout.close()
+            errors.seek(0)
+            err = errors.read()
+            lines = out.strip().splitlines()
+            if client.returncode != 0 or len(marks) != 2 or not lines:
+                detail = (err.strip() or f"exit {client.returncode}, marks {sorted(marks)}")[-300:]
+                raise RuntimeError(f"the {impl} client failed: {detail}")
+            report = json.loads(lines[-1])
             if report["error_count"] or report["lost"] or report["duplicated"]:
                 raise RuntimeError(f"the {impl} run lost or broke messages: {report}")
-            return {"req_per_s": float(report["req_per_s"])}
+            server_cpu = marks["finished"] - marks["working"]
+            cpu = server_cpu + float(report["work_cpu_s"])
+            return {
+                "req_per_s": float(report["req_per_s"]),
+                "cpu_us_per_req": cpu * 1e6 / max(1, report["messages"]),
+            }
         finally:
             server.kill()
             server.communicate()
+            errors.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
     return run
@@ -400,6 +469,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=1,
+        help="requests in flight per connection (1: one at a time)",
+    )
     parser.add_argument("--connect-concurrency", type=int, default=256)
     parser.add_argument("--max-connections", type=int, default=20_000)
     parser.add_argument("--frame-deadline", type=float, default=60.0)
@@ -429,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         result["peak_rss_kib"] = _vm("VmHWM")
         result["rss_kib"] = _vm("VmRSS")
     result["cpu_s"] = _cpu()
+    if args.role == "server":
+        result["work_cpu_s"] = result["cpu_s"] - _READY_CPU[0]
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
 
