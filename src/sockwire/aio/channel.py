@@ -389,8 +389,11 @@ class Channel:
     # ---- the loop
 
     def _bind(self) -> asyncio.AbstractEventLoop:
-        """Attach to the running loop (first use) and start reading."""
+        """Attach to the running loop (first use) and start reading; later, check it is
+        the same loop (on every wait: a send that queues without waiting does not)."""
         loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return loop
         if self._loop is None:
             self._loop = loop
             self._flusher = _flusher(loop)
@@ -496,7 +499,7 @@ class Channel:
         On ``timeout`` (TimeoutError) or cancellation what is not written
         stays queued, in order, and keeps going out.
         """
-        loop = self._loop or self._bind()
+        loop = self._bind()
         core = self._core
         deadline = None if timeout is None else loop.time() + timeout
         core.check("flush")
@@ -516,7 +519,7 @@ class Channel:
                 self._raise_send_error()
 
     async def _wait_room(self, timeout: float | None, op: str) -> None:
-        loop = self._loop or self._bind()
+        loop = self._bind()
         deadline = None if timeout is None else loop.time() + timeout
         while self._queued >= self.write_limit:
             if not self._core.sendable:
@@ -681,7 +684,7 @@ class Channel:
         pending = self._pending
         if not pending:
             # wait for the reader callback (one coroutine frame: the hot path)
-            loop = self._loop or self._bind()
+            loop = self._bind()
             core = self._core
             deadline = None if timeout is None else loop.time() + timeout
             while not pending:

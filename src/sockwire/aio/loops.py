@@ -65,7 +65,12 @@ def run(
     default executor and every task left running are closed afterwards, as
     :func:`asyncio.run` does.
     """
-    factory = loop_factory(loop)
+    try:
+        factory = loop_factory(loop)
+    except BaseException:
+        if not callable(main):
+            main.close()  # never started: no "never awaited" warning on top of the error
+        raise
     coro = main() if callable(main) else main
     with asyncio.Runner(debug=debug, loop_factory=factory) as runner:
         return runner.run(coro)
