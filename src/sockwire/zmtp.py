@@ -46,7 +46,8 @@ Interop notes (libzmq 4.3 is the reference peer):
 - We send the whole greeting at once (RFC 37 "second case"): we do not talk
   to ZMTP 1.0/2.0 peers, and refuse a major version below 3 at byte 10.
 - The signature is checked strictly (0xFF at byte 0, 0x7F at byte 9); the
-  padding is never interpreted.
+  padding is never interpreted, nor is the as-server bit (libzmq 4.3 sends 0
+  as a PLAIN server).
 - Subscriptions go as SUBSCRIBE/CANCEL commands to 3.1 peers and as message
   frames starting 0x01/0x00 to 3.0 peers; both forms are accepted from either.
 - Commands between the frames of a multipart message are processed, not
@@ -275,13 +276,9 @@ class Mechanism:
         self._metadata = b""
 
     def check_peer(self, peer_as_server: bool) -> None:
-        """Refuse a greeting whose role does not fit ours."""
-        if peer_as_server == self.as_server:
-            side = "server" if self.as_server else "client"
-            raise ProtocolError(
-                f"ZMTP {self.name.decode()} peer is also a {side}",
-                "one side must be the server (as-server 1) and the other the client",
-            )
+        """The peer's as-server bit is not checked: libzmq 4.3 sends 0 even as a PLAIN
+        server (seen with pyzmq 27), and checks nothing itself. Roles come from our
+        configuration; two clients fail at the first command out of order."""
 
     def start(self, metadata: bytes) -> list[bytes]:
         self._metadata = metadata
@@ -308,12 +305,6 @@ class Null(Mechanism):
     """RFC 37's NULL: both sides send READY; no authentication, no encryption."""
 
     name = b"NULL"
-
-    def check_peer(self, peer_as_server: bool) -> None:
-        if peer_as_server:
-            raise ProtocolError(
-                "ZMTP NULL peer claims to be a server", "NULL requires as-server 0 on both sides"
-            )
 
     def start(self, metadata: bytes) -> list[bytes]:
         super().start(metadata)
