@@ -9,7 +9,9 @@ a ``send`` that does not wait serves them at least every
 long time lets its kernel buffers fill, and peers wait, as with any
 unserved socket; heartbeats resume on the next call.
 
-Like a libzmq socket, one ``Socket`` belongs to one thread at a time.
+Like a libzmq socket, one ``Socket`` belongs to one thread: the one that
+made it. The sockets one thread made are served together (a REQ and a REP
+in one thread talk to each other); each thread has its own such loop.
 
 Platform decisions, written where they are made:
 
@@ -28,7 +30,9 @@ import errno
 import logging
 import select
 import socket
+import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -156,6 +160,8 @@ class Socket:
         self._connectors: list[_Connector] = []
         self._closed = False
         self._last_service = 0.0
+        self._loop = _this_threads_loop()
+        self._loop.add(self)
         self.endpoints: list[str] = []
         try:
             for topic in (*subscribe, *(ep.subscriptions if ep else ())):
@@ -358,6 +364,7 @@ class Socket:
                 listener.sock.close()
             self._listeners.clear()
             self._connectors.clear()
+            self._loop.remove(self)
 
     def __enter__(self) -> Socket:
         return self
@@ -377,55 +384,51 @@ class Socket:
             raise ClosedError(f"ZeroMQ {self._core.type} socket is closed", "open a new one")
 
     def _step(self, now: float, wait: float | None) -> None:
-        """One round: due connects, deadlines, then wait up to ``wait`` for I/O and serve it."""
+        """One round of this thread's loop (every socket made in this thread)."""
+        self._loop.step(now, wait)
+
+    def _prepare(self, now: float) -> None:
+        """Due connects and deadlines, before a round's poll."""
         self._last_service = now
-        core = self._core
         for connector in self._connectors:
             if connector.peer is None and connector.pending is None and now >= connector.due:
                 self._start_connect(connector, now)
             elif connector.peer is not None and connector.peer.ready:
                 connector.backoff.reset()
-        core.tick(now)
+        self._core.tick(now)
         self._reap(now)
-        poller = select.poll()
-        fds: dict[int, object] = {}
+
+    def _register(self, poller: select.poll, fds: dict[int, tuple[Socket, object]]) -> None:
         for listener in self._listeners:
             fd = listener.sock.fileno()
             poller.register(fd, _POLLIN)
-            fds[fd] = listener
+            fds[fd] = (self, listener)
         for connector in self._connectors:
             if connector.pending is not None:
                 fd = connector.pending.fileno()
                 poller.register(fd, _POLLOUT)
-                fds[fd] = connector
-        for peer in core.peers:
+                fds[fd] = (self, connector)
+        for peer in self._core.peers:
             transport: _Transport = peer.handle  # type: ignore[assignment]
             mask = (_POLLIN if peer.wants_input else 0) | (_POLLOUT if peer.out else 0)
             fd = transport.raw.fileno()
             poller.register(fd, mask)
-            fds[fd] = peer
-        limit = core.next_deadline()
+            fds[fd] = (self, peer)
+
+    def _deadline(self) -> float | None:
+        limit = self._core.next_deadline()
         for connector in self._connectors:
             if connector.peer is None and connector.pending is None:
                 limit = connector.due if limit is None else min(limit, connector.due)
-        if limit is not None:
-            until = max(0.0, limit - now)
-            wait = until if wait is None else min(wait, until)
-        ms = -1 if wait is None else int(wait * 1000 + 0.999)
-        try:
-            ready = poller.poll(ms)
-        except InterruptedError:  # PEP 475 retries; kept for clarity on old kernels
-            ready = []
-        now = time.monotonic()
-        for fd, flags in ready:
-            thing = fds.get(fd)
-            if isinstance(thing, Peer):
-                self._serve_peer(thing, flags, now)
-            elif isinstance(thing, _Listener):
-                self._accept(thing, now)
-            elif isinstance(thing, _Connector):
-                self._finish_connect(thing, now)
-        self._reap(now)
+        return limit
+
+    def _dispatch(self, thing: object, flags: int, now: float) -> None:
+        if isinstance(thing, Peer):
+            self._serve_peer(thing, flags, now)
+        elif isinstance(thing, _Listener):
+            self._accept(thing, now)
+        elif isinstance(thing, _Connector):
+            self._finish_connect(thing, now)
 
     def _serve_peer(self, peer: Peer, flags: int, now: float) -> None:
         transport: _Transport = peer.handle  # type: ignore[assignment]
@@ -475,7 +478,7 @@ class Socket:
             self._write(peer)  # best effort: an ERROR command the peer should see
         reason = peer.closing or "closed"
         if peer.closing and not self._closed:
-            level = logging.INFO if "closed the connection" in reason else logging.WARNING
+            level = logging.WARNING if peer.failed else logging.INFO
             log.log(level, "zmq %s peer %s: %s", self._core.type, peer.label, reason)
             self._note(f"drop {peer.label}: {reason}")
         transport.sock.close()
@@ -598,6 +601,63 @@ class Socket:
     def _note(self, text: str) -> None:
         if self._trace is not None:
             self._trace(f"zmq {self._core.type} {text}")
+
+
+class _Loop:
+    """The sockets made in one thread, served together by whichever of them waits.
+
+    Without it two sockets of one thread (a REQ and the REP it talks to, in a
+    test or a small program) would deadlock: each waits in its own poll while
+    the other's handshake needs serving. Sockets of other threads have their
+    own loop and never touch this one.
+    """
+
+    def __init__(self) -> None:
+        self.sockets: list[weakref.ref[Socket]] = []
+
+    def add(self, sock: Socket) -> None:
+        self.sockets = [r for r in self.sockets if r() is not None]
+        self.sockets.append(weakref.ref(sock))
+
+    def remove(self, sock: Socket) -> None:
+        self.sockets = [r for r in self.sockets if r() is not None and r() is not sock]
+
+    def live(self) -> list[Socket]:
+        return [s for s in (r() for r in self.sockets) if s is not None and not s._closed]
+
+    def step(self, now: float, wait: float | None) -> None:
+        """Deadlines of every socket, one poll over all their fds, then serve what is ready."""
+        sockets = self.live()
+        poller = select.poll()
+        fds: dict[int, tuple[Socket, object]] = {}
+        limit: float | None = None
+        for sock in sockets:
+            sock._prepare(now)
+            sock._register(poller, fds)
+            when = sock._deadline()
+            if when is not None and (limit is None or when < limit):
+                limit = when
+        if limit is not None:
+            until = max(0.0, limit - now)
+            wait = until if wait is None else min(wait, until)
+        ms = -1 if wait is None else int(wait * 1000 + 0.999)
+        ready = poller.poll(ms)  # EINTR is retried by Python (PEP 475)
+        now = time.monotonic()
+        for fd, flags in ready:
+            owner, thing = fds[fd]
+            owner._dispatch(thing, flags, now)
+        for sock in sockets:
+            sock._reap(now)
+
+
+_loops = threading.local()
+
+
+def _this_threads_loop() -> _Loop:
+    loop: _Loop | None = getattr(_loops, "loop", None)
+    if loop is None:
+        loop = _loops.loop = _Loop()
+    return loop
 
 
 def _address(ep: ZmqEndpoint) -> tuple[int, object]:

@@ -164,6 +164,7 @@ class Peer:
     peer_ttl: float = 0.0
     next_ping: float | None = None
     closing: str | None = None  # why the core wants it closed (the driver closes it)
+    failed: bool = False  # closing for a protocol or authentication failure
 
     @property
     def wants_input(self) -> bool:
@@ -260,6 +261,7 @@ class SocketCore:
             events = peer.conn.feed(data)
         except (ProtocolError, PermissionDenied) as exc:
             peer.closing = str(exc)
+            peer.failed = True
             self._flush(peer)
             return
         if peer.conn.pending:
@@ -299,8 +301,7 @@ class SocketCore:
             # ZMQ_REQ_RELAXED behaviour; strict REQ would wait forever)
             self._req_peer = None
             self.req_state = "IDLE"
-        if self._rep_reply is not None and self._rep_reply[0] is peer:
-            self._rep_reply = None
+        # a REP whose requester went away still owes a reply: send() drops it
 
     def wrote(self, peer: Peer, count: int) -> None:
         """The driver wrote ``count`` bytes of ``peer.out``."""
@@ -496,8 +497,14 @@ class SocketCore:
 
     def _subscription(self, topic: bytes, on: bool) -> None:
         if on:
+            try:
+                self._own_topics.add(topic)
+            except ProtocolError:
+                raise InvalidOperation(
+                    f"subscription number {MAX_TOPICS + 1}",
+                    f"a socket holds at most {MAX_TOPICS} topics; subscribe to a shorter prefix",
+                ) from None
             self._subscriptions.append(topic)
-            self._own_topics.add(topic)
         else:
             if topic not in self._subscriptions:
                 return
