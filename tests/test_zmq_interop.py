@@ -1,6 +1,7 @@
 """sockwire.zmq against libzmq (a pyzmq process): every pair, either side, tcp and ipc, NULL/PLAIN.
 
-10,000 messages per pair; reliable patterns lose none and keep order. The
+10,000 messages per pair; reliable patterns lose none and keep order. CURVE
+(PyNaCl here, libsodium in libzmq) over tcp for every pair too. The
 pyzmq side runs in a process per test (tests/zmq_peer.py) driven by JSON
 lines; the sockwire side runs here. PUB/SUB pairs warm up until the
 subscription is known to have arrived (the "slow joiner" of every ZeroMQ
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from sockwire import zmq as swz
+from sockwire.zmtp_curve import generate_keypair
 
 N = 10_000
 HERE = Path(__file__).parent
@@ -235,13 +237,51 @@ def _check(kind: str, ours: dict[str, Any], theirs: dict[str, Any], n: int = N) 
         assert theirs.get("subscription") in (None, "\x01t")
 
 
-def _mech_opts(mech: str, plainfile: str) -> str:
-    return f"&plain={plainfile}" if mech == "PLAIN" else ""
+class Curve:
+    """Server and client key pairs; sockwire reads its keys from 0600 files."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.server_public, self.server_secret = generate_keypair()
+        self.client_public, self.client_secret = generate_keypair()
+        self.dir = tmp_path
+
+    def file(self, name: str, key: bytes) -> str:
+        path = self.dir / name
+        path.write_bytes(key + b"\n")
+        path.chmod(0o600)
+        return str(path)
+
+    def sockwire_opts(self, server: bool) -> str:
+        if server:
+            return f"&curve_secret={self.file('server.key', self.server_secret)}"
+        return (
+            f"&curve_secret={self.file('client.key', self.client_secret)}"
+            f"&curve_server={self.file('server.pub', self.server_public)}"
+        )
+
+    def peer_keys(self, server: bool) -> dict[str, str]:
+        if server:
+            return {"secret": self.server_secret.decode(), "public": self.server_public.decode()}
+        return {
+            "secret": self.client_secret.decode(),
+            "public": self.client_public.decode(),
+            "server": self.server_public.decode(),
+        }
+
+
+def _mech_opts(mech: str, plainfile: str, curve: Curve, server: bool) -> str:
+    if mech == "PLAIN":
+        return f"&plain={plainfile}"
+    if mech == "CURVE":
+        return curve.sockwire_opts(server)
+    return ""
+
+
+SECURITY = [("tcp", "NULL"), ("tcp", "PLAIN"), ("ipc", "NULL"), ("ipc", "PLAIN"), ("tcp", "CURVE")]
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("mech", ["NULL", "PLAIN"])
-@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+@pytest.mark.parametrize(("transport", "mech"), SECURITY, ids=lambda v: v)
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}-{p[1]}")
 @pytest.mark.parametrize("ours", ["connects", "binds"])
 def test_interop(
@@ -255,10 +295,18 @@ def test_interop(
 ) -> None:
     connecting, binding = pair
     sw_bind_ep, lib_bind_ep = _endpoints(transport, tmp_path)
-    opts = _mech_opts(mech, plainfile)
+    curve = Curve(tmp_path)
+    opts = _mech_opts(mech, plainfile, curve, server=ours == "binds")
     if ours == "connects":
         # libzmq binds the second role; sockwire connects with the first
-        peer.job(type=binding, endpoint=lib_bind_ep, bind=True, n=N, mech=mech)
+        peer.job(
+            type=binding,
+            endpoint=lib_bind_ep,
+            bind=True,
+            n=N,
+            mech=mech,
+            **curve.peer_keys(server=True),
+        )
         bound = peer.expect("ready")
         result = _sockwire_side(connecting, "zmq+" + bound, False, peer, opts)["result"]
         _check(connecting, result, peer.expect("done"))
@@ -270,7 +318,12 @@ def test_interop(
         ep += f"&sndhwm={2 * N}"  # these drop at their HWM (as libzmq's); here they must not
     with swz.Socket(ep) as sock:
         peer.job(
-            type=connecting, endpoint=_libzmq_form(sock.endpoints[0]), bind=False, n=N, mech=mech
+            type=connecting,
+            endpoint=_libzmq_form(sock.endpoints[0]),
+            bind=False,
+            n=N,
+            mech=mech,
+            **curve.peer_keys(server=False),
         )
         peer.expect("ready")
         result = _play(binding, sock, peer, N)

@@ -52,6 +52,9 @@ Interop notes (libzmq 4.3 is the reference peer):
   frames starting 0x01/0x00 to 3.0 peers; both forms are accepted from either.
 - Commands between the frames of a multipart message are processed, not
   refused (the grammar forbids them; accepting them costs nothing).
+- CURVE MESSAGE boxes go out as message frames (flags 0x00/0x02), as libzmq
+  4.3 writes and expects them (RFC 37 says commands; libzmq ignores a
+  MESSAGE command); both are accepted.
 """
 
 from __future__ import annotations
@@ -478,7 +481,7 @@ class Connection:
         if self.mechanism.encrypts:
             for i, frame in enumerate(frames):
                 body = self.mechanism.wrap(MORE if i < last else 0, bytes(frame))
-                out += _frame_head(COMMAND, len(body))
+                out += _frame_head(0, len(body))  # as libzmq frames a MESSAGE box
                 out += body
         else:
             for i, frame in enumerate(frames):
@@ -520,8 +523,8 @@ class Connection:
             )
         body = bytes((len(name),)) + name + data
         if self.mechanism.encrypts:
-            body = self.mechanism.wrap(0, body)  # CURVE carries commands as messages too
-            self._out += _frame_head(COMMAND, len(body)) + body
+            body = self.mechanism.wrap(COMMAND, body)  # CURVE boxes commands too
+            self._out += _frame_head(0, len(body)) + body
         else:
             self._out += _frame_head(COMMAND, len(body)) + body
         if self.log:
@@ -571,6 +574,8 @@ class Connection:
         pos, end = 0, len(buf)
         frames = self._frames
         max_size = self.max_size
+        boxed = self.mechanism.encrypts and self.state == READY
+        size_counted = 0
         while pos < end:
             flags = buf[pos]
             if flags & _RESERVED:
@@ -603,7 +608,16 @@ class Connection:
                     )
                 if size > _LONG_MAX:
                     raise BadFrame(f"ZMTP frame size {size}", "sizes are at most 2^63-1")
-                self._held += size + FRAME_COST
+                if boxed:  # a CURVE MESSAGE: counted when it is opened
+                    if size > max_size + 64:
+                        raise FrameTooLarge(
+                            f"CURVE MESSAGE of {size} bytes",
+                            f"this peer accepts messages up to {max_size} bytes (max_size)",
+                        )
+                    size_counted = 0
+                else:
+                    size_counted = size + FRAME_COST
+                self._held += size_counted
                 if self._held > max_size:
                     raise FrameTooLarge(
                         f"ZMTP message of {self._held}+ bytes (frames counted with "
@@ -619,14 +633,13 @@ class Connection:
                     self._buf = b""
                     return
                 if flags & COMMAND == 0:
-                    self._held -= size + FRAME_COST  # counted again when it is whole
+                    self._held -= size_counted  # counted again when it is whole
                 break
             body = buf[start:stop]
             pos = stop
-            if flags & COMMAND:
+            if flags & COMMAND or boxed:
                 self._on_command(body, events)
-                if self.state == GREETING:  # pragma: no cover - cannot go back
-                    break
+                boxed = self.mechanism.encrypts and self.state == READY
             else:
                 frames.append(body)
                 if not flags & MORE:
@@ -644,7 +657,7 @@ class Connection:
         self._long += data[:want]
         body, flags = bytes(self._long), self._long_flags
         self._long = None
-        if flags & COMMAND:
+        if flags & COMMAND or (self.mechanism.encrypts and self.state == READY):
             self._on_command(body, events)
         else:
             self._frames.append(body)

@@ -113,15 +113,12 @@ def mechanism_factory(ep: ZmqEndpoint) -> Callable[[bool], zmtp.Mechanism]:
         return make_plain
     if secret or ep.option("curve_server") or ep.option("curve_clients"):
         try:
-            from .. import zmtp_curve
+            from ..zmtp_curve import factory_from
         except ImportError as exc:  # PyNaCl missing
             raise UnsupportedError(
                 "ZMTP CURVE needs PyNaCl", "pip install 'sockwire[curve]'"
             ) from exc
-        made: Callable[[bool], zmtp.Mechanism] = zmtp_curve.factory_from(
-            ep, role, read_secret_file
-        )
-        return made
+        return factory_from(ep, role, read_secret_file)
     return lambda bound: zmtp.Null()
 
 
