@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import socket
 from dataclasses import dataclass
 from typing import Any
 
-from ..address import FRAMINGS, Endpoint, merge_options, parse
+from ..address import FRAMINGS, PACKET_FRAMINGS, STREAM_FRAMINGS, Endpoint, merge_options, parse
 from ..flags import MsgFlag, parse_msg_flags
 from .exitcodes import UsageError
 
@@ -29,7 +30,7 @@ __all__ = [
     "check_framing",
     "endpoint",
     "io_options",
-    "no_framing",
+    "packet_framing",
     "server_endpoint",
 ]
 
@@ -159,10 +160,12 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
             type=_framing,
             default="none",
             metavar="F",
-            help="message framing on a byte stream (same as ?framing=): "
-            + ", ".join(FRAMINGS)
-            + "; each message is one frame, and a frame declared longer than --bufsize ends "
-            "the connection with an error (default none: bytes as they come)",
+            help="message framing (same as ?framing=): on a byte stream "
+            + ", ".join(f for f in STREAM_FRAMINGS if f != "none")
+            + " (each message one frame; a frame declared longer than --bufsize ends the "
+            "connection with an error); on seqpacket/datagram sockets sockwire (the sockwire "
+            "packet header, as a library Channel with ?framing=sockwire). Default none: bytes "
+            "as they come on a stream, one message per packet otherwise",
         )
 
 
@@ -274,14 +277,29 @@ def check_framing(ep: Endpoint, opts: IoOptions) -> str:
             f"--framing {framing} conflicts with ?framing={given} in {ep}",
             "give the framing once, as a flag or in the endpoint",
         )
-    return given or framing
-
-
-def no_framing(ep: Endpoint, opts: IoOptions) -> None:
-    """A message endpoint keeps its own boundaries: --framing there is a mistake."""
-    if opts.framing != "none":
+    chosen = given or framing
+    if ep.is_stream and chosen not in STREAM_FRAMINGS:
         raise UsageError(
-            f"--framing {opts.framing} on {ep.display()}",
-            "framing is for byte streams; datagram and seqpacket sockets keep message "
-            "boundaries themselves",
+            f"--framing {chosen} on the byte stream {ep.display()}",
+            "the sockwire packet header is for seqpacket and datagram sockets; a stream takes "
+            + ", ".join(STREAM_FRAMINGS),
         )
+    return chosen
+
+
+def packet_framing(ep: Endpoint, opts: IoOptions) -> str:
+    """The framing of a seqpacket/datagram endpoint: none (the default) or sockwire.
+
+    Datagram and seqpacket sockets keep message boundaries themselves, so
+    the default adds nothing (what socat, logger and every other peer
+    send); ``--framing sockwire`` (or ``?framing=sockwire``) adds the
+    sockwire packet header, as a library Channel with that option does.
+    """
+    framing = check_framing(ep, opts)
+    if framing not in PACKET_FRAMINGS or (framing != "none" and ep.type == socket.SOCK_RAW):
+        raise UsageError(
+            f"--framing {framing} on {ep.display()}",
+            "datagram and seqpacket sockets keep message boundaries themselves; their "
+            "framing is none (the default) or sockwire (the sockwire packet header)",
+        )
+    return framing
