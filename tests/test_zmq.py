@@ -305,6 +305,7 @@ def test_push_resumes_after_libzmq_pull_killed_and_restarted(tmp_path: Path) -> 
         with swz.Socket("PUSH", "zmq+" + endpoint) as push:
             for i in range(100):
                 push.send(b"%d" % i, timeout=10)
+            assert push.flush(timeout=10)  # sends are buffered, as a Channel's
             assert first.expect("progress") == 100  # acknowledged: all 100 arrived, in order
             first.proc.kill()
             first.proc.wait()

@@ -157,11 +157,18 @@ class Ready:
     minor: int = 1  # the peer's ZMTP minor version
 
 
-@dataclass(slots=True)
-class Message:
-    """One whole message: its frames in order (never empty)."""
+class Message(list[bytes]):
+    """One whole message: its frames in order (never empty).
 
-    frames: list[bytes]
+    A ``list`` of frames itself (so a driver can queue it without a copy);
+    ``frames`` is the same list.
+    """
+
+    __slots__ = ()
+
+    @property
+    def frames(self) -> list[bytes]:
+        return self
 
 
 @dataclass(slots=True)
@@ -442,9 +449,12 @@ class Connection:
                 "a ZMTP identity", "1 to 255 bytes, not starting with a zero byte (RFC 37)"
             )
         self._publisher = self.socket_type in _PUBLISHERS
+        self._slow_send = self.mechanism.encrypts or self.log is not None
+        # single-frame messages skip _deliver: no log line, no subscription to spot
+        self._fast_receive = not (self.mechanism.encrypts or self.log or self._publisher)
         self._out = bytearray(greeting(self.mechanism.name, self.mechanism.as_server))
         self._buf = b""
-        self._frames: list[bytes] = []
+        self._frames = Message()
         self._held = 0  # bytes counted toward max_size for the message in progress
         self._error: ProtocolError | PermissionDenied | None = None
         self._long: bytearray | None = None  # body of a long frame being collected
@@ -468,6 +478,12 @@ class Connection:
         """Bytes queued and not yet taken by :meth:`data_to_send`."""
         return len(self._out)
 
+    @property
+    def outgoing(self) -> bytearray:
+        """The queue itself, for a driver that writes from it and deletes what it wrote
+        (``del conn.outgoing[:n]``): one buffer, no copy per message."""
+        return self._out
+
     def send(self, frames: Sequence[bytes]) -> None:
         """Queue one message (a non-empty list of frames)."""
         if self.state != READY:
@@ -478,6 +494,16 @@ class Connection:
             raise InvalidOperation("send an empty ZMTP message", "a message has 1 frame or more")
         out = self._out
         last = len(frames) - 1
+        if not last and not self._slow_send:
+            frame = frames[0]
+            size = len(frame)
+            if size < 256:
+                out += _SHORT_HEADS[size]
+            else:
+                out += _LONG_HEAD
+                out += _U64.pack(size)
+            out += frame
+            return
         if self.mechanism.encrypts:
             for i, frame in enumerate(frames):
                 body = self.mechanism.wrap(MORE if i < last else 0, bytes(frame))
@@ -494,6 +520,20 @@ class Connection:
                 out += frame
         if self.log:
             self.log(">", _describe_message(frames))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue a one-frame message (the hot path of :meth:`send`)."""
+        if self._slow_send or self.state != READY:
+            self.send([frame])
+            return
+        size = len(frame)
+        out = self._out
+        if size < 256:
+            out += _SHORT_HEADS[size]
+        else:
+            out += _LONG_HEAD
+            out += _U64.pack(size)
+        out += frame
 
     def subscribe(self, topic: bytes) -> None:
         """Queue a subscription (SUBSCRIBE command, or the 3.0 message form)."""
@@ -576,8 +616,21 @@ class Connection:
         max_size = self.max_size
         boxed = self.mechanism.encrypts and self.state == READY
         size_counted = 0
+        fast = self._fast_receive and self.state == READY and max_size >= 255 + FRAME_COST
         while pos < end:
             flags = buf[pos]
+            if fast and flags == 0 and not frames:
+                # the hot path: a whole message in one short frame, nothing to check
+                # but its length (bounded by 255 < max_size)
+                stop = pos + 2
+                if stop > end:
+                    break
+                stop += buf[pos + 1]
+                if stop > end:
+                    break
+                events.append(Message((buf[pos + 2 : stop],)))
+                pos = stop
+                continue
             if flags & _RESERVED:
                 raise BadFrame(f"ZMTP frame flags {flags:#04x}", "reserved bits 7-3 must be zero")
             if flags & LONG:
@@ -667,7 +720,7 @@ class Connection:
 
     def _deliver(self, events: list[Event]) -> None:
         frames = self._frames
-        self._frames = []
+        self._frames = Message()
         self._held = 0
         if self.log:
             self.log("<", _describe_message(frames))
@@ -675,7 +728,7 @@ class Connection:
             topic = frames[0][1:]
             events.append(Subscribe(topic) if frames[0][0] == 1 else Cancel(topic))
             return
-        events.append(Message(frames))
+        events.append(frames)
 
     def _greeting(self, buf: bytes, events: list[Event]) -> bytes:
         """Check the peer's greeting as its bytes arrive; return what follows it."""
@@ -807,6 +860,10 @@ class Connection:
     def _describe_greeting(self, data: bytes) -> str:
         mech = data[12:32].rstrip(b"\x00").decode("latin-1")
         return f"greeting ZMTP {data[10]}.{data[11]} mechanism {mech} as-server {data[32]}"
+
+
+_SHORT_HEADS = [bytes((0, n)) for n in range(256)]
+_LONG_HEAD = bytes((LONG,))
 
 
 def _frame_head(flags: int, size: int) -> bytes:

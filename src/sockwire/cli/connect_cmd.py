@@ -23,6 +23,7 @@ newline (--format raw: as it is).
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .bridge import add_bridge_options
     from .options import add_io_options
+    from .zmq_options import add_zmq_options
 
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -30,9 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_bridge_options(parser)
     add_io_options(parser)
+    add_zmq_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.endpoint.startswith("zmq+"):  # ZeroMQ: cli/zmq_io.py
+        from .zmq_io import run_bridge as run_zmq
+
+        return run_zmq(args, bind=False)
     from .bridge import run_bridge
 
     return run_bridge(args, listen=False)

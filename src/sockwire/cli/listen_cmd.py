@@ -26,6 +26,7 @@ this command created is removed when it exits.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .bridge import add_bridge_options
     from .options import add_io_options, add_server_options
+    from .zmq_options import add_zmq_options
 
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -34,9 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_options(parser)
     add_bridge_options(parser)
     add_io_options(parser)
+    add_zmq_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.endpoint.startswith("zmq+"):  # ZeroMQ: cli/zmq_io.py
+        from .zmq_io import run_bridge as run_zmq
+
+        return run_zmq(args, bind=True)
     from .bridge import run_bridge
 
     return run_bridge(args, listen=True)

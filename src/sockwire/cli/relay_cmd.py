@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.listen.startswith("zmq+") or args.target.startswith("zmq+"):  # cli/zmq_io.py
+        from .zmq_io import run_relay
+
+        return run_relay(args)
     from .exitcodes import UsageError
     from .options import endpoint, io_options, server_endpoint
     from .sockets import inherited

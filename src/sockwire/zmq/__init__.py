@@ -18,8 +18,8 @@ Layers: :mod:`sockwire.zmtp` (the wire protocol, sans-IO), :mod:`.core`
 from __future__ import annotations
 
 from ..zmtp import SOCKET_TYPES
-from .blocking import Socket
+from .blocking import Socket, poll
 from .core import SocketCore
 from .endpoint import ZmqEndpoint, is_zmq, parse
 
-__all__ = ["SOCKET_TYPES", "Socket", "SocketCore", "ZmqEndpoint", "is_zmq", "parse"]
+__all__ = ["SOCKET_TYPES", "Socket", "SocketCore", "ZmqEndpoint", "is_zmq", "parse", "poll"]

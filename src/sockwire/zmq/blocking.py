@@ -50,11 +50,14 @@ from .core import HANDSHAKE_TIMEOUT, Backoff, Peer, SocketCore
 from .endpoint import ZmqEndpoint, parse
 from .security import mechanism_factory
 
-__all__ = ["READ_SIZE", "SERVICE_INTERVAL", "Socket"]
+__all__ = ["FLUSH_AT", "READ_SIZE", "SERVICE_INTERVAL", "Socket", "poll"]
 
 log = logging.getLogger("sockwire")
 
 READ_SIZE = 256 * 1024
+#: A peer's buffered output is written once it holds this many bytes.
+FLUSH_AT = 64 * 1024
+#: A send this long after the last serving round serves the transports first.
 SERVICE_INTERVAL = 0.02
 _POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
 _POLLERR = select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -160,6 +163,9 @@ class Socket:
         self._connectors: list[_Connector] = []
         self._closed = False
         self._last_service = 0.0
+        self._dirty = False  # send() buffered something not yet written
+        self._flush_count = max(1, self._core.sndhwm // 2)
+        self._one_frame_fast = kind in ("PUSH", "DEALER", "PAIR")
         self._loop = _this_threads_loop()
         self._loop.add(self)
         self.endpoints: list[str] = []
@@ -243,27 +249,59 @@ class Socket:
         Waits while no peer can take it (PUSH, DEALER, REQ, PAIR with every peer
         full or none connected); ``timeout`` bounds that wait (TimeoutError).
         PUB, XPUB and ROUTER never wait: they drop for a full peer and count it.
+
+        Like a Channel's, a send is buffered (up to :data:`FLUSH_AT` bytes or
+        half the high-water mark per peer) and written by the next call that
+        waits or receives, by :meth:`flush`, or by :meth:`close`; a send that
+        comes :data:`SERVICE_INTERVAL` or more after the last serving writes too.
         """
-        self._check_open()
-        frames = [bytes(msg)] if isinstance(msg, bytes | bytearray | memoryview) else list(msg)
+        if self._closed:
+            self._check_open()
+        if (
+            self._one_frame_fast
+            and type(msg) is bytes
+            and time.monotonic() - self._last_service <= SERVICE_INTERVAL
+        ):
+            peer = self._core.send_one(msg)
+            if peer is not None:
+                self._dirty = True
+                if peer.queued >= self._flush_count or len(peer.conn.outgoing) >= FLUSH_AT:
+                    self._write(peer)
+                return
+        frames: list[bytes]
+        if isinstance(msg, bytes | bytearray | memoryview):
+            frames = [bytes(msg)]
+        else:
+            frames = [f if type(f) is bytes else bytes(f) for f in msg]
         core = self._core
         now = time.monotonic()
         if now - self._last_service > SERVICE_INTERVAL:
-            self._step(now, 0.0)
-        if core.send(frames):
             self._flush_all()
-            return
+            self._step(now, 0.0)
+        if not core.send(frames):
+            self._send_waiting(frames, now, timeout)
+        self._dirty = True
+        peer = core.last_peer
+        if peer is not None:
+            if len(peer.conn.outgoing) >= FLUSH_AT or peer.queued >= self._flush_count:
+                self._write(peer)
+        else:
+            for peer in core.peers:
+                if len(peer.conn.outgoing) >= FLUSH_AT or peer.queued >= self._flush_count:
+                    self._write(peer)
+
+    def _send_waiting(self, frames: list[bytes], now: float, timeout: float | None) -> None:
+        core = self._core
         deadline = None if timeout is None else now + timeout
         while True:
-            now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise TimeoutError(
                     f"{core.type} send", f"no peer could take the message within {timeout:g} s"
                 )
             self._step(now, None if deadline is None else deadline - now)
             if core.send(frames):
-                self._flush_all()
                 return
+            now = time.monotonic()
 
     send_multipart = send
 
@@ -273,7 +311,10 @@ class Socket:
         A REQ whose reply does not come in time drops that connection (it
         reconnects), so a late reply can never be taken for the next one.
         """
-        self._check_open()
+        if self._closed:
+            self._check_open()
+        if self._dirty:
+            self._flush_all()
         core = self._core
         msg = core.recv()
         if msg is not None:
@@ -317,12 +358,14 @@ class Socket:
         self._check_open()
         now = time.monotonic()
         deadline = None if timeout is None else now + timeout
-        while any(p.out and not p.closing for p in self._core.peers):
+        while True:
+            self._flush_all()
+            if not any(p.out and not p.closing for p in self._core.peers):
+                return True
             if deadline is not None and now >= deadline:
                 return False
             self._step(now, None if deadline is None else deadline - now)
             now = time.monotonic()
-        return True
 
     def wait_peers(self, count: int = 1, timeout: float = 10.0) -> None:
         """Wait until ``count`` peers completed their handshake (else TimeoutError)."""
@@ -461,12 +504,19 @@ class Socket:
                 return
             self._core.wrote(peer, sent)
 
-    def _flush_all(self) -> None:
+    def _flush_all(self) -> bool:
+        """Write what every peer has queued; True when some bytes left."""
         # a blocked transport is tried again too: between two steps nothing else
         # would drain it, and one EAGAIN costs less than a poll
+        self._dirty = False
+        moved = False
         for peer in self._core.peers:
-            if peer.out:
+            out = peer.conn.outgoing
+            if out:
+                before = len(out)
                 self._write(peer)
+                moved = moved or len(out) < before
+        return moved
 
     def _reap(self, now: float) -> None:
         for peer in [p for p in self._core.peers if p.closing]:
@@ -603,6 +653,29 @@ class Socket:
             self._trace(f"zmq {self._core.type} {text}")
 
 
+def poll(
+    sockets: Sequence[Socket], timeout: float | None = None, *, fds: Sequence[int] = ()
+) -> list[Socket]:
+    """The sockets that have a message ready, waiting up to ``timeout`` seconds.
+
+    Every socket of the calling thread is served meanwhile (zmq_poll's job).
+    The wait also ends when one of ``fds`` (say, stdin) becomes readable; the
+    result may then be empty.
+    """
+    if not sockets:
+        return []
+    loop = sockets[0]._loop
+    now = time.monotonic()
+    deadline = None if timeout is None else now + timeout
+    while True:
+        ready = [s for s in sockets if not s._closed and s._core.can_recv()]
+        if ready or (deadline is not None and now >= deadline):
+            return ready
+        if loop.step(now, None if deadline is None else deadline - now, fds):
+            return [s for s in sockets if not s._closed and s._core.can_recv()]
+        now = time.monotonic()
+
+
 class _Loop:
     """The sockets made in one thread, served together by whichever of them waits.
 
@@ -625,13 +698,20 @@ class _Loop:
     def live(self) -> list[Socket]:
         return [s for s in (r() for r in self.sockets) if s is not None and not s._closed]
 
-    def step(self, now: float, wait: float | None) -> None:
-        """Deadlines of every socket, one poll over all their fds, then serve what is ready."""
+    def step(self, now: float, wait: float | None, extra: Sequence[int] = ()) -> bool:
+        """Deadlines of every socket, one poll over all their fds, then serve what is ready.
+
+        True when one of the ``extra`` fds became readable.
+        """
         sockets = self.live()
         poller = select.poll()
         fds: dict[int, tuple[Socket, object]] = {}
         limit: float | None = None
+        moved = False
         for sock in sockets:
+            # a wait writes what send() buffered first; if that moved bytes, the
+            # caller's condition may hold now: look again instead of sleeping
+            moved = sock._flush_all() or moved
             sock._prepare(now)
             sock._register(poller, fds)
             when = sock._deadline()
@@ -640,14 +720,23 @@ class _Loop:
         if limit is not None:
             until = max(0.0, limit - now)
             wait = until if wait is None else min(wait, until)
+        if moved:
+            wait = 0.0
+        for fd in extra:
+            poller.register(fd, _POLLIN)
         ms = -1 if wait is None else int(wait * 1000 + 0.999)
         ready = poller.poll(ms)  # EINTR is retried by Python (PEP 475)
         now = time.monotonic()
+        woken = False
         for fd, flags in ready:
+            if fd in extra:
+                woken = True
+                continue
             owner, thing = fds[fd]
             owner._dispatch(thing, flags, now)
         for sock in sockets:
             sock._reap(now)
+        return woken
 
 
 _loops = threading.local()

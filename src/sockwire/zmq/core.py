@@ -155,7 +155,6 @@ class Peer:
     label: str = ""
     routing_id: bytes = b""
     ready: bool = False
-    out: bytearray = field(default_factory=bytearray)  # bytes for the driver to write
     queued: int = 0  # messages appended since ``out`` was last empty
     inbox: deque[list[bytes]] = field(default_factory=deque)
     topics: _Topics = field(default_factory=_Topics)
@@ -165,6 +164,11 @@ class Peer:
     next_ping: float | None = None
     closing: str | None = None  # why the core wants it closed (the driver closes it)
     failed: bool = False  # closing for a protocol or authentication failure
+
+    @property
+    def out(self) -> bytearray:
+        """The bytes for the driver to write: the connection's own queue."""
+        return self.conn.outgoing
 
     @property
     def wants_input(self) -> bool:
@@ -216,7 +220,12 @@ class SocketCore:
         self._own_topics = _Topics()  # SUB: ours, to filter what arrives
         self._xpub_seen = _Topics()  # XPUB: union over peers, to report first/last only
         self._xpub_inbox: deque[list[bytes]] = deque()
+        # types whose arriving messages all go to the inbox unchanged
+        self._plain_inbox = socket_type in ("PULL", "DEALER", "PAIR", "ROUTER", "XSUB", "REP")
+        # types whose recv() hands out inbox messages as they are
+        self._plain_recv = socket_type in ("PULL", "DEALER", "PAIR", "SUB", "XSUB")
         self.req_state = "IDLE"
+        self.last_peer: Peer | None = None  # where send() put the last message, if one peer
         self._req_peer: Peer | None = None
         self._rep_reply: tuple[Peer, list[bytes]] | None = None
 
@@ -245,7 +254,6 @@ class SocketCore:
         )
         peer = Peer(conn, handle, now, label=label, last_in=now)
         peer._rcvhwm = self.rcvhwm
-        peer.out += conn.data_to_send()
         self.peers.append(peer)
         return peer
 
@@ -262,13 +270,19 @@ class SocketCore:
         except (ProtocolError, PermissionDenied) as exc:
             peer.closing = str(exc)
             peer.failed = True
-            self._flush(peer)
             return
-        if peer.conn.pending:
-            self._flush(peer)
+        message = zmtp.Message
+        if self._plain_inbox:  # PULL, DEALER, PAIR...: every message goes to the inbox
+            inbox = peer.inbox
+            was_empty = not inbox
+            if len(events) == sum(1 for e in events if type(e) is message):
+                inbox.extend(events)  # type: ignore[arg-type]
+                if was_empty and inbox:
+                    self._fair.append(peer)
+                return
         for event in events:
-            if isinstance(event, zmtp.Message):
-                self._deliver(peer, event.frames)
+            if type(event) is message:
+                self._deliver(peer, event)
             elif isinstance(event, zmtp.Ready):
                 self._ready(peer, event, now)
             elif isinstance(event, zmtp.Subscribe):
@@ -305,8 +319,9 @@ class SocketCore:
 
     def wrote(self, peer: Peer, count: int) -> None:
         """The driver wrote ``count`` bytes of ``peer.out``."""
-        del peer.out[:count]
-        if not peer.out:
+        out = peer.conn.outgoing
+        del out[:count]
+        if not out:
             peer.queued = 0
 
     # ------------------------------------------------------------------
@@ -357,7 +372,6 @@ class SocketCore:
                 if peer.ping_sent is None:
                     peer.ping_sent = now
                 peer.next_ping = now + self.heartbeat
-                self._flush(peer)
 
     # ------------------------------------------------------------------
     # the application's side
@@ -389,10 +403,12 @@ class SocketCore:
             if peer is None:
                 return False
             self._put(peer, frames)
+            self.last_peer = peer
             if kind == "REQ":
                 self.req_state = "WAIT"
                 self._req_peer = peer
             return True
+        self.last_peer = None
         if kind in _PUBLISHERS:
             topic = frames[0]
             for peer in self.peers:
@@ -434,8 +450,40 @@ class SocketCore:
                 self._put(peer, frames)
         return True
 
+    def send_one(self, frame: bytes) -> Peer | None:
+        """:meth:`send` of a one-frame message for PUSH, DEALER and PAIR (the hot path).
+
+        Returns the peer it went to, or None when no peer can take it now.
+        """
+        peers = self.peers
+        if len(peers) == 1:
+            peer = peers[0]
+            if (
+                peer.ready
+                and peer.closing is None
+                and peer.queued < self.sndhwm
+                and len(peer.conn.outgoing) < MAX_OUT
+            ):
+                peer.conn.send_frame(frame)
+                peer.queued += 1
+                self.last_peer = peer
+                return peer
+            return None
+        return self.last_peer if self.send([frame]) else None
+
     def recv(self) -> list[bytes] | None:
         """The next message for the application, or None when nothing is queued."""
+        if self._plain_recv:
+            fair = self._fair
+            while fair:
+                peer = fair.popleft()
+                inbox = peer.inbox
+                if inbox:
+                    msg = inbox.popleft()
+                    if inbox:
+                        fair.append(peer)
+                    return msg
+            return None
         kind = self.type
         if kind not in _RECEIVERS:
             raise InvalidOperation(f"recv on a ZeroMQ {kind} socket", _NO_RECV[kind])
@@ -516,7 +564,6 @@ class SocketCore:
                     peer.conn.subscribe(topic)
                 else:
                     peer.conn.cancel(topic)
-                self._flush(peer)
 
     def _ready(self, peer: Peer, event: zmtp.Ready, now: float) -> None:
         peer.ready = True
@@ -534,7 +581,6 @@ class SocketCore:
             return
         for topic in self._subscriptions:
             peer.conn.subscribe(topic)
-        self._flush(peer)
 
     def _deliver(self, peer: Peer, frames: list[bytes]) -> None:
         kind = self.type
@@ -594,12 +640,7 @@ class SocketCore:
 
     def _put(self, peer: Peer, frames: Sequence[bytes]) -> None:
         peer.conn.send(frames)
-        peer.out += peer.conn.data_to_send()
         peer.queued += 1
-
-    def _flush(self, peer: Peer) -> None:
-        if peer.conn.pending:
-            peer.out += peer.conn.data_to_send()
 
 
 def _envelope_end(frames: list[bytes]) -> int | None:
