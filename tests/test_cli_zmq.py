@@ -115,7 +115,7 @@ def test_relay_is_a_zeromq_proxy(tmp_path: Path) -> None:
         (["recv", "zmq+ipc:///tmp/x.sock?type=PUSH"], "only sends"),
         (["send", "zmq+ipc:///tmp/x.sock?type=PULL", "x"], "only receives"),
         (["send", "zmq+ipc:///tmp/x.sock", "x"], "no ZeroMQ socket type"),
-        (["recv", "zmq+ipc:///tmp/x.sock?type=BOGUS"], "socket type 'BOGUS'"),
+        (["recv", "zmq+ipc:///tmp/x.sock?type=BOGUS"], "bad value 'BOGUS' for option 'type'"),
         (["relay", "zmq+ipc:///tmp/x.sock?type=PULL", "tcp://127.0.0.1:1"], "two zmq+"),
     ],
 )

@@ -61,7 +61,6 @@ from ..errors import (
     ConnectionLost,
     FrameTooLarge,
     InvalidOperation,
-    ResourceExhausted,
     SockwireError,
     TimeoutError,
     WouldBlock,
@@ -910,10 +909,11 @@ class StdinHub:
 class Acceptor:
     """Accepts on a listening socket and hands each connection to ``on_accept``.
 
-    Accept errors, per the Linux accept(2) notes (trio's list is the model):
-    ECONNABORTED (the client gave up in the queue) is skipped; EMFILE/ENFILE
-    (out of descriptors) pauses accepting until a connection closes, rather
-    than spinning on a listener that stays readable.
+    Accept errors follow :mod:`sockwire.accepting`, the policy ``serve()``
+    uses too: a connection that died in the queue is skipped; out of
+    descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM) pauses accepting for
+    ACCEPT_BACKOFF or until a connection closes, whichever comes first,
+    rather than spinning on a listener that stays readable.
     """
 
     def __init__(
@@ -930,8 +930,12 @@ class Acceptor:
         self.room = room
         self.accepts_left = accepts_left
         self.idle = idle
-        self.paused = False
+        self.paused_until: float | None = None
         self.started = time.monotonic()
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_until is not None
 
     def interest(self) -> list[tuple[int, int]]:
         if self.paused or not self.room() or self.accepts_left == 0:
@@ -939,17 +943,21 @@ class Acceptor:
         return [(self.sock.fd, _IN)]
 
     def ready(self, fd: int, revents: int) -> None:
+        from ..accepting import ACCEPT_BACKOFF, on_accept_error
+
         if fd != self.sock.fd:
             return
         try:
             conn, peer = self.sock.accept()
-        except WouldBlock:
-            return
-        except ConnectionLost:
-            return
-        except ResourceExhausted as exc:
-            say("paused", "accepting", str(exc))
-            self.paused = True
+        except SockwireError as exc:
+            action = on_accept_error(exc)
+            if action == "raise":
+                raise
+            if action == "skip":
+                say("skipped", "a connection that died before accept:", str(exc))
+            elif action == "backoff":
+                say("paused", "accepting", f"for {ACCEPT_BACKOFF:g} s:", str(exc))
+                self.paused_until = time.monotonic() + ACCEPT_BACKOFF
             return
         self.idle = None  # the first client arrived: --timeout now applies per connection
         if self.accepts_left is not None:
@@ -962,12 +970,17 @@ class Acceptor:
             raise
 
     def resume(self) -> None:
-        self.paused = False
+        self.paused_until = None
 
     def deadline(self) -> float | None:
-        return None if self.idle is None else self.started + self.idle
+        idle = None if self.idle is None else self.started + self.idle
+        if self.paused_until is None:
+            return idle
+        return self.paused_until if idle is None else min(idle, self.paused_until)
 
     def expire(self, now: float) -> None:
+        if self.paused_until is not None and now >= self.paused_until:
+            self.paused_until = None
         if self.idle is not None and now >= self.started + self.idle:
             raise TimeoutError(
                 f"accept on {self.sock.label}",

@@ -36,7 +36,7 @@ systemd: (a passed listener, or one passed connection).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options, add_server_options, count_type
+    from .options import add_family_options, add_io_options, add_server_options, count_type
 
     parser.description = DESCRIPTION
     parser.add_argument("listen", metavar="LISTEN", help="where clients come from")
@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit after N connections (datagram senders) have been relayed and closed",
     )
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ library side says ?framing=sockwire: then give --framing sockwire too.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options
+    from .options import add_family_options, add_io_options
     from .zmq_options import add_zmq_options
 
     parser.description = DESCRIPTION
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="without MSG: one message per stdin line (default) or per read",
     )
     add_io_options(parser)
+    add_family_options(parser)
     add_zmq_options(parser)
 
 

@@ -566,7 +566,7 @@ class Socket:
         ep = connector.ep
         try:
             family, address = _address(ep)
-            sock = dial.open_socket(ep.target, family)
+            sock = dial.client_socket(ep.target, family)  # options set, ?sourceport= bound
         except SockwireError as exc:
             self._connect_failed(connector, now, exc)
             return

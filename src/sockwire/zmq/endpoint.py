@@ -15,8 +15,10 @@ unchanged. The ZeroMQ options are parsed here; secrets never ride in the
 string, only the names of files that hold them (``plain=``, ``curve_secret=``,
 ``curve_server=``, ``curve_clients=``).
 
-This parser stands alone until the scheme registry of address.py lands;
-then :func:`parse` becomes that registry's entry for the two schemes.
+Both schemes are entries of the scheme registry (:mod:`sockwire.zmq.schemes`),
+which checks every option and names the valid ones; this module then reads
+the values as ZeroMQ needs them (a topic is bytes) and splits off the
+transport part as a plain ``tcp://``/``unix:`` Endpoint for :mod:`sockwire.dial`.
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ def parse(text: str | ZmqEndpoint) -> ZmqEndpoint:
     """Parse a ``zmq+`` endpoint; :class:`AddressError` names the bad part."""
     if isinstance(text, ZmqEndpoint):
         return text
+    if is_zmq(text):
+        address.parse(text)  # the registry's checks and messages (zmq/schemes.py)
     scheme, sep, rest = text.partition("://")
     if not sep or scheme not in SCHEMES:
         raise AddressError(
