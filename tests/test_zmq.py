@@ -82,6 +82,20 @@ def test_secrets_only_from_private_files(tmp_path: Path) -> None:
         swz.Socket(f"zmq+tcp://127.0.0.1:0?type=PULL&bind=1&plain={tmp_path}/missing")
 
 
+def test_plain_off_loopback_logs_a_cleartext_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    creds = tmp_path / "plain"
+    creds.write_text("admin:secret\n")
+    creds.chmod(0o600)
+    with swz.Socket(f"zmq+tcp://127.0.0.1:0?type=PULL&bind=1&plain={creds}"):
+        pass
+    assert "clear text" not in caplog.text
+    with swz.Socket(f"zmq+tcp://*:0?type=PULL&bind=1&plain={creds}"):
+        pass
+    assert "clear text" in caplog.text and "secret" not in caplog.text
+
+
 # ---- sockwire to sockwire
 
 

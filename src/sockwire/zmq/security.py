@@ -16,6 +16,8 @@ string, and never printed.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import stat
 from collections.abc import Callable
@@ -25,6 +27,8 @@ from ..errors import AddressError, NotFound, PermissionDenied, UnsupportedError,
 from .endpoint import ZmqEndpoint
 
 __all__ = ["MAX_SECRET_FILE", "mechanism_factory", "read_secret_file"]
+
+log = logging.getLogger("sockwire")
 
 #: Credential and key files are small; a larger one is the wrong file.
 MAX_SECRET_FILE = 64 * 1024
@@ -98,6 +102,12 @@ def mechanism_factory(ep: ZmqEndpoint) -> Callable[[bool], zmtp.Mechanism]:
         return forced == "1" if forced is not None else bound
 
     if plain:
+        if ep.transport == "tcp" and not _loopback(ep.target.host or ""):
+            log.warning(
+                "zmq PLAIN on %s: user name and password travel in clear text; "
+                "use CURVE, or PLAIN only inside a VPN or tunnel",
+                ep.display(),
+            )
         pairs = _plain_lines(plain)
         table = dict(pairs)
 
@@ -120,6 +130,15 @@ def mechanism_factory(ep: ZmqEndpoint) -> Callable[[bool], zmtp.Mechanism]:
             ) from exc
         return factory_from(ep, role, read_secret_file)
     return lambda bound: zmtp.Null()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _same(a: bytes, b: bytes) -> bool:
