@@ -78,7 +78,7 @@ def _line(frames: list[bytes], args: argparse.Namespace) -> bytes:
     separator = args.separator if args.separator is not None else "\t"
     if fmt == "raw":
         return separator.encode("utf-8", "surrogateescape").join(frames) + b"\n"
-    from .recv_cmd import printable
+    from ..escape import printable
 
     return (separator.join(printable(f) for f in frames) + "\n").encode("utf-8", "surrogateescape")
 

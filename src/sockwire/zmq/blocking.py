@@ -45,6 +45,7 @@ from ..errors import (
     WouldBlock,
     translate,
 )
+from ..escape import printable
 from ..sock import Socket as RawSocket
 from .core import HANDSHAKE_TIMEOUT, Backoff, Peer, SocketCore
 from .endpoint import ZmqEndpoint, parse
@@ -557,7 +558,7 @@ class Socket:
                     continue
                 log.warning("zmq %s accept on %s: %s", self.type, listener.ep.display(), exc)
                 return
-            label = f"{listener.ep.display()} <- {who}"
+            label = f"{listener.ep.display()} <- {printable(str(who))}"  # peer-chosen name
             self._adopt(
                 sock, listener.factory(True), None, label, now, tcp=listener.ep.transport == "tcp"
             )
