@@ -306,6 +306,32 @@ def test_heartbeat_drops_a_silent_peer_and_reconnects(tmp_path: Path) -> None:
         listener.close()
 
 
+@pytest.mark.timeout(60)
+def test_heartbeats_with_libzmq_keep_an_idle_connection(tmp_path: Path) -> None:
+    """Both sides PING every 0.1 s (each answers the other's PONG): 1.5 s idle, no drop."""
+    endpoint = f"ipc://{tmp_path / 'hb.sock'}"
+    notes: list[str] = []
+    peer = Peer()
+    try:
+        peer.job(type="ROUTER", endpoint=endpoint, bind=True, n=1, heartbeat=0.1)
+        peer.expect("ready")
+        with swz.Socket("DEALER", f"zmq+{endpoint}?heartbeat=0.1", trace=notes.append) as d:
+            d.wait_peers()
+            deadline = time.monotonic() + 1.5
+            while time.monotonic() < deadline:
+                d.poll(deadline - time.monotonic())  # serve: PINGs out, PONGs in
+            assert d.peers == 1
+            d.send([b"", b"0"])
+            assert d.recv(timeout=10) == [b"", b"re:0"]
+        assert peer.expect("done")["served"] == 1
+    finally:
+        peer.close()
+    assert not [n for n in notes if " drop " in n], notes
+    assert sum(" > PING" in n for n in notes) >= 5
+    assert sum(" < PONG" in n for n in notes) >= 5
+    assert sum(" < PING" in n for n in notes) >= 5  # libzmq's, answered
+
+
 # ---- a libzmq peer killed and restarted
 
 

@@ -79,6 +79,10 @@ def open_socket(job: dict[str, Any]) -> tuple[zmq.Socket, str]:
     sock.sndtimeo = TIMEOUT_MS
     sock.sndhwm = job.get("hwm", 0)
     sock.rcvhwm = job.get("hwm", 0)
+    if job.get("heartbeat"):
+        sock.heartbeat_ivl = int(job["heartbeat"] * 1000)
+        sock.heartbeat_timeout = int(job["heartbeat"] * 3000)
+        sock.heartbeat_ttl = int(job["heartbeat"] * 3000)
     if job.get("identity"):
         sock.identity = job["identity"].encode()
     secure(sock, job)

@@ -41,6 +41,23 @@ REQ state (``SocketCore.req_state``)::
     WAIT    abandon() (recv timeout) IDLE    that peer's connection is dropped: a late
                                              reply can never match the next request
 
+A driver's whole contract (blocking.py is one; an asyncio one is new files):
+
+- per transport: ``peer = core.attach(handle, now, mechanism=..., label=...)``;
+  write ``peer.out`` (a bytearray) whenever it is non-empty and report
+  ``core.wrote(peer, n)``; read only while ``peer.wants_input`` and hand
+  the bytes (``b""`` at EOF) to ``core.received(peer, data, now)``; when
+  ``peer.closing`` is set, write what ``peer.out`` holds if it can (an ERROR
+  command), close the transport and call ``core.detach(peer)``;
+- time: call ``core.tick(now)`` at ``core.next_deadline()``;
+- the application: ``send``/``send_one`` return False/None when it must
+  wait for a peer (wait for a write to complete or a peer to arrive, then
+  try again), ``recv`` returns None when it must wait for input;
+  ``abandon()`` after a REQ's receive timeout;
+- listeners, connect retries (:class:`Backoff`) and which mechanism a new
+  transport gets (``sockwire.zmq.security.mechanism_factory``) are the
+  driver's, from ``sockwire.zmq.endpoint.parse``.
+
 Bounds: a peer's inbox holds ``rcvhwm`` messages, then the driver stops
 reading it (plus what one read decoded); its output holds ``sndhwm`` messages
 (counted since it was last drained) or ``max_out`` bytes, then it is *full*:
