@@ -7,8 +7,8 @@ This module restates none of them; it is one :class:`Connection` per peer:
 ``Connection(socket_type, mechanism=Null())`` queues our 64-byte greeting;
 the driver writes :meth:`Connection.data_to_send`, feeds what it reads to
 :meth:`Connection.feed` (``b""`` is EOF) and acts on the returned events
-(:class:`Ready`, :class:`Message`, :class:`Subscribe`, :class:`Cancel`,
-:class:`Ping`, :class:`Pong`, :class:`Closed`). Replies the protocol makes
+(:class:`Ready`, a message as the ``list`` of its frames, :class:`Subscribe`,
+:class:`Cancel`, :class:`Ping`, :class:`Pong`, :class:`Closed`). Replies the protocol makes
 by itself (the mechanism's commands, PONG) are queued for ``data_to_send``.
 
 State table (``Connection.state``)::
@@ -22,7 +22,7 @@ State table (``Connection.state``)::
     HANDSHAKE  the command that completes it           READY      Ready(peer metadata)
     HANDSHAKE  ERROR                                   BROKEN     PermissionDenied(reason)
     HANDSHAKE  a message frame, a bad socket type      BROKEN     ERROR queued; ProtocolError
-    READY      message frames (MORE ... last)          READY      Message(frames)
+    READY      message frames (MORE ... last)          READY      [frames] (a list)
     READY      SUBSCRIBE / CANCEL (or 3.0 0x01/0x00)   READY      Subscribe / Cancel (PUB, XPUB)
     READY      PING (ttl, context)                     READY      Ping; PONG queued
     READY      PONG, unknown command                   READY      Pong / nothing
@@ -157,18 +157,10 @@ class Ready:
     minor: int = 1  # the peer's ZMTP minor version
 
 
-class Message(list[bytes]):
-    """One whole message: its frames in order (never empty).
-
-    A ``list`` of frames itself (so a driver can queue it without a copy);
-    ``frames`` is the same list.
-    """
-
-    __slots__ = ()
-
-    @property
-    def frames(self) -> list[bytes]:
-        return self
+#: One whole message: the list of its frames, in order (never empty). Events
+#: that are not messages are the dataclasses here; a message is a plain ``list``
+#: (``isinstance(event, list)``), so a driver queues it as it comes, no copy.
+Message = list
 
 
 @dataclass(slots=True)
@@ -201,7 +193,7 @@ class Closed:
     clean: bool
 
 
-Event: TypeAlias = Ready | Message | Subscribe | Cancel | Ping | Pong | Closed
+Event: TypeAlias = Ready | list[bytes] | Subscribe | Cancel | Ping | Pong | Closed
 
 
 # --------------------------------------------------------------------------
@@ -450,11 +442,15 @@ class Connection:
             )
         self._publisher = self.socket_type in _PUBLISHERS
         self._slow_send = self.mechanism.encrypts or self.log is not None
+        self._fast_send = False  # READY and not _slow_send
         # single-frame messages skip _deliver: no log line, no subscription to spot
         self._fast_receive = not (self.mechanism.encrypts or self.log or self._publisher)
         self._out = bytearray(greeting(self.mechanism.name, self.mechanism.as_server))
+        #: The queue itself, for a driver that writes from it and deletes what it
+        #: wrote (``del conn.outgoing[:n]``): one buffer, no copy per message.
+        self.outgoing = self._out
         self._buf = b""
-        self._frames = Message()
+        self._frames: list[bytes] = []
         self._held = 0  # bytes counted toward max_size for the message in progress
         self._error: ProtocolError | PermissionDenied | None = None
         self._long: bytearray | None = None  # body of a long frame being collected
@@ -477,12 +473,6 @@ class Connection:
     def pending(self) -> int:
         """Bytes queued and not yet taken by :meth:`data_to_send`."""
         return len(self._out)
-
-    @property
-    def outgoing(self) -> bytearray:
-        """The queue itself, for a driver that writes from it and deletes what it wrote
-        (``del conn.outgoing[:n]``): one buffer, no copy per message."""
-        return self._out
 
     def send(self, frames: Sequence[bytes]) -> None:
         """Queue one message (a non-empty list of frames)."""
@@ -523,7 +513,7 @@ class Connection:
 
     def send_frame(self, frame: bytes) -> None:
         """Queue a one-frame message (the hot path of :meth:`send`)."""
-        if self._slow_send or self.state != READY:
+        if not self._fast_send:
             self.send([frame])
             return
         size = len(frame)
@@ -628,7 +618,7 @@ class Connection:
                 stop += buf[pos + 1]
                 if stop > end:
                     break
-                events.append(Message((buf[pos + 2 : stop],)))
+                events.append([buf[pos + 2 : stop]])
                 pos = stop
                 continue
             if flags & _RESERVED:
@@ -720,7 +710,7 @@ class Connection:
 
     def _deliver(self, events: list[Event]) -> None:
         frames = self._frames
-        self._frames = Message()
+        self._frames = []
         self._held = 0
         if self.log:
             self.log("<", _describe_message(frames))
@@ -852,6 +842,7 @@ class Connection:
         if len(identity) > 255:
             raise BadFrame("ZMTP Identity over 255 bytes", "RFC 37 limits it to 255")
         self.state = READY
+        self._fast_send = not self._slow_send
         self.peer = Ready(theirs, identity, meta, self.mechanism.user, self.peer_minor)
         events.append(self.peer)
 

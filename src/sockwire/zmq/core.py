@@ -288,7 +288,7 @@ class SocketCore:
             peer.closing = str(exc)
             peer.failed = True
             return
-        message = zmtp.Message
+        message = list
         if self._plain_inbox:  # PULL, DEALER, PAIR...: every message goes to the inbox
             inbox = peer.inbox
             was_empty = not inbox
@@ -493,13 +493,16 @@ class SocketCore:
         if self._plain_recv:
             fair = self._fair
             while fair:
-                peer = fair.popleft()
+                peer = fair[0]
                 inbox = peer.inbox
                 if inbox:
                     msg = inbox.popleft()
-                    if inbox:
-                        fair.append(peer)
+                    if not inbox:
+                        fair.popleft()
+                    elif len(fair) > 1:
+                        fair.rotate(-1)  # fair queueing: the next peer's turn
                     return msg
+                fair.popleft()
             return None
         kind = self.type
         if kind not in _RECEIVERS:
