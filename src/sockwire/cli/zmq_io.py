@@ -29,7 +29,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 
-from ..errors import SockwireError
+from ..errors import TimeoutError
 from ..zmq import Socket, is_zmq
 from ..zmq.endpoint import parse
 from .exitcodes import UsageError
@@ -55,14 +55,19 @@ def _tracer(args: argparse.Namespace) -> Callable[[str], None] | None:
     return emit
 
 
-def _socket(text: str, args: argparse.Namespace, *, bind: bool | None = None) -> Socket:
+def _kind(text: str) -> str:
+    """The endpoint's ?type=, checked before any socket is made."""
     ep = parse(text)
     if ep.socket_type is None:
         raise UsageError(
             f"no ZeroMQ socket type in {ep.display()}",
             "add ?type=REQ|REP|DEALER|ROUTER|PUB|SUB|XPUB|XSUB|PUSH|PULL|PAIR",
         )
-    return Socket(ep.socket_type, ep, bind=bind, trace=_tracer(args))
+    return ep.socket_type
+
+
+def _socket(text: str, args: argparse.Namespace, *, bind: bool | None = None) -> Socket:
+    return Socket(_kind(text), parse(text), bind=bind, trace=_tracer(args))
 
 
 def _frames(text: bytes, separator: str | None) -> list[bytes]:
@@ -119,14 +124,14 @@ def _deadline(args: argparse.Namespace, default: float | None) -> float | None:
 
 def run_send(args: argparse.Namespace) -> int:
     """``sockwire send zmq+...``: one message per MSG or stdin line; a REQ prints replies."""
+    kind = _kind(args.endpoint)
+    if kind not in _SENDERS:
+        raise UsageError(
+            f"send on a ZeroMQ {kind} socket",
+            "a " + kind + " only receives: use `sockwire recv`, or a sending type",
+        )
     sock = _socket(args.endpoint, args)
-    kind = sock.type
     try:
-        if kind not in _SENDERS:
-            raise UsageError(
-                f"send on a ZeroMQ {kind} socket",
-                "a " + kind + " only receives: use `sockwire recv`, or a sending type",
-            )
         timeout = _deadline(args, None if kind != "PUB" else 5.0)
         if kind in ("PUB", "XPUB"):
             sock.wait_peers(1, timeout=timeout or 5.0)
@@ -141,7 +146,7 @@ def run_send(args: argparse.Namespace) -> int:
             if kind == "REQ":
                 _write(_line(sock.recv(timeout=timeout), args))
         if not sock.flush(timeout=timeout if timeout is not None else 30.0):
-            raise SockwireError(f"{kind} send", "queued messages did not leave before the timeout")
+            raise TimeoutError(f"{kind} send", "queued messages did not leave before the timeout")
     finally:
         sock.close()
     return 0
@@ -149,15 +154,17 @@ def run_send(args: argparse.Namespace) -> int:
 
 def run_recv(args: argparse.Namespace) -> int:
     """``sockwire recv zmq+...``: print each message as one line."""
+    kind = _kind(args.endpoint)
+    if kind not in _RECEIVERS:
+        hint = (
+            "a REP answers what it receives: use `sockwire listen`/`connect` with "
+            "type=REP (stdin lines are the replies), or DEALER/ROUTER"
+            if kind == "REP"
+            else f"a {kind} only sends: use `sockwire send`"
+        )
+        raise UsageError(f"recv on a ZeroMQ {kind} socket", hint)
     sock = _socket(args.endpoint, args)
     try:
-        if sock.type not in _RECEIVERS:
-            hint = (
-                "a REP must answer: use `sockwire echo`, or DEALER/ROUTER"
-                if sock.type == "REP"
-                else f"a {sock.type} only sends: use `sockwire send`"
-            )
-            raise UsageError(f"recv on a ZeroMQ {sock.type} socket", hint)
         timeout = _deadline(args, None)
         count = 0
         while args.count is None or count < args.count:
