@@ -29,6 +29,12 @@ from tests.test_zmq_interop import Peer, _play
 # ---- endpoints
 
 
+def test_registry_knows_the_protocols_socket_types() -> None:
+    from sockwire import zmq_schemes
+
+    assert zmq_schemes.SOCKET_TYPES == zmtp.SOCKET_TYPES
+
+
 def test_endpoint_parse_and_canonical_form() -> None:
     ep = parse("zmq+tcp://127.0.0.1:5556?type=sub&subscribe=weather&subscribe=news&heartbeat=1")
     assert ep.socket_type == "SUB"

@@ -16,9 +16,14 @@ from dataclasses import replace
 
 from . import address_values as v
 from .address import SCHEMES, Body, Endpoint, Option, register_scheme
-from .zmtp import SOCKET_TYPES
 
-__all__ = ["ZMQ_OPTIONS"]
+__all__ = ["SOCKET_TYPES", "ZMQ_OPTIONS"]
+
+#: zmtp.SOCKET_TYPES, repeated so that parsing an endpoint does not import the
+#: protocol (2 ms of every command's start-up); tests/test_zmq.py checks they agree.
+SOCKET_TYPES = (
+    "REQ", "REP", "DEALER", "ROUTER", "PUB", "XPUB", "SUB", "XSUB", "PUSH", "PULL", "PAIR",
+)  # fmt: skip
 
 _ANY = v.text(r"(?s).*", "any text", ("weather", "", "a%20b"))
 
