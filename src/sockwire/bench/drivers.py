@@ -126,6 +126,8 @@ def memory(case: Case, params: Params) -> dict[str, float]:
 # --------------------------------------------------------------------------
 
 _CHUNK = 1 << 20
+#: SO_SNDBUF of the source and SO_RCVBUF of the sink: neither end limits the relay
+ENDS_BUFFER = 1 << 20
 
 
 def _sink(listener: socket.socket, report_fd: int) -> None:
@@ -159,7 +161,11 @@ def relay_case_runner(
     def run(params: Params) -> dict[str, float]:
         workdir = tempfile.mkdtemp(prefix="sockwire-bench-relay-")
         path = os.path.join(workdir, "relay.sock")
-        listener = socket.create_server(("127.0.0.1", 0))
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # set before listen(): an accepted socket inherits it (and the window scale)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ENDS_BUFFER)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
         port = listener.getsockname()[1]
         report_r, report_w = os.pipe()
         sink_pid = os.fork()
@@ -181,6 +187,7 @@ def relay_case_runner(
             _wait_for_socket(path, relay, 10.0)
             chunk = b"\0" * _CHUNK
             with socket.socket(socket.AF_UNIX) as source:
+                source.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, ENDS_BUFFER)
                 source.connect(path)
                 started = time.monotonic()
                 for _ in range(params.total // _CHUNK):

@@ -132,7 +132,7 @@ def relay() -> list[Suite]:
             "socat unix -> tcp (default 8 KiB buffer)",
             "peer",
             run=drivers.relay_case_runner(
-                lambda path, port: ["socat", f"UNIX-LISTEN:{path}", f"TCP:127.0.0.1:{port}"]
+                lambda path, port: ["socat", f"UNIX-LISTEN:{path},fork", f"TCP:127.0.0.1:{port}"]
             ),
             missing=socat_missing,
         ),
@@ -145,7 +145,7 @@ def relay() -> list[Suite]:
                     "socat",
                     "-b",
                     "262144",
-                    f"UNIX-LISTEN:{path}",
+                    f"UNIX-LISTEN:{path},fork",
                     f"TCP:127.0.0.1:{port}",
                 ]
             ),

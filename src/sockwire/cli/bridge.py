@@ -41,42 +41,7 @@ from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handle
 from .secured import Guard
 from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
-__all__ = ["add_bridge_options", "run_bridge"]
-
-
-def add_bridge_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("stdin and stdout")
-    group.add_argument(
-        "--close-on-eof",
-        action="store_true",
-        help="close the connection as soon as stdin ends (default: send shutdown(SHUT_WR) "
-        "and keep printing until the peer's EOF)",
-    )
-    group.add_argument(
-        "--split",
-        choices=("line", "read"),
-        default="line",
-        help="datagram/seqpacket: one message per stdin line (default) or per read",
-    )
-    group.add_argument(
-        "--format",
-        choices=("line", "raw"),
-        help="messages written to stdout: line (each followed by a newline; the default with "
-        "--framing) or raw (as they came; the default otherwise)",
-    )
-    group.add_argument(
-        "--linger",
-        type=_linger_type,
-        default=0.5,
-        metavar="S",
-        help="datagram client: wait S seconds after stdin's EOF for answers (default 0.5)",
-    )
-
-
-def _linger_type(text: str) -> float:
-    from .options import _linger
-
-    return _linger(text)
+__all__ = ["run_bridge"]
 
 
 def _report(text: str) -> None:

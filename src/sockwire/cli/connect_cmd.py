@@ -21,8 +21,7 @@ newline (--format raw: as it is).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .bridge import add_bridge_options
-    from .options import add_io_options
+    from .options import add_bridge_options, add_io_options
 
     parser.description = DESCRIPTION
     parser.add_argument(

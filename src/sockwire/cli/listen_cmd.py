@@ -24,8 +24,7 @@ this command created is removed when it exits.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .bridge import add_bridge_options
-    from .options import add_io_options, add_server_options
+    from .options import add_bridge_options, add_io_options, add_server_options
 
     parser.description = DESCRIPTION
     parser.add_argument(

@@ -1,23 +1,23 @@
 """Entry point: parse arguments, run one command, turn errors into one line and an exit code.
 
-Nothing here imports a command's module until that command is chosen.
+Nothing here imports a command's module until that command is chosen, and
+nothing of the library until a command runs: ``sockwire --help`` and
+``sockwire CMD --help`` cost argparse and little else
+(``tests/test_cli_startup.py`` holds the list of what they may not import).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import logging
-import os
 import sys
-from collections.abc import Iterator, Sequence
-from types import ModuleType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .._version import __version__
-from ..errors import SockwireError
-from .exitcodes import EPILOG, Exit, for_error
+from .exitcodes import EPILOG, Exit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -72,6 +72,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _load(name: str) -> ModuleType:
+    import importlib
+
     return importlib.import_module(COMMANDS[name][0])
 
 
@@ -113,12 +115,13 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _log_to_stderr() -> Iterator[None]:
+def _install_log_handler() -> Callable[[], None]:
     """The library's warnings (a refused peer, say) as ``sockwire:`` lines, for this run.
 
-    Restored afterwards: main() also runs inside other programs (tests).
+    Returns the undo: main() also runs inside other programs (tests).
     """
+    import logging
+
     logger = logging.getLogger("sockwire")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("sockwire: %(message)s"))
@@ -126,25 +129,21 @@ def _log_to_stderr() -> Iterator[None]:
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
     logger.propagate = False
-    try:
-        yield
-    finally:
+
+    def undo() -> None:
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+    return undo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sockwire command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    with _log_to_stderr():
-        return _main(args_list)
-
-
-def _main(args_list: list[str]) -> int:
-    parser = build_parser(_chosen(args_list))
     try:
-        args, extra = parser.parse_known_args(args_list)
+        parser = build_parser(_chosen(args_list))
+        args, extra = parser.parse_known_args(args_list)  # --help exits here
         more = getattr(args, "_more", None)
         if extra and more and not any(e.startswith("-") and e != "-" for e in extra):
             setattr(args, more, [*getattr(args, more), *extra])
@@ -153,21 +152,37 @@ def _main(args_list: list[str]) -> int:
         if getattr(args, "run", None) is None:
             parser.print_help(sys.stderr)
             return Exit.USAGE
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001  # every kind is mapped
+        return _failed(exc)
+    undo = _install_log_handler()
+    try:
         return int(args.run(args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001  # every kind is mapped
+        return _failed(exc)
+    finally:
+        undo()
+
+
+def _failed(exc: BaseException) -> int:
+    """One line and the exit code for what ended a command; anything else is a bug: raised."""
+    from ..errors import SockwireError
+    from .exitcodes import for_error
+
+    if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("\n")
         return Exit.INTERRUPTED
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return Exit.BROKEN_PIPE
-    except SockwireError as err:
-        _error_line(str(err))
-        return for_error(err)
-    except OSError as err:  # stdin/stdout/file trouble outside a socket call
-        name = err.strerror or type(err).__name__
-        where = f" {err.filename}" if err.filename else ""
+    if isinstance(exc, SockwireError):
+        _error_line(str(exc))
+        return for_error(exc)
+    if isinstance(exc, OSError):  # stdin/stdout/file trouble outside a socket call
+        name = exc.strerror or type(exc).__name__
+        where = f" {exc.filename}" if exc.filename else ""
         _error_line(f"{name}{where}")
         return Exit.IO
+    raise exc
 
 
 def _error_line(text: str) -> None:
@@ -181,6 +196,8 @@ def _error_line(text: str) -> None:
 def _silence_stdout() -> None:
     # The reader went away; point stdout at /dev/null so the interpreter's
     # final flush does not raise a second BrokenPipeError at exit.
+    import os
+
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

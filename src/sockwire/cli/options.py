@@ -6,24 +6,26 @@ call. Flags that shadow an endpoint query option (``--backlog``, ``--mode``,
 ``--timeout``) are merged with :func:`sockwire.address.merge_options`: giving
 both with different values is a usage error.
 
-Kept light: ``sockwire --help`` never imports this module.
+Kept light: ``sockwire CMD --help`` imports this module for the argument
+definitions, so the library (address, flags, errors) is imported inside the
+functions that check values, never at the top.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..address import FRAMINGS, Endpoint, merge_options, parse
-from ..flags import MsgFlag, parse_msg_flags
-from .exitcodes import UsageError
+if TYPE_CHECKING:
+    from ..address import Endpoint
+    from ..flags import MsgFlag
 
 __all__ = [
     "MAX_BUFSIZE",
     "SEND_FLAGS",
+    "STREAM_FRAMINGS",
     "IoOptions",
+    "add_bridge_options",
     "add_io_options",
     "add_server_options",
     "check_framing",
@@ -37,7 +39,9 @@ __all__ = [
 MAX_BUFSIZE = 64 * 1024 * 1024
 DEFAULT_BUFSIZE = 256 * 1024
 #: The flags that make sense on a send; the rest are receive-side or reported flags.
-SEND_FLAGS = (MsgFlag.OOB, MsgFlag.DONTROUTE, MsgFlag.DONTWAIT, MsgFlag.NOSIGNAL, MsgFlag.EOR)
+SEND_FLAGS = ("OOB", "DONTROUTE", "DONTWAIT", "NOSIGNAL", "EOR")
+#: The byte-stream framings, for help texts (``address.FRAMINGS`` decides what is valid)
+STREAM_FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul")
 _MAX_ARG = 4096
 
 
@@ -60,6 +64,8 @@ def _bounded_int(lo: int, hi: int, what: str) -> Any:
 
 
 def _seconds(text: str) -> float:
+    import math
+
     try:
         value = float(text) if len(text) <= 32 else math.nan
     except ValueError:
@@ -78,6 +84,8 @@ def _linger(text: str) -> float:
 
 
 def _send_flags(text: str) -> MsgFlag:
+    from ..flags import MsgFlag, parse_msg_flags
+
     if len(text) > 200:
         raise argparse.ArgumentTypeError("too long a list of flags")
     try:
@@ -85,18 +93,19 @@ def _send_flags(text: str) -> MsgFlag:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     allowed = MsgFlag.NONE
-    for flag in SEND_FLAGS:
-        allowed |= flag
+    for name in SEND_FLAGS:
+        allowed |= MsgFlag[name]
     extra = flags & ~allowed
     if extra:
         raise argparse.ArgumentTypeError(
-            f"{MsgFlag(extra)} is not a flag for sending; valid: "
-            + ", ".join(str(f.name) for f in SEND_FLAGS)
+            f"{MsgFlag(extra)} is not a flag for sending; valid: " + ", ".join(SEND_FLAGS)
         )
     return flags
 
 
 def _framing(text: str) -> str:
+    from ..address import FRAMINGS
+
     lowered = text.lower()
     if lowered not in FRAMINGS:
         raise argparse.ArgumentTypeError(f"framing must be one of: {', '.join(FRAMINGS)}")
@@ -126,7 +135,7 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
     calls.add_argument(
         "--send-flags",
         type=_send_flags,
-        default=MsgFlag.NONE,
+        default=None,
         metavar="FLAGS",
         help="MSG_* flags for every send, comma-separated: OOB, DONTROUTE, DONTWAIT, "
         "NOSIGNAL, EOR (MSG_NOSIGNAL is always added)",
@@ -160,10 +169,40 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
             default="none",
             metavar="F",
             help="message framing on a byte stream (same as ?framing=): "
-            + ", ".join(FRAMINGS)
+            + ", ".join(STREAM_FRAMINGS)
             + "; each message is one frame, and a frame declared longer than --bufsize ends "
             "the connection with an error (default none: bytes as they come)",
         )
+
+
+def add_bridge_options(parser: argparse.ArgumentParser) -> None:
+    """listen/connect: how stdin and stdout meet the socket."""
+    group = parser.add_argument_group("stdin and stdout")
+    group.add_argument(
+        "--close-on-eof",
+        action="store_true",
+        help="close the connection as soon as stdin ends (default: send shutdown(SHUT_WR) "
+        "and keep printing until the peer's EOF)",
+    )
+    group.add_argument(
+        "--split",
+        choices=("line", "read"),
+        default="line",
+        help="datagram/seqpacket: one message per stdin line (default) or per read",
+    )
+    group.add_argument(
+        "--format",
+        choices=("line", "raw"),
+        help="messages written to stdout: line (each followed by a newline; the default with "
+        "--framing) or raw (as they came; the default otherwise)",
+    )
+    group.add_argument(
+        "--linger",
+        type=_linger,
+        default=0.5,
+        metavar="S",
+        help="datagram client: wait S seconds after stdin's EOF for answers (default 0.5)",
+    )
 
 
 def add_server_options(
@@ -198,9 +237,8 @@ def add_server_options(
     )
 
 
-@dataclass(frozen=True)
-class IoOptions:
-    """The checked values of :func:`add_io_options`."""
+class IoOptions(NamedTuple):
+    """The checked values of :func:`add_io_options` (a NamedTuple: no dataclasses import)."""
 
     trace: bool
     hex: bool
@@ -217,11 +255,13 @@ class IoOptions:
 
 
 def io_options(args: argparse.Namespace) -> IoOptions:
+    from ..flags import MsgFlag
+
     return IoOptions(
         trace=bool(getattr(args, "trace", False)),
         hex=bool(getattr(args, "hex", False)),
         json=bool(getattr(args, "json", False)),
-        send_flags=getattr(args, "send_flags", MsgFlag.NONE),
+        send_flags=getattr(args, "send_flags", None) or MsgFlag.NONE,
         peek=bool(getattr(args, "peek", False)),
         timeout=getattr(args, "timeout", None),
         bufsize=int(getattr(args, "bufsize", DEFAULT_BUFSIZE)),
@@ -231,6 +271,9 @@ def io_options(args: argparse.Namespace) -> IoOptions:
 
 def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> Endpoint:
     """Parse ``text`` and merge --timeout (and --framing on streams) into it."""
+    from ..address import merge_options, parse
+    from .exitcodes import UsageError
+
     if len(text) > _MAX_ARG:
         # parse() would refuse it too; this keeps the message short and certain
         raise UsageError(
@@ -246,6 +289,9 @@ def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> En
 
 def server_endpoint(text: str, args: argparse.Namespace) -> Endpoint:
     """Like :func:`endpoint`, plus --backlog and --mode (which must fit the scheme)."""
+    from ..address import merge_options
+    from .exitcodes import UsageError
+
     ep = endpoint(text, args, timeout=False)
     flags: dict[str, object] = {}
     if getattr(args, "backlog", None) is not None:
@@ -267,6 +313,8 @@ def check_framing(ep: Endpoint, opts: IoOptions) -> str:
 
     Giving both with different values is a usage error.
     """
+    from .exitcodes import UsageError
+
     given = ep.option("framing")
     framing = opts.framing
     if given is not None and framing not in ("none", given):
@@ -279,6 +327,8 @@ def check_framing(ep: Endpoint, opts: IoOptions) -> str:
 
 def no_framing(ep: Endpoint, opts: IoOptions) -> None:
     """A message endpoint keeps its own boundaries: --framing there is a mistake."""
+    from .exitcodes import UsageError
+
     if opts.framing != "none":
         raise UsageError(
             f"--framing {opts.framing} on {ep.display()}",
