@@ -31,8 +31,12 @@ Platform notes:
   non-blocking and O_NONBLOCK on the socket the socket side. A pipe larger
   than 64 KiB needs F_SETPIPE_SZ (capped by /proc/sys/fs/pipe-max-size for
   non-root; we fall back to the default size when refused).
-* A SEQPACKET recv of 0 bytes is EOF *or* an empty message; the kernel
-  gives no way to tell them apart, so the engine treats it as EOF.
+* A SEQPACKET recv of 0 bytes is EOF *or* an empty message. poll(2) tells
+  them apart (:func:`empty_read_is_eof`): while the peer's side is open
+  there is no POLLRDHUP/POLLHUP and 0 bytes is an empty message, delivered
+  as one. The one ambiguous case: a peer that sent an empty message and
+  then closed (or shut down writing) before we read it; nothing follows it,
+  so it reads as the end.
 * A UNIX datagram sender that never bound a name cannot be answered; such
   senders show as ``unnamed`` and replies to them are dropped and counted.
 """
@@ -83,6 +87,7 @@ __all__ = [
     "Loop",
     "Stats",
     "StdinHub",
+    "empty_read_is_eof",
     "feed",
     "handled_signals",
     "is_message",
@@ -102,6 +107,32 @@ _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
 def is_message(sock_type: int) -> bool:
     return sock_type in _MESSAGE_TYPES
+
+
+def empty_read_is_eof(fd: int) -> bool:
+    """After a 0-byte read on a SEQPACKET socket: the peer's end (True) or an empty message.
+
+    Linux (measured, and unix_poll/unix_inq_len in net/unix/af_unix.c): until
+    the peer shuts down writing or closes, poll shows no POLLRDHUP/POLLHUP,
+    and a 0-byte read can only be an empty message. Once it has, recv gives 0
+    both for an empty message still queued and for the end; SIOCINQ (the
+    bytes of every message still queued) then says whether messages follow,
+    so an empty message in the middle still counts as one. Only empty
+    messages at the very end of a closed peer's queue read as the end.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLRDHUP)
+    ready = poller.poll(0)
+    if not ready or not ready[0][1] & (select.POLLRDHUP | select.POLLHUP):
+        return False
+    import termios
+
+    queued = bytearray(4)
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, queued)
+    except OSError:  # not a socket that knows SIOCINQ: the hang-up flags decide
+        return True
+    return int.from_bytes(queued, "little") == 0
 
 
 @dataclass(slots=True)
@@ -266,13 +297,14 @@ class End:
 
         A framed stream may give several messages at once (one read's worth:
         the bound), or none while a frame is incomplete. A seqpacket read of
-        0 bytes is EOF (the kernel cannot tell it from an empty message).
+        0 bytes is EOF only when :func:`empty_read_is_eof` says so; else it
+        is an empty message.
         """
         if self.codec is None:
             item = self.recv_item(bufsize, stats)
             if item is None:
                 return None
-            if not item.data and not self.datagram:
+            if not item.data and not self.datagram and empty_read_is_eof(self.fd):
                 return [Item(b"", item.address, item.flags, eof=True)]
             return [item]
         assert self.sock is not None

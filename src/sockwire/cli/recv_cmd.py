@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from .exitcodes import UsageError
     from .observe import Observer, say
     from .options import check_framing, endpoint, io_options, no_framing, server_endpoint
-    from .pump import feed, handled_signals, is_message
+    from .pump import empty_read_is_eof, feed, handled_signals, is_message
     from .secured import secure_accepted
     from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
                     msg = sock.recvmsg(opts.bufsize, creds=creds, flags=MsgFlag.PEEK)
                 else:
                     msg = sock.recvmsg(opts.bufsize, creds=creds)
-                if not msg.data and not datagram:
+                if not msg.data and not datagram and empty_read_is_eof(sock.fd):
                     say("eof", f"fd={sock.fd}", f"after {received} messages")
                     return False
                 show(sock, msg, peer_creds)
