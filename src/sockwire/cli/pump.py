@@ -91,6 +91,7 @@ __all__ = [
     "feed",
     "handled_signals",
     "is_message",
+    "labelled",
 ]
 
 _IN = select.POLLIN | select.POLLPRI
@@ -103,6 +104,16 @@ PIPE_SIZE = 1024 * 1024
 BATCH = 64
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+
+
+def labelled(label: str, exc: SockwireError) -> str:
+    """``label: error`` for a server's report line, the label said once.
+
+    An error raised about this connection already names it in its ``what``
+    (a Conn's idle timeout, a tunnel's TLS handshake); prefixing it again gave
+    lines like ``A -> B: A -> B (ETIMEDOUT): ...``.
+    """
+    return str(exc) if label in exc.what else f"{label}: {exc}"
 
 
 def is_message(sock_type: int) -> bool:
@@ -738,7 +749,7 @@ class Conn:
         if self.raise_errors:
             raise exc
         if self.report is not None:
-            self.report(f"{self.label}: {exc}")
+            self.report(labelled(self.label, exc))
 
     def _end_quietly(self) -> None:
         for flow in self.flows:

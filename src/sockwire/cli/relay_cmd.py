@@ -29,9 +29,11 @@ and never enter Python. A byte stream and a message socket need framing
 on the stream side so boundaries survive: --framing len32 (or ?framing=
 on that endpoint) makes each seqpacket message or datagram one frame, and
 each frame one message. Two framed streams may differ (?framing=line on
-one side, len32 on the other: translated). Each connect to TARGET is made
-in turn, bounded by --timeout (default 10 s). LISTEN may be fd:N or
-systemd: (a passed listener, or one passed connection).
+one side, len32 on the other: translated). Connects to TARGET never hold up
+other clients: each runs inside the loop, bounded by --timeout or TARGET's
+?timeout= (default 10 s); a failed one closes that client, reported on
+stderr. LISTEN may be fd:N or systemd: (a passed listener, or one passed
+connection).
 """
 
 
@@ -81,7 +83,9 @@ def _relay(
     import sys
 
     from ..errors import SockwireError, UnsupportedError
-    from ..sock import Peer
+    from ..secure import check_client
+    from ..sock import Address, Peer
+    from .dialer import Dialer, addresses
     from .exitcodes import UsageError
     from .observe import Observer
     from .options import check_framing, no_framing
@@ -95,8 +99,9 @@ def _relay(
         Stats,
         handled_signals,
         is_message,
+        labelled,
     )
-    from .secured import Guard
+    from .secured import Guard, needed
     from .sockets import connect_socket, is_listening, server_socket
 
     for ep in (listen_ep, target_ep):
@@ -135,24 +140,29 @@ def _relay(
     def summary() -> None:
         report(stats.summary())
 
-    # the connect to TARGET runs inside the loop, so it is always bounded:
-    # by --timeout/?timeout=, else by CONNECT_TIMEOUT
+    # every connect to TARGET is bounded: by --timeout/?timeout=, else CONNECT_TIMEOUT
+    connect_timeout = target_ep.float_option("timeout", None) or float(CONNECT_TIMEOUT)
     dial_ep = target_ep
     if target_ep.option("timeout") is None:
         dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)
 
     listen_guard = Guard(listen_ep, report=report, raise_errors=False)
     target_guard = Guard(target_ep, report=report, raise_errors=False)
+    if needed(target_ep):
+        check_client(target_ep)  # a missing key file fails now, not at each client
 
     def open_target() -> Socket:
+        """A datagram session's socket (connect on a datagram socket never waits)."""
         sock = target_guard.connected(connect_socket(dial_ep, tls=False), target_ep.display())
         sock.setblocking(False)
         return sock
 
     closed = [0]
     active: list[Conn] = []
+    dialing: dict[Dialer, Socket] = {}  # connects to TARGET under way, and their clients
     acceptor: Acceptor | None = None
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+    targets: list[tuple[int, Address]] = []
 
     def on_close(conn: Conn) -> None:
         active.remove(conn)
@@ -166,13 +176,40 @@ def _relay(
         if client is None:  # refused by ?allowed_uids=/?allowed_gids= (and logged)
             closed[0] += 1
             return
-        try:
-            target = open_target()
-        except SockwireError as exc:
-            report(f"{label}: {exc}")
+        if not targets:
+            targets.extend(addresses(dial_ep))  # once: getaddrinfo blocks
+
+        def connected(target: Socket) -> None:
+            dialing.pop(dialer, None)
+            try:
+                target = target_guard.connected_later(target, target_ep.display())
+            except SockwireError as exc:
+                failed(exc)
+                return
+            relay_pair(label, client, target)
+
+        def failed(exc: SockwireError) -> None:
+            dialing.pop(dialer, None)
+            report(labelled(str(peer), exc))  # the error names TARGET
             client.close()
             closed[0] += 1
-            return
+            if acceptor is not None:
+                acceptor.resume()
+
+        dialer = Dialer(
+            dial_ep,
+            targets,
+            timeout=connect_timeout,
+            on_connected=connected,
+            on_failed=failed,
+            watch=client,
+        )
+        dialing[dialer] = client
+        loop.add(dialer)
+        dialer.start()
+
+    def relay_pair(label: str, client: Socket, target: Socket) -> None:
+        target.setblocking(False)
         a = End(label, sock=client, opts=opts, framing=listen_framing)
         b = End(target_ep.display(), sock=target, opts=opts, framing=target_framing)
         flows = [
@@ -238,7 +275,7 @@ def _relay(
                 acceptor = Acceptor(
                     listener,
                     on_accept,
-                    room=lambda: len(active) < args.max_clients,
+                    room=lambda: len(active) + len(dialing) < args.max_clients,
                     accepts_left=args.count,
                 )
                 loop.add(acceptor)
@@ -246,6 +283,8 @@ def _relay(
                 return 0
         finally:
             loop.close()
+            for client in dialing.values():
+                client.close()
             listen_guard.close()
             target_guard.close()
             summary()
