@@ -100,8 +100,12 @@ def endpoint_strings(draw: st.DrawFn) -> str:
         if scheme in spec.schemes and not (spec.path_only and is_abstract)
     )
     chosen = draw(st.lists(st.sampled_from(names), unique=True, max_size=4)) if names else []
-    if chosen:
-        body += "?" + "&".join(f"{k}={_quote(draw(OPTION_VALUES[k]))}" for k in chosen)
+    packet = scheme in ("unix+seqpacket", "unix+dgram", "udp")
+    values = {k: draw(OPTION_VALUES[k]) for k in chosen}
+    if "framing" in values and packet:
+        values["framing"] = draw(st.sampled_from(["none", "sockwire", "SOCKWIRE"]))
+    if values:
+        body += "?" + "&".join(f"{k}={_quote(v)}" for k, v in values.items())
     return body
 
 

@@ -240,8 +240,8 @@ def test_core_coalesces_until_flush_at_and_sends_big_without_copy() -> None:
 
 
 def test_core_seqpacket_fragments_and_reassembles() -> None:
-    tx = ChannelCore("seqpacket", packet_limit=1000)
-    rx = ChannelCore("seqpacket")
+    tx = ChannelCore("seqpacket", framing="sockwire", packet_limit=1000)
+    rx = ChannelCore("seqpacket", framing="sockwire")
     msg = bytes(range(256)) * 20
     writes = tx.queue(msg)
     assert writes is not None
@@ -256,7 +256,7 @@ def test_core_seqpacket_fragments_and_reassembles() -> None:
 
 
 def test_core_seqpacket_rejects_foreign_packets() -> None:
-    rx = ChannelCore("seqpacket")
+    rx = ChannelCore("seqpacket", framing="sockwire")
     buf = memoryview(bytearray(16))
     buf[0] = 0x20
     with pytest.raises(BadFrame, match="0x20"):
@@ -265,8 +265,8 @@ def test_core_seqpacket_rejects_foreign_packets() -> None:
 
 
 def test_core_datagram_counts_loss_lateness_truncation_and_garbage() -> None:
-    tx = ChannelCore("dgram")
-    rx = ChannelCore("dgram")
+    tx = ChannelCore("dgram", framing="sockwire")
+    rx = ChannelCore("dgram", framing="sockwire")
     packets = []
     for i in range(10):
         (write,) = tx.queue(b"%d" % i)  # type: ignore[misc]

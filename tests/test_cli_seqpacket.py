@@ -1,9 +1,8 @@
 """A zero-length SEQPACKET message is a message, not EOF (issue 14, defect 10).
 
-While the peer is open a 0-byte read can only be an empty message (poll
-shows no POLLRDHUP/POLLHUP). Once the peer has closed, the bytes still
-queued (SIOCINQ) say whether more messages follow; only empty messages at
-the very end of a closed peer's queue read as the end (documented).
+With SO_PASSCRED every packet, an empty one too, carries SCM_CREDENTIALS and
+the end carries none (``Socket.tell_empty_from_eof``), so the commands tell
+them apart even when the peer has closed with empty messages still queued.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from sockwire.cli.pump import empty_read_is_eof
 from tests.cli_helpers import SOCKWIRE, program, run, short_dir, sockwire
 from tests.helpers import need_tool
 
@@ -26,22 +24,6 @@ pytestmark = pytest.mark.timeout(60)
 def d() -> Iterator[str]:
     with short_dir() as path:
         yield path
-
-
-def test_empty_read_is_eof_rules() -> None:
-    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with left, right:
-        left.send(b"")
-        assert right.recv(10) == b""
-        assert not empty_read_is_eof(right.fileno())  # the peer is open: a message
-        left.send(b"")
-        left.send(b"more")
-        left.shutdown(socket.SHUT_WR)
-        assert right.recv(10) == b""
-        assert not empty_read_is_eof(right.fileno())  # hung up, but 4 bytes follow
-        assert right.recv(10) == b"more"
-        assert right.recv(10) == b""
-        assert empty_read_is_eof(right.fileno())  # hung up, nothing queued: the end
 
 
 def _inherited(messages: list[bytes], *, close: bool) -> tuple[socket.socket, socket.socket]:
@@ -75,13 +57,13 @@ def test_recv_delivers_empty_messages_of_a_closed_peer() -> None:
     assert [(doc["data"], doc["size"]) for doc in docs] == [("a", 1), ("", 0), ("", 0), ("b", 1)]
 
 
-def test_trailing_empty_message_of_a_closed_peer_reads_as_the_end() -> None:
-    """The documented ambiguous case: nothing after it, the peer gone."""
+def test_trailing_empty_message_of_a_closed_peer_is_still_a_message() -> None:
+    """Queued last, the peer gone: poll's POLLRDHUP alone could not tell it from the end."""
     left, right = _inherited([b"a", b""], close=True)
     with left, right:
         proc = _run_with_fd(["recv", "fd:{fd}", "--format", "json"], right)
     assert proc.returncode == 0, proc.stderr
-    assert [json.loads(line)["data"] for line in proc.stdout.decode().splitlines()] == ["a"]
+    assert [json.loads(line)["size"] for line in proc.stdout.decode().splitlines()] == [1, 0]
 
 
 def test_connect_prints_empty_messages_as_empty_lines() -> None:

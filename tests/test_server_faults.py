@@ -149,7 +149,8 @@ def test_fragments_past_max_size_over_seqpacket(tmp: str) -> None:
             raise
 
     path = f"{tmp}/q.sock"
-    with serve(f"unix+seqpacket:{path}", handler, max_size=10_000).start() as server:
+    ep = f"unix+seqpacket:{path}?framing=sockwire"
+    with serve(ep, handler, max_size=10_000).start() as server:
         for _ in range(20):
             with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
                 sock.connect(path)
@@ -177,7 +178,9 @@ def _plan(transport: str, rng: random.Random, trial: int) -> tuple[list[bytes], 
     """(what the dying peer writes, the messages that must reach the handler whole)."""
     messages = _messages(rng, trial)
     if transport == "seqpacket":
-        core = ChannelCore("seqpacket", packet_limit=rng.choice((1000, 70000, 200000)))
+        core = ChannelCore(
+            "seqpacket", framing="sockwire", packet_limit=rng.choice((1000, 70000, 200000))
+        )
         packets: list[bytes] = []
         last_of: list[int] = []
         for msg in messages:
@@ -210,7 +213,7 @@ def _kill_trials(transport: str, tmp: str, trials: int) -> None:
 
     ep = {
         "unix": f"unix:{tmp}/s.sock",
-        "seqpacket": f"unix+seqpacket:{tmp}/q.sock",
+        "seqpacket": f"unix+seqpacket:{tmp}/q.sock?framing=sockwire",
         "tcp": "tcp://127.0.0.1:0",
     }[transport]
     rng = random.Random(f"server-kill-{transport}-{trials}")

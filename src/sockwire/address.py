@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from .errors import AddressError
 
 __all__ = [
+    "FRAMINGS",
     "OPTIONS",
+    "PACKET_FRAMINGS",
     "SCHEMES",
+    "STREAM_FRAMINGS",
     "UNIX_PATH_MAX",
     "Endpoint",
     "OptionSpec",
@@ -81,7 +84,13 @@ RAW_PROTOCOLS: dict[str, int] = {
     "raw": socket.IPPROTO_RAW,
 }
 
-FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul", "none")
+#: Framings of a byte stream (sockwire.framing) and of a packet socket (sockwire.packet):
+#: the one list of their names. ``none`` adds no bytes; ``sockwire`` is the
+#: opt-in packet header (docs/PROTOCOL.md sections 2-3).
+STREAM_FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul", "none")
+PACKET_FRAMINGS = ("none", "sockwire")
+FRAMINGS = (*STREAM_FRAMINGS, "sockwire")
+_PACKET_SCHEMES = frozenset({"unix+seqpacket", "unix+dgram", "udp"})
 SOCKET_TYPES = ("stream", "dgram", "seqpacket")
 
 
@@ -232,9 +241,12 @@ OPTIONS: dict[str, OptionSpec] = {
     "sndbuf": OptionSpec(_ALL - {"netlink"}, _int_range(1, 2**31 - 1), "SO_SNDBUF in bytes"),
     "timeout": OptionSpec(_ALL, _seconds, "connect/IO timeout in seconds"),
     "framing": OptionSpec(
-        _STREAM_SCHEMES,
+        _STREAM_SCHEMES | _PACKET_SCHEMES,
         _choice(FRAMINGS),
-        "message framing on a byte stream: " + ", ".join(FRAMINGS),
+        "message framing: on a byte stream "
+        + ", ".join(STREAM_FRAMINGS)
+        + "; on seqpacket/datagram sockets none (the kernel's boundaries, the default) "
+        "or sockwire (the sockwire packet header)",
     ),
     "proto": OptionSpec(
         frozenset({"raw"}), _raw_proto, "IP protocol of a raw socket: " + ", ".join(RAW_PROTOCOLS)
@@ -747,6 +759,9 @@ def _parse_query(scheme: str, query: str, whole: str) -> tuple[tuple[str, str], 
 
 
 def _check_option_fit(ep: Endpoint, whole: str) -> None:
+    framing = ep.option("framing")
+    if framing is not None and ep.scheme not in ("fd", "systemd"):
+        check_framing_fits(framing, ep.type, whole)
     for key, _ in ep.options:
         if OPTIONS[key].path_only and ep.is_abstract:
             raise AddressError(
@@ -755,6 +770,27 @@ def _check_option_fit(ep: Endpoint, whole: str) -> None:
                 "with a peer-credential filter (allowed_uids) instead",
                 part=key,
             )
+
+
+def check_framing_fits(framing: str, sock_type: int, where: str) -> None:
+    """Refuse a stream framing on a packet socket and the packet header on a stream."""
+    if sock_type == _STREAM:
+        if framing not in STREAM_FRAMINGS:
+            raise AddressError(
+                f"framing={framing} on the byte stream {where!r}",
+                "the sockwire packet header is for seqpacket and datagram sockets; streams "
+                "take " + ", ".join(STREAM_FRAMINGS),
+                part=f"framing={framing}",
+                valid=STREAM_FRAMINGS,
+            )
+    elif sock_type in (_SEQ, _DGRAM) and framing not in PACKET_FRAMINGS:
+        raise AddressError(
+            f"framing={framing} on the packet socket {where!r}",
+            "seqpacket and datagram sockets keep message boundaries themselves: framing is "
+            "none (the default) or sockwire (the sockwire header: fragments, sequence numbers)",
+            part=f"framing={framing}",
+            valid=PACKET_FRAMINGS,
+        )
 
 
 def iter_option_help(scheme: str | None = None) -> Iterator[tuple[str, OptionSpec]]:

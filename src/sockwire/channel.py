@@ -95,7 +95,6 @@ import logging
 import os
 import select
 import socket
-import struct
 import sys
 import threading
 import time
@@ -106,13 +105,11 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 from . import framing as _framing
 from . import trace
-from .address import Endpoint, parse
+from .address import PACKET_FRAMINGS, Endpoint, parse
 from .codecs import Codec, get_codec
 from .errors import (
-    BadFrame,
     ClosedError,
     ConnectionLost,
-    FrameTooLarge,
     InvalidOperation,
     MessageTooLarge,
     ProtocolError,
@@ -123,6 +120,13 @@ from .errors import (
 )
 from .flags import MsgFlag
 from .framing import BIG, DEFAULT_MAX_SIZE, READ_SIZE, BytesLike
+from .packet import (
+    MAX_PACKET,
+    DatagramCodec,
+    DatagramStats,
+    PacketCodec,
+    make_packet_codec,
+)
 from .sock import Address, Socket
 from .trace import Event, preview
 
@@ -145,28 +149,14 @@ log = logging.getLogger("sockwire")
 
 #: send() buffers small frames until this many bytes are waiting.
 FLUSH_AT = 64 * 1024
-#: Largest seqpacket/datagram packet a Channel sends or expects, header included.
-MAX_PACKET = 256 * 1024
 #: How long close() may spend flushing frames a slow peer does not read.
 CLOSE_TIMEOUT = 5.0
 
 Kind: TypeAlias = Literal["stream", "seqpacket", "dgram"]
 
-# ---- wire constants (docs/PROTOCOL.md)
-VERSION = 1
-_V = VERSION << 4
-FLAG_MORE = 0x01  # seqpacket: another fragment of this message follows
-_RESERVED = 0x0E
-_PKT_ONE = bytes([_V])
-_PKT_MORE = bytes([_V | FLAG_MORE])
-_DGRAM_HEADER = struct.Struct("!BI")
-_SEQ_MASK = 0xFFFFFFFF
-_SEQ_WINDOW = 1 << 31
 #: True where the GIL makes one ``bytearray +=`` atomic (every build before
 #: PEP 703's free-threaded one): the fast send path relies on it.
 _GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
-#: Senders tracked for datagram loss accounting (oldest forgotten first).
-MAX_TRACKED_SENDERS = 1024
 
 
 @functools.cache
@@ -192,22 +182,6 @@ class State:
 
 
 _OPEN = State.OPEN
-
-
-@dataclass
-class DatagramStats:
-    """What a datagram channel knows went wrong (all counts since it opened).
-
-    ``lost``: sequence numbers skipped and not (yet) filled by a late arrival;
-    ``late``: datagrams older than one already seen (reordered or duplicated);
-    ``truncated``: datagrams larger than the receive buffer (MSG_TRUNC), dropped;
-    ``invalid``: datagrams without a valid sockwire header, dropped.
-    """
-
-    lost: int = 0
-    late: int = 0
-    truncated: int = 0
-    invalid: int = 0
 
 
 @dataclass(frozen=True)
@@ -250,7 +224,7 @@ class ChannelCore:
         self,
         kind: Kind,
         *,
-        framing: str = "len32",
+        framing: str | None = None,
         max_size: int = DEFAULT_MAX_SIZE,
         packet_limit: int = MAX_PACKET,
     ) -> None:
@@ -260,12 +234,13 @@ class ChannelCore:
         self.max_size = max_size
         self.pending: collections.deque[bytes] = collections.deque()
         self.out = bytearray()
-        self.stats = DatagramStats()
+        self.packets: PacketCodec | None = None
         if kind == "stream":
-            fc = _framing.make_codec(framing, max_size=max_size)
+            fc = _framing.make_codec(framing or "len32", max_size=max_size)
             self.framing = fc.name
             self.encoder = fc.encoder
             self.decoder: _framing.Decoder | None = fc.decoder
+            self.stats = DatagramStats()
             enc = fc.encoder
             if isinstance(enc, _framing.LengthPrefixEncoder):
                 self._pack = enc._pack
@@ -275,27 +250,30 @@ class ChannelCore:
                 self._pack = _framing._STRUCTS[4].pack  # unused: _fast_limit is 0
                 self._fast_limit = 0
         else:
-            if framing not in ("len32", "none"):
+            framing = framing or "none"
+            if framing not in PACKET_FRAMINGS:
                 raise InvalidOperation(
                     f"framing={framing} on a {kind} socket",
-                    f"{kind} sockets keep message boundaries themselves; framing is for streams",
+                    f"{kind} sockets keep message boundaries themselves: framing is none "
+                    "(the default) or sockwire (the sockwire packet header)",
                 )
-            self.framing = kind
+            self.packets = make_packet_codec(
+                kind, framing, max_size=max_size, packet_limit=packet_limit
+            )
+            self.framing = framing
             self.decoder = None
+            self.stats = self.packets.stats
             self._pack = _framing._STRUCTS[4].pack
             self._fast_limit = 0
         self.sendable = True  # OPEN or PEER_CLOSED: the hot path tests one attribute
-        # seqpacket: payload bytes per packet; dgram: largest payload
-        self.packet_payload = max(1, min(packet_limit, MAX_PACKET) - self.header_size)
-        self._seq = 0
-        self._seq_to: dict[Address, int] = {}
-        self._expect: dict[Address | None, int] = {}
-        self._frags: list[bytes] = []
-        self._frag_size = 0
+        #: payload bytes per packet (seqpacket, dgram)
+        self.packet_payload = self.packets.payload if self.packets is not None else 0
 
     @property
-    def header_size(self) -> int:
-        return _DGRAM_HEADER.size if self.kind == "dgram" else 1
+    def zero_is_eof(self) -> bool:
+        """A zero-length read is EOF (streams, framed seqpacket); else ask the driver."""
+        packets = self.packets
+        return packets is None or packets.zero_is_eof
 
     # ---- state
 
@@ -339,7 +317,8 @@ class ChannelCore:
             self.error = None
         self.out = bytearray()  # not clear(): a failed write may still hold a view of it
         self.pending.clear()
-        self._frags = []
+        if self.packets is not None:
+            self.packets.reset()
 
     def forget_buffers(self) -> None:
         """After fork, in the child: the parent owns what was buffered."""
@@ -350,7 +329,8 @@ class ChannelCore:
         """True while part of a message has arrived and the rest has not (EOF now breaks)."""
         if self.decoder is not None:
             return self.decoder.in_frame
-        return bool(self._frags)
+        packets = self.packets
+        return packets is not None and packets.in_message
 
     def stop_reading(self, error: ConnectionLost) -> ConnectionLost:
         """OPEN -> PEER_CLOSED on our side's decision (a read limit); returns ``error``."""
@@ -359,22 +339,10 @@ class ChannelCore:
         return error
 
     def datagram_to(self, msg: BytesLike, address: Address) -> list[BytesLike]:
-        """One datagram for ``address`` with that destination's own sequence number.
-
-        A socket that answers many senders (a datagram server) numbers each
-        destination separately, so every receiver sees 0, 1, 2, ... and counts
-        no false losses. At most MAX_TRACKED_SENDERS destinations are
-        remembered (the oldest is forgotten first, and starts again at 0).
-        """
-        size = len(msg)
-        if size > self.packet_payload:
-            return self._datagram(msg, size)[0]  # raises MessageTooLarge
-        seqs = self._seq_to
-        seq = seqs.pop(address, 0)
-        if len(seqs) >= MAX_TRACKED_SENDERS:
-            del seqs[next(iter(seqs))]
-        seqs[address] = (seq + 1) & _SEQ_MASK
-        return [_DGRAM_HEADER.pack(_V, seq), msg]
+        """One datagram for ``address``, in that destination's own sequence (a server's reply)."""
+        packets = self.packets
+        assert isinstance(packets, DatagramCodec)
+        return packets.encode_to(msg, address)
 
     # ---- outgoing
 
@@ -390,9 +358,9 @@ class ChannelCore:
                 out += self._pack(size) + msg  # one append: atomic, and all or nothing
                 return [[self.take()]] if len(out) >= FLUSH_AT else None
             return self._queue_stream_slow(msg, size)
-        if kind == "seqpacket":
-            return self._packets(msg, size)
-        return self._datagram(msg, size)
+        packets = self.packets
+        assert packets is not None
+        return packets.encode(msg)
 
     def _queue_stream_slow(self, msg: BytesLike, size: int) -> list[list[BytesLike]] | None:
         out = self.out
@@ -415,34 +383,6 @@ class ChannelCore:
         if trailer:
             write.append(trailer)
         return [write]
-
-    def _packets(self, msg: BytesLike, size: int) -> list[list[BytesLike]]:
-        limit = self.packet_payload
-        if size <= limit:
-            return [[_PKT_ONE, msg]]
-        if size > self.max_size:
-            raise MessageTooLarge(
-                f"a {size}-byte message",
-                f"over max_size ({self.max_size} bytes), which the receiver enforces too",
-            )
-        view = memoryview(msg).cast("B")
-        writes: list[list[BytesLike]] = []
-        for start in range(0, size, limit):
-            last = start + limit >= size
-            writes.append([_PKT_ONE if last else _PKT_MORE, view[start : start + limit]])
-        return writes
-
-    def _datagram(self, msg: BytesLike, size: int) -> list[list[BytesLike]]:
-        if size > self.packet_payload:
-            raise MessageTooLarge(
-                f"a {size}-byte datagram message",
-                f"this datagram channel carries at most {self.packet_payload} bytes per "
-                "message (one datagram, after the 5-byte header); use a stream or seqpacket "
-                "channel for larger messages",
-            )
-        header = _DGRAM_HEADER.pack(_V, self._seq)
-        self._seq = (self._seq + 1) & _SEQ_MASK
-        return [[header, msg]]
 
     def fast_sender(
         self,
@@ -677,8 +617,7 @@ class ChannelCore:
     def read_size(self) -> tuple[int, bool]:
         """``(bytes to ask for, exact)``; exact: all of them are one body (MSG_WAITALL ok)."""
         decoder = self.decoder
-        if decoder is None:
-            return MAX_PACKET, False
+        assert decoder is not None
         return decoder.read_size(), decoder.exact
 
     def receive(self, data: bytes) -> None:
@@ -703,91 +642,32 @@ class ChannelCore:
         elif not data and self.state is State.OPEN:
             self.state = State.PEER_CLOSED
 
-    def receive_packet(self, buf: memoryview, size: int, address: Address | None) -> None:
-        """One packet of ``size`` bytes (its real length: > len(buf) means truncated)."""
-        if self.state is State.CLOSED:
-            return  # close() woke a reader with shutdown(): that empty read is no datagram
-        if self.kind == "seqpacket":
-            self._receive_seqpacket(buf, size)
-        else:
-            self._receive_datagram(buf, size, address)
+    def receive_packet(
+        self, buf: memoryview, size: int, address: Address | None, *, eof: bool = False
+    ) -> None:
+        """One packet of ``size`` bytes (its real length: > len(buf) means truncated).
 
-    def _receive_seqpacket(self, buf: memoryview, size: int) -> None:
-        if size == 0:  # every sockwire packet has a header byte: 0 is EOF
-            if self._frags:
-                raise self.fail(
-                    ConnectionLost(
-                        "the peer closed the channel in the middle of a message",
-                        f"{len(self._frags)} fragments of it arrived; they were dropped",
-                    )
-                )
+        ``eof``: the driver decided this zero-length read is the end (see
+        :attr:`zero_is_eof`; otherwise it asked whether the peer hung up).
+        """
+        if self.state is State.CLOSED:
+            return  # close() woke a reader with shutdown(): that empty read is no packet
+        packets = self.packets
+        assert packets is not None
+        if eof:
+            try:
+                packets.end()
+            except ConnectionLost as exc:
+                raise self.fail(exc) from None
             if self.state is State.OPEN:
                 self.state = State.PEER_CLOSED
             return
-        if size > len(buf):
-            raise self.fail(
-                BadFrame(
-                    f"a {size}-byte seqpacket packet",
-                    f"over the protocol's {MAX_PACKET}-byte packet limit (MSG_TRUNC)",
-                )
-            )
-        head = buf[0]
-        if head & 0xF0 != _V or head & _RESERVED:
-            raise self.fail(
-                BadFrame(
-                    f"a seqpacket packet with header byte 0x{head:02x}",
-                    f"expected 0x{_V:02x} or 0x{_V | FLAG_MORE:02x} (sockwire protocol "
-                    f"version {VERSION}); is the peer a sockwire Channel?",
-                )
-            )
-        payload = buf[1:size].tobytes()
-        if head & FLAG_MORE or self._frags:
-            self._frag_size += len(payload)
-            if self._frag_size > self.max_size:
-                raise self.fail(
-                    FrameTooLarge(
-                        f"a fragmented message of more than {self.max_size} bytes",
-                        "over this receiver's max_size",
-                    )
-                )
-            self._frags.append(payload)
-            if head & FLAG_MORE:
-                return
-            payload = b"".join(self._frags)
-            self._frags = []
-            self._frag_size = 0
-        self.pending.append(payload)
-
-    def _receive_datagram(self, buf: memoryview, size: int, address: Address | None) -> None:
-        stats = self.stats
-        if size > len(buf):
-            stats.truncated += 1
-            log.warning("dropped a truncated %d-byte datagram (MSG_TRUNC)", size)
-            return
-        hsize = _DGRAM_HEADER.size
-        if size < hsize or buf[0] != _V:
-            stats.invalid += 1
-            log.debug("dropped a %d-byte datagram without a sockwire header", size)
-            return
-        (_, seq) = _DGRAM_HEADER.unpack_from(buf)
-        expect = self._expect
-        want = expect.get(address)
-        if want is None:
-            if len(expect) >= MAX_TRACKED_SENDERS:
-                del expect[next(iter(expect))]
-            expect[address] = (seq + 1) & _SEQ_MASK
-        else:
-            gap = (seq - want) & _SEQ_MASK
-            if gap == 0:
-                expect[address] = (seq + 1) & _SEQ_MASK
-            elif gap < _SEQ_WINDOW:
-                stats.lost += gap
-                expect[address] = (seq + 1) & _SEQ_MASK
-            else:  # older than expected: reordered or duplicated
-                stats.late += 1
-                if stats.lost:
-                    stats.lost -= 1
-        self.pending.append(buf[hsize:size].tobytes())
+        try:
+            msg = packets.decode(buf, size, address)
+        except ProtocolError as exc:
+            raise self.fail(exc) from None
+        if msg is not None:
+            self.pending.append(msg)
 
 
 # --------------------------------------------------------------------------
@@ -804,7 +684,11 @@ class ChannelIO(Protocol):
         ...
 
     def recv_packet(self, buf: memoryview) -> tuple[int, Address | None]:
-        """One packet into ``buf``: its *real* size (larger than buf: truncated), sender."""
+        """One packet into ``buf``: its *real* size (larger than buf: truncated), sender.
+
+        -1 is EOF, when the seam can tell it from an empty message (see
+        :class:`SocketIO`); otherwise a zero-length read is 0.
+        """
         ...
 
     def send_all(self, buffers: Sequence[BytesLike]) -> None:
@@ -824,10 +708,23 @@ class ChannelIO(Protocol):
     def close(self) -> None: ...
 
 
-class SocketIO:
-    """The seam over a real socket (blocking mode; deadlines by poll)."""
+_CREDS_SPACE = socket.CMSG_SPACE(12)  # one struct ucred
 
-    def __init__(self, sock: Socket) -> None:
+
+class SocketIO:
+    """The seam over a real socket (blocking mode; deadlines by poll).
+
+    ``empty_messages``: the socket is a UNIX seqpacket connection whose
+    packets carry no header, where a zero-length read is EOF *or* an empty
+    message. SO_PASSCRED tells them apart without a doubt (measured on Linux
+    6.x): every queued packet, an empty one included, comes with an
+    SCM_CREDENTIALS message, and EOF comes with none. (poll's
+    POLLRDHUP/POLLHUP only say the peer has closed, not whether an empty
+    message is still queued.) Descriptors a peer passes are discarded by the
+    kernel (the control buffer has room for the credentials only: MSG_CTRUNC).
+    """
+
+    def __init__(self, sock: Socket, *, empty_messages: bool = False) -> None:
         self.socket = sock
         raw = sock.raw
         raw.settimeout(None)
@@ -840,6 +737,9 @@ class SocketIO:
         self._view = memoryview(self._buf)
         self._poller = select.poll()
         self._poller.register(raw.fileno(), select.POLLIN)
+        self._empty_messages = empty_messages
+        if empty_messages:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 
     def recv(self, size: int, waitall: bool) -> bytes:
         if waitall:
@@ -859,7 +759,15 @@ class SocketIO:
         # MSG_TRUNC makes recvfrom return the packet's real length even when
         # it did not fit; never pass it to recv(), which would return the
         # padding as data (see sock.py).
+        if self._empty_messages:
+            return self._recv_packet_or_eof(buf)
         size, address = self.raw.recvfrom_into(buf, 0, socket.MSG_TRUNC)
+        return size, address if address not in (None, "", b"") else None
+
+    def _recv_packet_or_eof(self, buf: memoryview) -> tuple[int, Address | None]:
+        size, ancdata, _, address = self.raw.recvmsg_into([buf], _CREDS_SPACE, socket.MSG_TRUNC)
+        if not size and not ancdata:
+            return -1, None  # no packet came with it: the end, not an empty message
         return size, address if address not in (None, "", b"") else None
 
     def send_all(self, buffers: Sequence[BytesLike]) -> None:
@@ -1141,7 +1049,7 @@ class Channel:
         io: ChannelIO,
         *,
         kind: Kind = "stream",
-        framing: str = "len32",
+        framing: str | None = None,
         codec: str | Codec = "bytes",
         authenticated: bool = False,
         max_size: int = DEFAULT_MAX_SIZE,
@@ -1323,31 +1231,22 @@ class Channel:
                 f"a Channel over {sock!r}",
                 "a Channel needs a stream, seqpacket or datagram socket",
             )
-        if framing is not None and kind != "stream" and framing != "none":
-            raise InvalidOperation(
-                f"framing={framing} on a {kind} socket",
-                f"{kind} sockets keep message boundaries themselves; framing is for streams",
-            )
         packet_limit = MAX_PACKET
         if kind == "stream" and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if kind == "seqpacket" or (kind == "dgram" and sock.family == socket.AF_UNIX):
-            # The kernel's largest seqpacket (and unix datagram) message is
-            # SO_SNDBUF minus 32 bytes (measured on this machine); larger ones
-            # fail with EMSGSIZE, so a seqpacket Channel splits below that.
-            sndbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
-            packet_limit = min(MAX_PACKET, sndbuf - 32)
-        if kind == "dgram" and sock.family in (socket.AF_INET, socket.AF_INET6):
-            packet_limit = 65507 if sock.family == socket.AF_INET else 65527  # 64 KiB - headers
+        elif kind != "stream":
+            packet_limit = min(MAX_PACKET, sock.packet_limit() or MAX_PACKET)
         io: ChannelIO
         if _is_tls(sock):
             io = TLSSocketIO(sock)
         else:
-            io = TracedSocketIO(sock) if trace.installed else SocketIO(sock)
+            seam = TracedSocketIO if trace.installed else SocketIO
+            empty = kind == "seqpacket" and sock.family == socket.AF_UNIX
+            io = seam(sock, empty_messages=empty and (framing or "none") == "none")
         return cls(
             io,
             kind=kind,
-            framing=framing or ("len32" if kind == "stream" else "none"),
+            framing=framing,
             codec=codec,
             authenticated=authenticated,
             max_size=max_size,
@@ -1420,9 +1319,12 @@ class Channel:
 
     @property
     def max_message(self) -> int:
-        """The largest message ``send`` accepts here."""
+        """The largest message ``send`` accepts here (one packet, unless the
+        stream or the sockwire packet header can split it)."""
         core = self._core
-        return core.packet_payload if self.kind == "dgram" else core.max_size
+        if self.kind == "stream" or (self.kind == "seqpacket" and self.framing == "sockwire"):
+            return core.max_size
+        return core.packet_payload
 
     def fileno(self) -> int:
         io = self._io
@@ -1591,7 +1493,8 @@ class Channel:
                         buf = self._packet_buf
                         assert buf is not None
                         size, address = io.recv_packet(buf)
-                        core.receive_packet(buf, size, address)
+                        eof = size < 0 or (not size and core.zero_is_eof)
+                        core.receive_packet(buf, size, address, eof=eof)
                     else:
                         want, exact = core.read_size()
                         data = io.recv(want, exact and deadline is None)
@@ -1743,7 +1646,8 @@ class Channel:
                         buf = self._packet_buf
                         assert buf is not None
                         size, address = io.recv_packet(buf)
-                        core.receive_packet(buf, size, address)
+                        eof = size < 0 or (not size and core.zero_is_eof)
+                        core.receive_packet(buf, size, address, eof=eof)
                     else:
                         want, _ = core.read_size()
                         core.receive(io.recv(want, False))  # no MSG_WAITALL: deadlines hold
@@ -1859,7 +1763,7 @@ class Channel:
 def pipe(
     type: int | str = "stream",  # the socketpair's type, as the issue names it
     *,
-    framing: str = "len32",
+    framing: str | None = None,
     codec: str | Codec = "bytes",
     max_size: int = DEFAULT_MAX_SIZE,
     authenticated: bool = False,
@@ -1884,7 +1788,7 @@ def pipe(
     else:
         sock_type = int(type)
     a, b = socketpair(sock_type)
-    frame = framing if sock_type == socket.SOCK_STREAM else None
+    frame = framing
     try:
         left = Channel.from_socket(
             a,

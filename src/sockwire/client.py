@@ -176,7 +176,7 @@ def connect_once(
         raise
     return Channel.from_socket(
         sock,
-        framing=(framing or ep.option("framing")) if ep.is_stream else None,
+        framing=framing or ep.option("framing"),
         codec=codec,
         authenticated=authenticated,
         max_size=max_size,

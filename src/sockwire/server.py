@@ -499,7 +499,7 @@ class Server:
             try:
                 channel = Channel.from_socket(
                     sock,
-                    framing=self.framing if self.kind == "stream" else None,
+                    framing=self.framing,
                     codec=self.codec,
                     authenticated=authenticated,
                     max_size=self.max_size,
@@ -566,14 +566,11 @@ class Server:
         poller.register(self._stop_r, select.POLLIN)
         codec = get_codec(self.codec, authenticated=False)
         buf = memoryview(bytearray(MAX_PACKET))
-        limit = MAX_PACKET
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            limit = 65507 if sock.family == socket.AF_INET else 65527
-        else:
-            sndbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
-            limit = min(MAX_PACKET, sndbuf - 32)
         core = self._datagram_core = ChannelCore(
-            "dgram", max_size=self.max_size, packet_limit=limit
+            "dgram",
+            framing=self.framing,
+            max_size=self.max_size,
+            packet_limit=min(MAX_PACKET, sock.packet_limit() or MAX_PACKET),
         )
         want_creds = sock.family == socket.AF_UNIX
         anc_size = socket.CMSG_SPACE(12) if want_creds else 0
@@ -594,7 +591,7 @@ class Server:
                 continue
             core.receive_packet(buf, size, address)
             if not core.pending:
-                continue  # truncated or not a sockwire datagram: counted in core.stats
+                continue  # truncated, or without the sockwire header: counted in core.stats
             payload = core.pending.popleft()
             peer = Peer(address, sock.family, creds)
             if self._filters and not self._admit(peer):

@@ -542,7 +542,7 @@ class Socket:
 
     def sendmsg(
         self,
-        buffers: Sequence[bytes] | bytes,
+        buffers: Sequence[bytes | bytearray | memoryview] | bytes,
         *,
         fds: Iterable[FdLike] = (),
         creds: Creds | None = None,
@@ -807,6 +807,45 @@ class Socket:
                 size=count,
                 errno_name="MSG_TRUNC",
             )
+
+    # ---- limits and liveness
+
+    def packet_limit(self) -> int | None:
+        """The largest message one send() of this socket carries whole; None on a stream.
+
+        UDP: 65,507 bytes over IPv4, 65,527 over IPv6 (64 KiB minus the IP
+        and UDP headers; IPv6 jumbograms aside). AF_UNIX seqpacket and
+        datagram: SO_SNDBUF minus 32 bytes (measured on Linux: the kernel
+        charges its skb overhead to the send buffer), so the limit follows a
+        ``?sndbuf=`` the endpoint set. Other families: None (not known).
+        """
+        sock_type = self.type
+        if sock_type not in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
+            return None
+        family = self.family
+        if family == socket.AF_INET:
+            return 65507
+        if family == socket.AF_INET6:
+            return 65527
+        if family == socket.AF_UNIX:
+            return int(self.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)) - 32
+        return None
+
+    def tell_empty_from_eof(self) -> bool:
+        """On a UNIX seqpacket socket: make an empty message distinguishable from EOF.
+
+        A seqpacket recv of 0 bytes is EOF *or* an empty message. With
+        SO_PASSCRED on, every packet that arrives, an empty one included,
+        carries SCM_CREDENTIALS, and EOF carries none (measured on Linux 6.x;
+        poll's POLLRDHUP only says the peer closed, not whether an empty
+        message is still queued). After this, ``recvmsg(creds=True)``
+        returning size 0 with ``creds`` None is the end. True when it
+        applies (a UNIX seqpacket socket), False otherwise.
+        """
+        if self.family != socket.AF_UNIX or self.type != socket.SOCK_SEQPACKET:
+            return False
+        self.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        return True
 
     # ---- waiting
 

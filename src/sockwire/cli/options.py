@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from ..flags import MsgFlag
 
 __all__ = [
+    "HELP_STREAM_FRAMINGS",
     "MAX_BUFSIZE",
     "SEND_FLAGS",
-    "STREAM_FRAMINGS",
     "IoOptions",
     "add_bridge_options",
     "add_io_options",
@@ -31,7 +31,7 @@ __all__ = [
     "check_framing",
     "endpoint",
     "io_options",
-    "no_framing",
+    "packet_framing",
     "server_endpoint",
 ]
 
@@ -40,8 +40,8 @@ MAX_BUFSIZE = 64 * 1024 * 1024
 DEFAULT_BUFSIZE = 256 * 1024
 #: The flags that make sense on a send; the rest are receive-side or reported flags.
 SEND_FLAGS = ("OOB", "DONTROUTE", "DONTWAIT", "NOSIGNAL", "EOR")
-#: The byte-stream framings, for help texts (``address.FRAMINGS`` decides what is valid)
-STREAM_FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul")
+#: The byte-stream framings, for help texts (``address.STREAM_FRAMINGS`` decides what is valid)
+HELP_STREAM_FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul")
 _MAX_ARG = 4096
 
 
@@ -168,10 +168,12 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
             type=_framing,
             default="none",
             metavar="F",
-            help="message framing on a byte stream (same as ?framing=): "
-            + ", ".join(STREAM_FRAMINGS)
-            + "; each message is one frame, and a frame declared longer than --bufsize ends "
-            "the connection with an error (default none: bytes as they come)",
+            help="message framing (same as ?framing=): on a byte stream "
+            + ", ".join(HELP_STREAM_FRAMINGS)
+            + " (each message one frame; a frame declared longer than --bufsize ends the "
+            "connection with an error); on seqpacket/datagram sockets sockwire (the sockwire "
+            "packet header, as a library Channel with ?framing=sockwire). Default none: bytes "
+            "as they come on a stream, one message per packet otherwise",
         )
 
 
@@ -313,6 +315,7 @@ def check_framing(ep: Endpoint, opts: IoOptions) -> str:
 
     Giving both with different values is a usage error.
     """
+    from ..address import STREAM_FRAMINGS
     from .exitcodes import UsageError
 
     given = ep.option("framing")
@@ -322,16 +325,34 @@ def check_framing(ep: Endpoint, opts: IoOptions) -> str:
             f"--framing {framing} conflicts with ?framing={given} in {ep}",
             "give the framing once, as a flag or in the endpoint",
         )
-    return given or framing
+    chosen = given or framing
+    if ep.is_stream and chosen not in STREAM_FRAMINGS:
+        raise UsageError(
+            f"--framing {chosen} on the byte stream {ep.display()}",
+            "the sockwire packet header is for seqpacket and datagram sockets; a stream takes "
+            + ", ".join(STREAM_FRAMINGS),
+        )
+    return chosen
 
 
-def no_framing(ep: Endpoint, opts: IoOptions) -> None:
-    """A message endpoint keeps its own boundaries: --framing there is a mistake."""
+def packet_framing(ep: Endpoint, opts: IoOptions) -> str:
+    """The framing of a seqpacket/datagram endpoint: none (the default) or sockwire.
+
+    Datagram and seqpacket sockets keep message boundaries themselves, so
+    the default adds nothing (what socat, logger and every other peer
+    send); ``--framing sockwire`` (or ``?framing=sockwire``) adds the
+    sockwire packet header, as a library Channel with that option does.
+    """
+    import socket
+
+    from ..address import PACKET_FRAMINGS
     from .exitcodes import UsageError
 
-    if opts.framing != "none":
+    framing = check_framing(ep, opts)
+    if framing not in PACKET_FRAMINGS or (framing != "none" and ep.type == socket.SOCK_RAW):
         raise UsageError(
-            f"--framing {opts.framing} on {ep.display()}",
-            "framing is for byte streams; datagram and seqpacket sockets keep message "
-            "boundaries themselves",
+            f"--framing {framing} on {ep.display()}",
+            "datagram and seqpacket sockets keep message boundaries themselves; their "
+            "framing is none (the default) or sockwire (the sockwire packet header)",
         )
+    return framing

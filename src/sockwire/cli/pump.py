@@ -31,12 +31,11 @@ Platform notes:
   non-blocking and O_NONBLOCK on the socket the socket side. A pipe larger
   than 64 KiB needs F_SETPIPE_SZ (capped by /proc/sys/fs/pipe-max-size for
   non-root; we fall back to the default size when refused).
-* A SEQPACKET recv of 0 bytes is EOF *or* an empty message. poll(2) tells
-  them apart (:func:`empty_read_is_eof`): while the peer's side is open
-  there is no POLLRDHUP/POLLHUP and 0 bytes is an empty message, delivered
-  as one. The one ambiguous case: a peer that sent an empty message and
-  then closed (or shut down writing) before we read it; nothing follows it,
-  so it reads as the end.
+* A SEQPACKET recv of 0 bytes is EOF *or* an empty message. With
+  SO_PASSCRED on, every packet (an empty one too) arrives with
+  SCM_CREDENTIALS and EOF with none, so UNIX seqpacket ends tell them apart
+  (:meth:`sockwire.sock.Socket.tell_empty_from_eof`); with the sockwire
+  packet header every packet has a header byte, so 0 bytes is EOF.
 * A UNIX datagram sender that never bound a name cannot be answered; such
   senders show as ``unnamed`` and replies to them are dropped and counted.
 """
@@ -74,7 +73,8 @@ from .observe import Observer, say
 from .options import IoOptions
 
 if TYPE_CHECKING:
-    from ..framing import Decoder, FrameCodec
+    from ..framing import BytesLike, Decoder, FrameCodec
+    from ..packet import PacketCodec
 
 __all__ = [
     "Acceptor",
@@ -87,7 +87,6 @@ __all__ = [
     "Loop",
     "Stats",
     "StdinHub",
-    "empty_read_is_eof",
     "feed",
     "handled_signals",
     "is_message",
@@ -118,32 +117,6 @@ def labelled(label: str, exc: SockwireError) -> str:
 
 def is_message(sock_type: int) -> bool:
     return sock_type in _MESSAGE_TYPES
-
-
-def empty_read_is_eof(fd: int) -> bool:
-    """After a 0-byte read on a SEQPACKET socket: the peer's end (True) or an empty message.
-
-    Linux (measured, and unix_poll/unix_inq_len in net/unix/af_unix.c): until
-    the peer shuts down writing or closes, poll shows no POLLRDHUP/POLLHUP,
-    and a 0-byte read can only be an empty message. Once it has, recv gives 0
-    both for an empty message still queued and for the end; SIOCINQ (the
-    bytes of every message still queued) then says whether messages follow,
-    so an empty message in the middle still counts as one. Only empty
-    messages at the very end of a closed peer's queue read as the end.
-    """
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLRDHUP)
-    ready = poller.poll(0)
-    if not ready or not ready[0][1] & (select.POLLRDHUP | select.POLLHUP):
-        return False
-    import termios
-
-    queued = bytearray(4)
-    try:
-        fcntl.ioctl(fd, termios.FIONREAD, queued)
-    except OSError:  # not a socket that knows SIOCINQ: the hang-up flags decide
-        return True
-    return int.from_bytes(queued, "little") == 0
 
 
 @dataclass(slots=True)
@@ -207,6 +180,10 @@ class End:
     FrameTooLarge error, never an allocation), and each message sent is
     encoded into one frame. A frame only partly written when the socket's
     buffer fills is finished by the next ``send_item`` of the same item.
+    On a seqpacket or datagram socket, framing ``sockwire`` adds the sockwire
+    packet header (:mod:`sockwire.packet`): fragments are joined, datagram
+    sequence numbers counted; the packets of a message only partly sent are
+    finished by the next ``send_item`` of the same item.
     ``line_end``: on a plain fd (stdout), write each message followed by a
     newline; ``strip_line_ends``: stdin lines lose their line end before
     they become frames (the newline separated them; it is not content).
@@ -228,11 +205,25 @@ class End:
         self.opts = opts
         self.line_end = line_end
         self.codec: FrameCodec | None = None
+        self.packets: PacketCodec | None = None
+        #: a zero-length seqpacket read is told from EOF by its credentials
+        self.marks = False
         if sock is not None:
             self.fd = sock.fd
             self.message = sock.type in _MESSAGE_TYPES
             self.datagram = sock.type in _DATAGRAM_TYPES
-            if framing != "none" and not self.message:
+            if framing == "none":
+                self.marks = sock.tell_empty_from_eof()
+            if framing != "none" and self.message:
+                from ..packet import MAX_PACKET, make_packet_codec
+
+                self.packets = make_packet_codec(
+                    "seqpacket" if sock.type == socket.SOCK_SEQPACKET else "dgram",
+                    framing,
+                    max_size=opts.bufsize,
+                    packet_limit=sock.packet_limit() or MAX_PACKET,
+                )
+            elif framing != "none":
                 from ..framing import make_codec
 
                 self.codec = make_codec(framing, max_size=opts.bufsize)
@@ -251,6 +242,8 @@ class End:
         self._rbuf: bytearray | None = None
         # frames being written: (the first item, how many items, their bytes, bytes sent)
         self._tx: tuple[Item, int, memoryview, int] | None = None
+        # packets of one message being sent: (the item, its packets, how many are sent)
+        self._ptx: tuple[Item, list[list[BytesLike]], int] | None = None
 
     @property
     def family(self) -> int:
@@ -281,16 +274,24 @@ class End:
     # ---- messages
 
     def recv_item(self, bufsize: int, stats: Stats | None) -> Item | None:
-        """One message, or None when nothing is ready. EOF is ``Item(b"")`` on seqpacket."""
+        """One message; None when nothing is ready (or a packet completed no message yet).
+
+        The end of a seqpacket connection is ``Item(b"", eof=True)``: a
+        zero-length read without credentials on a UNIX seqpacket socket (an
+        empty message has them), any zero-length read elsewhere (see the
+        module's platform notes).
+        """
         assert self.sock is not None
         if self._rbuf is None or len(self._rbuf) < bufsize:
             self._rbuf = bytearray(bufsize)  # one per End, reused: not one per message
         try:
             if self.opts.peek:
                 self.sock.recvmsg(bufsize, flags=MsgFlag.PEEK, buffer=self._rbuf)
-            msg = self.sock.recvmsg(bufsize, creds=self.creds, buffer=self._rbuf)
+            msg = self.sock.recvmsg(bufsize, creds=self.creds or self.marks, buffer=self._rbuf)
         except WouldBlock:
             return None
+        if not msg.size and not self.datagram and not (self.marks and msg.creds is not None):
+            return Item(b"", msg.address, msg.flags, eof=True)
         if msg.truncated:
             if stats is not None:
                 stats.truncated += 1
@@ -300,24 +301,27 @@ class End:
                 f"message of {msg.size} bytes cut to {len(msg.data)} (MSG_TRUNC);",
                 "raise --bufsize",
             )
-        return Item(msg.data, msg.address, msg.flags)
+        packets = self.packets
+        if packets is None:
+            return Item(msg.data, msg.address, msg.flags)
+        lost = packets.stats.lost
+        data = packets.decode(memoryview(msg.data), msg.size, msg.address)
+        if packets.stats.lost != lost:
+            say("lost", f"{packets.stats.lost} datagrams missing so far (sequence numbers)")
+        if data is None:
+            return None  # a fragment, or a datagram without a valid header (counted)
+        return Item(data, msg.address, msg.flags)
 
     def recv_items(self, bufsize: int, stats: Stats | None) -> list[Item] | None:
         """What one receive gives: messages (maybe none yet), or an ``eof`` Item; None
         when nothing is ready.
 
         A framed stream may give several messages at once (one read's worth:
-        the bound), or none while a frame is incomplete. A seqpacket read of
-        0 bytes is EOF only when :func:`empty_read_is_eof` says so; else it
-        is an empty message.
+        the bound), or none while a frame is incomplete.
         """
         if self.codec is None:
             item = self.recv_item(bufsize, stats)
-            if item is None:
-                return None
-            if not item.data and not self.datagram and empty_read_is_eof(self.fd):
-                return [Item(b"", item.address, item.flags, eof=True)]
-            return [item]
+            return None if item is None else [item]
         assert self.sock is not None
         decoder = self.codec.decoder
         try:
@@ -339,6 +343,8 @@ class End:
             return True
         if self.codec is not None:
             return self._send_frame(item)
+        if self.packets is not None:
+            return self._send_packets(item)
         try:
             if self.needs_reply_to:
                 assert self.reply_to is not None
@@ -351,6 +357,31 @@ class End:
 
     def _send_frame(self, item: Item) -> bool:
         return self.send_frames([item]) == 1
+
+    def _send_packets(self, item: Item) -> bool:
+        """The sockwire packets of ``item``, one sendmsg each; False when the socket filled."""
+        from ..packet import DatagramCodec
+
+        assert self.sock is not None
+        codec = self.packets
+        assert codec is not None
+        to = self.reply_to if self.needs_reply_to else None
+        if self._ptx is None or self._ptx[0] is not item:
+            if to is not None and isinstance(codec, DatagramCodec):
+                packets = [codec.encode_to(item.data, to)]
+            else:
+                packets = codec.encode(item.data)
+            self._ptx = (item, packets, 0)
+        _, packets, done = self._ptx
+        while done < len(packets):
+            try:
+                self.sock.sendmsg(packets[done], flags=self.opts.send_flags, address=to)
+            except WouldBlock:
+                self._ptx = (item, packets, done)
+                return False
+            done += 1
+        self._ptx = None
+        return True
 
     def send_frames(self, queue: Sequence[Item]) -> int:
         """Frames for the messages at the head of ``queue``, written as one batch.
@@ -994,10 +1025,12 @@ class DatagramRelay:
         idle: float | None,
         names: tuple[str, str],
         target_framing: str = "none",
+        listen_framing: str = "none",
     ) -> None:
         self.listener = listener
         self.target_framing = target_framing
-        self.end = End(str(listener.label), sock=listener, opts=opts)
+        self.listen_framing = listen_framing
+        self.end = End(str(listener.label), sock=listener, opts=opts, framing=listen_framing)
         self.connect_target = connect_target
         self.opts = opts
         self.stats = stats
@@ -1077,7 +1110,12 @@ class DatagramRelay:
         target = self.connect_target()
         target.setblocking(False)
         back_src = End(str(target.label), sock=target, opts=self.opts, framing=self.target_framing)
-        back_dst = End(str(self.listener.label), sock=self.listener, opts=self.opts)
+        back_dst = End(
+            str(self.listener.label),
+            sock=self.listener,
+            opts=self.opts,
+            framing=self.listen_framing,
+        )
         back_dst.needs_reply_to = True
         back_dst.reply_to = key
         back = Flow(
@@ -1138,9 +1176,17 @@ class DatagramRelay:
 class DatagramEcho:
     """Sends every datagram back to its sender; unnamed senders cannot be answered."""
 
-    def __init__(self, sock: Socket, opts: IoOptions, stats: Stats, *, limit: int | None) -> None:
+    def __init__(
+        self,
+        sock: Socket,
+        opts: IoOptions,
+        stats: Stats,
+        *,
+        limit: int | None,
+        framing: str = "none",
+    ) -> None:
         self.sock = sock
-        self.end = End(str(sock.label), sock=sock, opts=opts)
+        self.end = End(str(sock.label), sock=sock, opts=opts, framing=framing)
         self.end.needs_reply_to = True
         self.opts = opts
         self.stats = stats

@@ -82,13 +82,14 @@ def _relay(
     import socket
     import sys
 
+    from ..address import PACKET_FRAMINGS, STREAM_FRAMINGS
     from ..errors import SockwireError, UnsupportedError
     from ..secure import check_client
     from ..sock import Address, Peer
     from .dialer import Dialer, addresses
     from .exitcodes import UsageError
     from .observe import Observer
-    from .options import check_framing, no_framing
+    from .options import check_framing, packet_framing
     from .pump import (
         Acceptor,
         Conn,
@@ -108,10 +109,17 @@ def _relay(
         if ep.scheme == "netlink":
             raise UnsupportedError(f"relay {ep}", "netlink talks to the kernel; nothing to relay")
     listen_msg, target_msg = is_message(listen_ep.type), is_message(target_ep.type)
-    if listen_msg and target_msg:
-        no_framing(listen_ep, opts)
-    listen_framing = "none" if listen_msg else check_framing(listen_ep, opts)
-    target_framing = "none" if target_msg else check_framing(target_ep, opts)
+
+    def side_framing(ep: Endpoint, msg: bool) -> str:
+        # --framing names the framing of the sides it fits: a stream framing
+        # the stream side(s), sockwire the packet side(s); ?framing= is per side
+        flag = opts.framing
+        fits = flag in PACKET_FRAMINGS if msg else flag in STREAM_FRAMINGS
+        side = opts if fits or listen_msg == target_msg else opts._replace(framing="none")
+        return packet_framing(ep, side) if msg else check_framing(ep, side)
+
+    listen_framing = side_framing(listen_ep, listen_msg)
+    target_framing = side_framing(target_ep, target_msg)
     kinds = [
         "messages" if msg else "frames" if framing != "none" else "bytes"
         for msg, framing in ((listen_msg, listen_framing), (target_msg, target_framing))
@@ -268,6 +276,7 @@ def _relay(
                         idle=opts.timeout,
                         names=(forward, backward),
                         target_framing=target_framing,
+                        listen_framing=listen_framing,
                     )
                     loop.add(relay)
                     loop.run(lambda: args.count is not None and stats.connections >= args.count)
