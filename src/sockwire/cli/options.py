@@ -205,6 +205,44 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="datagram client: wait S seconds after stdin's EOF for answers (default 0.5)",
     )
+    group.add_argument(
+        "--quit-after",
+        type=_linger,
+        metavar="S",
+        help="after stdin's EOF, wait at most S seconds for the peer, then end the connection "
+        "normally (socat -t S, nc -q S; 0: at once)",
+    )
+    group.add_argument(
+        "--no-shutdown",
+        action="store_true",
+        help="on stdin's EOF keep our write side open (no shutdown(SHUT_WR)): the peer's EOF "
+        "or --quit-after ends the connection (nc without -N)",
+    )
+    group.add_argument(
+        "-C",
+        "--crlf",
+        action="store_true",
+        help="send stdin's line ends as CRLF (nc -C), for line protocols such as SMTP or HTTP",
+    )
+    child = parser.add_argument_group("a program per connection (instead of stdin/stdout)")
+    exclusive = child.add_mutually_exclusive_group()
+    exclusive.add_argument(
+        "--exec",
+        metavar="CMD",
+        help="run CMD (split like a shell command line, no shell) for each connection with the "
+        "socket as its stdin and stdout (socat EXEC:, nc -e)",
+    )
+    exclusive.add_argument(
+        "--system",
+        metavar="LINE",
+        help="the same, but LINE runs under /bin/sh -c (socat SYSTEM:, nc -c)",
+    )
+    child.add_argument(
+        "--pty",
+        action="store_true",
+        help="give the program a pseudo-terminal instead of the socket (socat EXEC:...,pty): "
+        "for programs that want a terminal (shells, passwd); sockwire copies between the two",
+    )
 
 
 def add_server_options(

@@ -87,10 +87,12 @@ __all__ = [
     "Loop",
     "Stats",
     "StdinHub",
+    "deferred_signals",
     "feed",
     "handled_signals",
     "is_message",
     "labelled",
+    "to_crlf",
 ]
 
 _IN = select.POLLIN | select.POLLPRI
@@ -113,6 +115,14 @@ def labelled(label: str, exc: SockwireError) -> str:
     lines like ``A -> B: A -> B (ETIMEDOUT): ...``.
     """
     return str(exc) if label in exc.what else f"{label}: {exc}"
+
+
+def to_crlf(data: bytes, after_cr: bool) -> bytes:
+    """Every LF as CRLF, an existing CRLF kept (nc -C); ``after_cr``: the last read ended in CR."""
+    out = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if after_cr and data.startswith(b"\n"):
+        out = out[1:]  # that LF's CR came at the end of the previous read
+    return out
 
 
 def is_message(sock_type: int) -> bool:
@@ -187,6 +197,8 @@ class End:
     ``line_end``: on a plain fd (stdout), write each message followed by a
     newline; ``strip_line_ends``: stdin lines lose their line end before
     they become frames (the newline separated them; it is not content).
+    ``pty``: the fd is a non-blocking pseudo-terminal master (``--pty``),
+    whose read fails with EIO once the program's side is closed: its EOF.
     """
 
     def __init__(
@@ -199,11 +211,13 @@ class End:
         creds: bool = False,
         framing: str = "none",
         line_end: bool = False,
+        pty: bool = False,
     ) -> None:
         self.name = name
         self.sock = sock
         self.opts = opts
         self.line_end = line_end
+        self.pty = pty
         self.codec: FrameCodec | None = None
         self.packets: PacketCodec | None = None
         #: a zero-length seqpacket read is told from EOF by its credentials
@@ -254,7 +268,14 @@ class End:
     def read_into(self, view: memoryview) -> int | None:
         """Bytes into ``view``: the count, 0 at EOF, None when nothing is ready."""
         if self.sock is None:
-            return os.readv(self.fd, [view])
+            try:
+                return os.readv(self.fd, [view])
+            except BlockingIOError:  # a non-blocking fd (a pty master)
+                return None
+            except OSError as exc:
+                if self.pty and exc.errno == _errno.EIO:
+                    return 0  # Linux: the slave side has no user left
+                raise
         try:
             if self.opts.peek:
                 self.sock.recv(len(view), MsgFlag.PEEK)
@@ -265,7 +286,10 @@ class End:
     def write(self, view: memoryview) -> int | None:
         """Send what fits: the count, or None when the socket's buffer is full."""
         if self.sock is None:
-            return os.write(self.fd, view)
+            try:
+                return os.write(self.fd, view)
+            except BlockingIOError:  # a non-blocking fd (a pty master) is full
+                return None
         try:
             return self.sock.send(view, self.opts.send_flags)  # type: ignore[arg-type]
         except WouldBlock:
@@ -417,7 +441,19 @@ class End:
         return count
 
     def shutdown_write(self) -> None:
-        """Tell the peer we are done (SHUT_WR); plain fds and datagrams have no such thing."""
+        """Tell the peer we are done (SHUT_WR); plain fds and datagrams have no such thing.
+
+        A terminal (``pty``) gets its EOF character (VEOF, ^D unless changed):
+        a program reading lines in canonical mode reads its end, as at a
+        keyboard. A program in raw mode sees one byte; it ends at our close.
+        """
+        if self.pty:
+            import termios
+
+            with contextlib.suppress(OSError):  # a gone terminal needs no EOF
+                os.write(self.fd, termios.tcgetattr(self.fd)[6][termios.VEOF])
+            say("eof", "pty", "sent VEOF")
+            return
         if self.sock is None or self.datagram or self.sock.closed:
             return
         with contextlib.suppress(ConnectionLost, InvalidOperation):
@@ -476,6 +512,8 @@ class Flow:
         self.required = required
         self.on_item = on_item
         self.src_eof = False
+        #: when the source's EOF was seen (for --quit-after)
+        self.eof_at: float | None = None
         self.finished = False
         self.discard = False  # count what arrives, deliver nothing (nobody to deliver to)
         self.close_all = False  # set when on_eof == "close" fires
@@ -546,6 +584,7 @@ class Flow:
 
     def push_eof(self) -> None:
         self.src_eof = True
+        self.eof_at = time.monotonic()
         self.drain()
 
     # ---- moving
@@ -655,6 +694,7 @@ class Flow:
 
     def _eof(self) -> None:
         self.src_eof = True
+        self.eof_at = time.monotonic()
         name = self.src.name if self.src is not None else "stdin"
         say("eof", name, f"after {self.count_bytes} bytes", f"({self.direction})")
 
@@ -691,6 +731,10 @@ class Conn:
     report and the server goes on. Either way a peer that already sent EOF
     and then closed entirely (EPIPE/ECONNRESET on our next send) ends the
     connection normally: it told us it was done.
+
+    ``quit_after`` (--quit-after): once ``quit_flow``'s source (stdin) has
+    ended, the connection ends normally at most that many seconds later,
+    whatever the peer does (socat -t, nc -q).
     """
 
     def __init__(
@@ -705,8 +749,12 @@ class Conn:
         linger: float = 0.0,
         report: Callable[[str], None] | None = None,
         on_close: Callable[[Conn], None] | None = None,
+        quit_after: float | None = None,
+        quit_flow: Flow | None = None,
     ) -> None:
         self.label = label
+        self.quit_after = quit_after
+        self.quit_flow = quit_flow
         self.flows = flows
         self.socks = socks
         self.stats = stats
@@ -786,9 +834,21 @@ class Conn:
         for flow in self.flows:
             flow.finished = True
 
+    def _quit_at(self) -> float | None:
+        flow = self.quit_flow
+        if self.quit_after is None or flow is None or flow.eof_at is None:
+            return None
+        return flow.eof_at + self.quit_after
+
     @property
     def done(self) -> bool:
         if self.error is not None or any(f.close_all for f in self.flows):
+            return True
+        quit_at = self._quit_at()
+        if quit_at is not None and time.monotonic() >= quit_at:
+            if not all(f.finished for f in self.flows):
+                say("quit", self.label, f"{self.quit_after:g} s after stdin's EOF (--quit-after)")
+                self._end_quietly()
             return True
         required = [f for f in self.flows if f.required]
         if not all(f.finished for f in required):
@@ -805,6 +865,9 @@ class Conn:
             times.append(max(f.activity for f in self.flows) + self.idle)
         if self._linger_until is not None:
             times.append(self._linger_until)
+        quit_at = self._quit_at()
+        if quit_at is not None:
+            times.append(quit_at)
         return min(times) if times else None
 
     def expire(self, now: float) -> None:
@@ -841,12 +904,18 @@ class StdinHub:
     Reads only while every subscriber has delivered the previous read, so the
     slowest client sets the pace (bounded). After stdin's EOF a new
     subscriber gets EOF at once: its connection is half-closed right away.
+    ``crlf`` (-C): line ends go out as CRLF (:func:`to_crlf`); a read is then
+    at most half of --bufsize, so the doubled worst case still fits.
     """
 
-    def __init__(self, opts: IoOptions, *, fd: int = 0, split: str = "line") -> None:
+    def __init__(
+        self, opts: IoOptions, *, fd: int = 0, split: str = "line", crlf: bool = False
+    ) -> None:
         self.fd = fd
         self.opts = opts
         self.split = split
+        self.crlf = crlf
+        self._after_cr = False
         self.eof = False
         self.subscribers: list[Flow] = []
         self._partial = b""
@@ -874,7 +943,9 @@ class StdinHub:
     def ready(self, fd: int, revents: int) -> None:
         if fd != self.fd or self.eof:
             return
-        data = os.read(self.fd, self.opts.bufsize)
+        data = os.read(self.fd, max(1, self.opts.bufsize // 2) if self.crlf else self.opts.bufsize)
+        if data and self.crlf:
+            data, self._after_cr = to_crlf(data, self._after_cr), data.endswith(b"\r")
         if not data:
             self.eof = True
             say("eof", "stdin")
@@ -1327,18 +1398,66 @@ class _Terminated(SystemExit):
     pass
 
 
+class _Deferral:
+    """How deep in :func:`deferred_signals` we are, and the signal that waits."""
+
+    depth = 0
+    pending: BaseException | None = None
+
+
+def _interrupt(exc: BaseException) -> None:
+    if _Deferral.depth:
+        _Deferral.pending = _Deferral.pending or exc
+        return
+    raise exc
+
+
 @contextlib.contextmanager
 def handled_signals() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C (``finally`` blocks run), then exits with 143."""
+    """SIGTERM unwinds like Ctrl-C (``finally`` blocks run), then exits with 143.
+
+    Both (SIGINT too) wait while :func:`deferred_signals` is active.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def on_term(signum: int, frame: object) -> None:
-        raise _Terminated(128 + signal.SIGTERM)
+        _interrupt(_Terminated(128 + signal.SIGTERM))
+
+    def on_int(signum: int, frame: object) -> None:
+        _interrupt(KeyboardInterrupt())
 
     old = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_int) if _default_sigint() else None
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+        if old_int is not None:
+            signal.signal(signal.SIGINT, old_int)
+
+
+def _default_sigint() -> bool:
+    # Python's own handler (raise KeyboardInterrupt); an ignored SIGINT (a
+    # background job of a non-interactive shell) stays ignored
+    return signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[None]:
+    """SIGTERM/SIGINT wait until the block is done, then unwind as usual.
+
+    For a step that must not be cut in two, e.g. starting a child process
+    and registering it for reaping: an exception between the two would
+    leave an orphan nobody kills.
+    """
+    _Deferral.depth += 1
+    try:
+        yield
+    finally:
+        _Deferral.depth -= 1
+        pending = _Deferral.pending
+        if not _Deferral.depth and pending is not None:
+            _Deferral.pending = None
+            raise pending
