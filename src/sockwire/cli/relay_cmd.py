@@ -34,6 +34,13 @@ other clients: each runs inside the loop, bounded by --timeout or TARGET's
 ?timeout= (default 10 s); a failed one closes that client, reported on
 stderr. LISTEN may be fd:N or systemd: (a passed listener, or one passed
 connection).
+
+file:PATH and - (stdio) work as either side opposite a byte stream: as
+TARGET, every client's bytes are appended to PATH (created mode 0600) or
+written to stdout (stdin then goes to every client); as LISTEN, PATH (or
+stdin) feeds one connection to TARGET, whose answer goes to stdout.
+`relay unix:/a file:/tmp/log` records a stream; `relay file:/tmp/log
+unix:/b` replays it.
 """
 
 
@@ -41,8 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .options import add_io_options, add_server_options, count_type
 
     parser.description = DESCRIPTION
-    parser.add_argument("listen", metavar="LISTEN", help="where clients come from")
-    parser.add_argument("target", metavar="TARGET", help="where each client is connected to")
+    parser.add_argument(
+        "listen", metavar="LISTEN", help="where clients come from (or file:PATH, - for stdin)"
+    )
+    parser.add_argument(
+        "target",
+        metavar="TARGET",
+        help="where each client is connected to (or file:PATH to append to, - for stdout)",
+    )
     add_server_options(parser, keep_open=False, max_clients=64)
     parser.add_argument(
         "--count",
@@ -56,9 +69,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .exitcodes import UsageError
     from .options import endpoint, io_options, server_endpoint
+    from .relay_files import file_side, run_file_relay
     from .sockets import inherited
 
     opts = io_options(args)
+    listen_file, target_file = file_side(args.listen), file_side(args.target)
+    if listen_file is not None or target_file is not None:  # CLI-only sides, never addresses
+        return run_file_relay(args, opts, listen_file or args.listen, target_file or args.target)
     listen_given = server_endpoint(args.listen, args)
     target_ep = endpoint(args.target, args)
     if target_ep.scheme in ("fd", "systemd"):
