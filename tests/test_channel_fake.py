@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -39,6 +40,8 @@ class _Wire:
 
 class FakeStreamIO:
     """The I/O seam of a Channel, in memory, with every call capped at 1-``cap`` bytes."""
+
+    buffers = False
 
     def __init__(self, inbound: _Wire, outbound: _Wire, seed: int, cap: int = 64) -> None:
         self.inbound = inbound
@@ -81,7 +84,31 @@ class FakeStreamIO:
                     wire.cond.notify_all()
                 self.calls += 1
 
-    def send_packet(self, buffers: Sequence[BytesLike]) -> None:
+    def write(self, buffers: Sequence[BytesLike], deadline: float | None) -> int:
+        """send_all until ``deadline``: the bytes the bounded wire took."""
+        wire = self.outbound
+        total = 0
+        for item in buffers:
+            view = memoryview(item).cast("B")
+            while view:
+                with wire.cond:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if not wire.cond.wait_for(
+                        lambda: len(wire.buf) < wire.capacity or wire.eof, left
+                    ):
+                        return total
+                    if wire.eof:
+                        raise BrokenPipeError(32, "Broken pipe")
+                    n = min(
+                        len(view), self.rng.randint(1, self.cap), wire.capacity - len(wire.buf)
+                    )
+                    wire.buf += view[:n]
+                    view = view[n:]
+                    total += n
+                    wire.cond.notify_all()
+        return total
+
+    def send_packet(self, buffers: Sequence[BytesLike], deadline: float | None = None) -> bool:
         raise NotImplementedError
 
     def wait(self, readable: bool, timeout: float | None) -> bool:

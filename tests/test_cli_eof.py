@@ -120,7 +120,7 @@ def test_to_crlf_across_reads() -> None:
     [
         (["--close-on-eof", "--no-shutdown"], "--close-on-eof with --no-shutdown"),
         (["--close-on-eof", "--quit-after", "1"], "--close-on-eof with --quit-after"),
-        (["--quit-after", "-1"], "seconds must be"),
+        (["--quit-after=-1"], "seconds must be"),
     ],
 )
 def test_eof_policy_usage_errors(extra: list[str], words: str) -> None:

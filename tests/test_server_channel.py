@@ -170,6 +170,11 @@ def test_a_broken_closed_channel_is_freed_without_the_gc() -> None:
 class _BufferingIO:
     """A seam that, like TLS, keeps bytes it has read where poll() cannot see them."""
 
+    buffers = True
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
     def __init__(self, sock: sockwire.Socket) -> None:
         from sockwire.channel import SocketIO
 

@@ -35,28 +35,17 @@ of a message still gets it whole; handlers get ``timeout`` seconds to
 return, then their Channels are closed (a blocked ``recv``/``send`` raises
 ClosedError) and their threads joined.
 
-**accept(2) errors** (the decision, after trio's ``_highlevel_socket.py`` and
-accept(2) "Error handling"):
-
-* EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or memory. The pending
-  connection stays in the backlog, so retrying at once fails again and
-  spins a core. Logged (WARNING, then every 100th) and backed off
-  ``ACCEPT_BACKOFF`` (100 ms), still woken at once by shutdown.
-* ECONNABORTED, EPROTO, EPERM (a firewall), ENETDOWN, ENOPROTOOPT,
-  EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH: that one
-  connection died before we took it (Linux reports pending network errors
-  on accept); skip it and accept the next.
-* EAGAIN: another thread or process took the connection; poll again.
-  (EINTR is retried by Python itself, PEP 475.)
-* Anything else (EBADF, EINVAL: the listener is gone) ends serve_forever
-  with the error, unless we are stopping.
+**accept(2) errors**: :mod:`sockwire.accepting` decides (one policy with
+the command line): skip a connection that died in the queue, back off
+``ACCEPT_BACKOFF`` when out of descriptors (logged at WARNING, then every
+100th; still woken at once by shutdown), end serve_forever on anything else
+unless we are stopping.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno as _errno
 import logging
 import os
 import select
@@ -68,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import dial, secure, unix
+from .accepting import ACCEPT_BACKOFF, on_accept_error
 from .address import Endpoint, parse
 from .channel import MAX_PACKET, Channel, ChannelCore, ReadLimits
 from .codecs import Codec, get_codec
@@ -79,11 +69,11 @@ from .errors import (
     ProtocolError,
     SockwireError,
     TimeoutError,
-    WouldBlock,
+    errno_name,
     translate,
 )
 from .framing import DEFAULT_MAX_SIZE
-from .sock import Address, Creds, Peer, Socket, format_address
+from .sock import Address, Creds, Peer, Socket, format_address, parse_ucred
 
 __all__ = [
     "ACCEPT_BACKOFF",
@@ -95,32 +85,10 @@ __all__ = [
 
 log = logging.getLogger("sockwire")
 
-#: How long accept() backs off after EMFILE/ENFILE/ENOBUFS/ENOMEM.
-ACCEPT_BACKOFF = 0.1
 #: Default grace period of shutdown() (and of leaving ``with server:``).
 DEFAULT_GRACE = 5.0
 #: After the grace period: how long closed handlers get to unwind before we give up on them.
 ABORT_WAIT = 5.0
-
-#: accept() errors that concern one connection that died before we took it.
-_SKIP_ERRNOS = frozenset(
-    getattr(_errno, name)
-    for name in (
-        "ECONNABORTED",
-        "EPROTO",
-        "EPERM",
-        "ENETDOWN",
-        "ENOPROTOOPT",
-        "EHOSTDOWN",
-        "ENONET",
-        "EHOSTUNREACH",
-        "EOPNOTSUPP",
-        "ENETUNREACH",
-    )
-    if hasattr(_errno, name)
-)
-#: accept() errors that mean "out of resources": back off, do not spin.
-_BACKOFF_ERRNOS = frozenset({_errno.EMFILE, _errno.ENFILE, _errno.ENOBUFS, _errno.ENOMEM})
 
 _KINDS = {
     int(socket.SOCK_STREAM): "stream",
@@ -326,14 +294,15 @@ class Server:
     # ---- what it is
 
     def _client_endpoint(self) -> str:
-        """The endpoint clients connect to (port 0 replaced by the port bound)."""
+        """The endpoint clients connect to (port 0 replaced by the port bound, and
+        without the listener's own options, which a client would be refused)."""
         ep = self._ep
         address = self.address
         if ep.scheme in ("fd", "systemd"):
             return _endpoint_of(self._sock, address)
         if ep.port == 0 and isinstance(address, tuple):
             ep = dataclasses.replace(ep, port=int(address[1]))
-        return str(ep)
+        return str(ep.for_side("connect"))  # ?mode=, ?backlog=... are the listener's
 
     @property
     def address(self) -> Address:
@@ -432,12 +401,13 @@ class Server:
                     conn, peer = unix.accept_checked(listener, self._admit)
                 else:
                     conn, peer = listener.accept()
-            except WouldBlock:
-                continue  # taken by another process, or a refused peer was the only one
             except SockwireError as exc:
+                action = on_accept_error(exc)
+                if action == "again":
+                    continue  # taken by another process, or a refused peer was the only one
                 if self.stopping:
                     return
-                if exc.errno in _BACKOFF_ERRNOS:
+                if action == "backoff":
                     stats.accept_backoffs += 1
                     if stats.accept_backoffs % 100 == 1:
                         log.warning(
@@ -451,7 +421,7 @@ class Server:
                     if self._wait_stop(ACCEPT_BACKOFF):
                         return
                     continue
-                if exc.errno in _SKIP_ERRNOS:
+                if action == "skip":
                     log.debug("%s: a connection died before accept: %s", self.name, exc)
                     continue
                 raise
@@ -628,7 +598,7 @@ class Server:
                 # that does not read); ECONNREFUSED/ENOENT: it is gone. One
                 # slow client must not stall the server: drop, count.
                 stats.reply_dropped += 1
-                log.debug("%s: reply to %s dropped: %s", self.name, peer, _errno_text(exc))
+                log.debug("%s: reply to %s dropped: %s", self.name, peer, errno_name(exc.errno))
                 continue
             stats.replies += 1
 
@@ -759,8 +729,6 @@ def serve(
 # helpers
 # --------------------------------------------------------------------------
 
-_UCRED_SIZE = 12
-
 
 def _recv_datagram(
     raw: socket.socket, buf: memoryview, anc_size: int
@@ -773,21 +741,13 @@ def _recv_datagram(
     size, ancdata, flags, address = raw.recvmsg_into([buf], anc_size, socket.MSG_TRUNC)
     creds = None
     for level, kind, data in ancdata:
-        if (
-            level == socket.SOL_SOCKET
-            and kind == socket.SCM_CREDENTIALS
-            and len(data) >= _UCRED_SIZE
-        ):
-            pid, uid, gid = (int.from_bytes(data[i : i + 4], "little") for i in (0, 4, 8))
-            if pid != 0:  # queued before SO_PASSCRED: no credentials, not pid 0
-                creds = Creds(pid, uid, gid)
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+            found = parse_ucred(data)
+            if found.pid != 0:  # queued before SO_PASSCRED: no credentials, not pid 0
+                creds = found
     if address in (None, "", b""):
         address = None
     return size, flags, creds, address
-
-
-def _errno_text(exc: OSError) -> str:
-    return _errno.errorcode.get(exc.errno or 0, str(exc))
 
 
 def _endpoint_of(sock: Socket, address: Address) -> str:
@@ -796,7 +756,7 @@ def _endpoint_of(sock: Socket, address: Address) -> str:
         scheme = {"stream": "unix", "seqpacket": "unix+seqpacket", "dgram": "unix+dgram"}[
             _KINDS[int(sock.type)]
         ]
-        text = format_address(socket.AF_UNIX, address)
+        text = format_address(socket.AF_UNIX, address, exact=True)
         return f"{scheme}:{text}"
     assert isinstance(address, tuple)
     host = str(address[0])

@@ -30,6 +30,7 @@ Platform notes, written where the decisions are made:
 from __future__ import annotations
 
 import array
+import contextlib
 import errno as _errno
 import fcntl
 import os
@@ -41,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeAlias
 
+from . import escape as _escape
 from . import trace
 from .errors import (
     ClosedError,
@@ -72,6 +74,7 @@ __all__ = [
     "Socket",
     "families",
     "format_address",
+    "parse_ucred",
     "socketpair",
 ]
 
@@ -80,7 +83,11 @@ Address: TypeAlias = str | bytes | tuple[Any, ...]
 #: The kernel's limit of descriptors in one SCM_RIGHTS message.
 SCM_MAX_FD = 253
 SIOCATMARK = 0x8905
-_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+#: struct ucred {pid_t pid; uid_t uid; gid_t gid}: a signed pid, unsigned ids, native
+#: byte order (SO_PEERCRED and SCM_CREDENTIALS both carry it); read by parse_ucred only
+UCRED = struct.Struct("=iII")
+#: the "no such id" the kernel reports ((uid_t)-1, e.g. SO_PEERCRED of an unconnected socket)
+NO_ID = 0xFFFFFFFF
 _MESSAGE_TYPES = frozenset({socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW})
 
 
@@ -163,18 +170,25 @@ class Message:
         return bool(self.flags & MsgFlag.CTRUNC)
 
 
-def format_address(family: int, address: Address | None) -> str:
-    """Addresses as people write them: ``/run/x.sock``, ``@name``, ``[::1]:80``."""
+def format_address(family: int, address: Address | None, *, exact: bool = False) -> str:
+    """Addresses as people write them: ``/run/x.sock``, ``@name``, ``[::1]:80``.
+
+    A UNIX name is whatever its owner chose, newlines and terminal escapes
+    included: it comes back escaped (:func:`sockwire.escape.printable`), safe
+    to print or log. ``exact``: the name itself, for JSON (invalid UTF-8 as
+    lone surrogates, see :func:`sockwire.escape.exact`).
+    """
     if address is None or address in ("", b""):
         return "unnamed"
-    if family == socket.AF_UNIX:
+    if family == socket.AF_UNIX and isinstance(address, bytes | str):
+        show = _escape.exact if exact else _escape.printable
         if isinstance(address, bytes):
             if address.startswith(b"\0"):
-                return "@" + address[1:].decode("utf-8", "backslashreplace")
-            return address.decode("utf-8", "backslashreplace")
-        if isinstance(address, str) and address.startswith("\0"):
-            return "@" + address[1:]
-        return str(address)
+                return "@" + show(address[1:])
+            return show(address)
+        if address.startswith("\0"):
+            return "@" + show(address[1:])
+        return show(address)
     if isinstance(address, tuple):
         if family == socket.AF_INET6 and len(address) >= 2:
             return f"[{address[0]}]:{address[1]}"
@@ -182,7 +196,9 @@ def format_address(family: int, address: Address | None) -> str:
             return f"{address[0]}:{address[1]}"
         if family == socket.AF_NETLINK and len(address) == 2:
             return f"netlink pid={address[0]} groups={address[1]}"
-    return str(address)
+    from .address import format_sockaddr  # a registered scheme may know the family
+
+    return format_sockaddr(family, address) or str(address)
 
 
 def _quote_address(family: int, address: Address | None) -> str:
@@ -405,11 +421,11 @@ class Socket:
         if self._family != socket.AF_UNIX:
             return None
         try:
-            raw = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+            raw = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UCRED.size)
         except OSError:
             return None  # not connected (yet): no credentials to report
-        pid, uid, gid = _UCRED.unpack(raw)
-        return None if pid == 0 and uid == -1 else Creds(pid, uid, gid)
+        creds = parse_ucred(raw)
+        return None if creds.pid == 0 and creds.uid == NO_ID else creds
 
     def peer(self) -> Peer:
         """Who is on the other end of this connected socket (either side of it).
@@ -566,7 +582,7 @@ class Socket:
                 (
                     socket.SOL_SOCKET,
                     socket.SCM_CREDENTIALS,
-                    _UCRED.pack(creds.pid, creds.uid, creds.gid),
+                    UCRED.pack(creds.pid, creds.uid & NO_ID, creds.gid & NO_ID),
                 )
             )
         flags = int(flags) | socket.MSG_NOSIGNAL
@@ -711,7 +727,7 @@ class Socket:
         if maxfds:
             ancbufsize += socket.CMSG_SPACE(maxfds * 4)
         if creds:
-            ancbufsize += socket.CMSG_SPACE(_UCRED.size)
+            ancbufsize += socket.CMSG_SPACE(UCRED.size)
         # MSG_CMSG_CLOEXEC: received fds are close-on-exec, like every fd
         # Python opens (PEP 446); without it they leak into exec'd children.
         kernel_flags = flags | socket.MSG_CMSG_CLOEXEC if maxfds else flags
@@ -733,7 +749,7 @@ class Socket:
                 usable = len(payload) - len(payload) % 4
                 message.fds.extend(array.array("i", payload[:usable]))
             elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                message.creds = Creds(*_UCRED.unpack(payload[: _UCRED.size]))
+                message.creds = parse_ucred(payload)
             else:
                 message.ancillary.append((level, kind, payload))
         if _hooks:
@@ -823,13 +839,11 @@ class Socket:
         if sock_type not in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
             return None
         family = self.family
-        if family == socket.AF_INET:
-            return 65507
-        if family == socket.AF_INET6:
-            return 65527
         if family == socket.AF_UNIX:
             return int(self.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)) - 32
-        return None
+        from .address import static_packet_limit  # the one table of protocol limits
+
+        return static_packet_limit(family, sock_type)
 
     def tell_empty_from_eof(self) -> bool:
         """On a UNIX seqpacket socket: make an empty message distinguishable from EOF.
@@ -903,9 +917,24 @@ class Socket:
         if _hooks:
             self._emit(call, args, "-1", errno=_ename(exc))
         target: object = self.label
+        path: str | bytes | None = None
         if address is not None:
             target = format_address(self._family, address)
-        raise translate(exc, call, target, family=self._family, sock_type=self._type) from exc
+            if self._family == socket.AF_UNIX and isinstance(address, str | bytes):
+                path = address
+        limit = None
+        if exc.errno == _errno.EMSGSIZE and self._family == socket.AF_UNIX:
+            with contextlib.suppress(OSError):  # only a better hint is at stake
+                limit = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32
+        raise translate(
+            exc,
+            call,
+            target,
+            family=self._family,
+            sock_type=self._type,
+            path=path,
+            limit=limit,
+        ) from exc
 
 
 def _ename(exc: OSError) -> str:
@@ -924,6 +953,12 @@ def _fd_text(fds: Sequence[int], shown: int = 8) -> str:
 
 def _none_if_unnamed(address: Any) -> Address | None:
     return None if address in (None, "", b"") else address
+
+
+def parse_ucred(data: bytes) -> Creds:
+    """A ``struct ucred`` (SO_PEERCRED, SCM_CREDENTIALS) as Creds: the one parser of it."""
+    pid, uid, gid = UCRED.unpack_from(data)
+    return Creds(pid, uid, gid)
 
 
 def socketpair(sock_type: int = socket.SOCK_STREAM) -> tuple[Socket, Socket]:
@@ -949,6 +984,11 @@ def socketpair(sock_type: int = socket.SOCK_STREAM) -> tuple[Socket, Socket]:
 # --------------------------------------------------------------------------
 
 _PROBE_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
+#: A raw INET socket needs a real protocol: protocol 0 is EPROTONOSUPPORT even for root.
+_PROBE_PROTOCOLS: dict[tuple[int, int], int] = {
+    (socket.AF_INET, socket.SOCK_RAW): socket.IPPROTO_ICMP,
+    (socket.AF_INET6, socket.SOCK_RAW): socket.IPPROTO_ICMPV6,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -986,12 +1026,17 @@ def families(*, include_unsupported: bool = False) -> list[FamilyInfo]:
         types: dict[str, str] = {}
         for sock_type in _PROBE_TYPES:
             try:
-                probe = socket.socket(number, sock_type, 0)
+                probe = socket.socket(
+                    number, sock_type, _PROBE_PROTOCOLS.get((number, sock_type), 0)
+                )
             except OSError as exc:
                 types[type_name(sock_type)] = errno_name(exc.errno)
-            else:
-                probe.close()
-                types[type_name(sock_type)] = "ok"
+                continue
+            with probe:
+                got = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            # AF_UNIX accepts SOCK_RAW and makes it SOCK_DGRAM (net/unix/af_unix.c,
+            # unix_create: "case SOCK_RAW: sock->type = SOCK_DGRAM"): not a raw socket
+            types[type_name(sock_type)] = "ok" if got == sock_type else f"is {type_name(got)}"
         info = FamilyInfo(number, name, types)
         if include_unsupported or info.supported:
             result.append(info)

@@ -27,7 +27,7 @@ the command then exits with the program's status.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_bridge_options, add_io_options
+    from .options import add_bridge_options, add_family_options, add_io_options
 
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -35,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_bridge_options(parser)
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,7 +36,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from .. import dial
+from .. import dial, unix
 from ..address import Endpoint
 from ..errors import ConnectError, SockwireError, TimeoutError, WouldBlock, translate
 from ..sock import Address, Socket
@@ -54,13 +54,9 @@ _GONE = select.POLLHUP | select.POLLERR | select.POLLNVAL
 
 
 def addresses(ep: Endpoint) -> list[tuple[int, Address]]:
-    """(family, sockaddr) to try for ``ep``, host names resolved now (this blocks)."""
-    if ep.host is None:
-        return [(ep.family, ep.sockaddr)]
-    if ep.family == socket.AF_INET6 or all(c.isdigit() or c == "." for c in ep.host):
-        return [(ep.family, ep.sockaddr)]
+    """(family, sockaddr) to try for ``ep`` (``?family=`` applied), names resolved now (blocks)."""
     try:
-        return list(ep.resolve())
+        return list(ep.addresses())
     except OSError as exc:
         raise translate(exc, "resolve", ep.display()) from exc
 
@@ -111,13 +107,16 @@ class Dialer:
         while not self.finished:
             if self._next >= len(self.targets):
                 assert self._last is not None
-                self._fail(self._last)
+                last = self._last
+                if self.ep.is_unix and self.ep.path is not None and not self.ep.is_abstract:
+                    last = unix.explain_connect(last, self.ep.path)  # which type it really is
+                self._fail(last)
                 return
             family, address = self.targets[self._next]
             self._next += 1
             self._close_sock()
             try:
-                sock = dial.open_socket(self.ep, family)
+                sock = dial.client_socket(self.ep, family)  # options, ?bind=, ?sourceport=
             except SockwireError as exc:
                 self._fail(exc)
                 return

@@ -4,6 +4,7 @@ Nothing here imports a command's module until that command is chosen, and
 nothing of the library until a command runs: ``sockwire --help`` and
 ``sockwire CMD --help`` cost argparse and little else
 (``tests/test_cli_startup.py`` holds the list of what they may not import).
+Under ``--json`` every line on stderr is one JSON object (``observe.JsonStderr``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sockwire.cli.inspect_cmd",
         "the machine's sockets with their processes, or whether a socket file is live",
     ),
+    "scan": (
+        "sockwire.cli.scan_cmd",
+        "which TCP ports of a host accept a connection, like nc -z, concurrently",
+    ),
     "route": (
         "sockwire.cli.route_cmd",
         "links, addresses and routes from a NETLINK_ROUTE dump, like ip addr / ip route",
@@ -66,8 +71,13 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors use the one-line ``sockwire: ...`` form."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"sockwire: {message}\n")
+        if _json_run():
+            _line("error", message, exit=int(Exit.USAGE))
+        else:
+            from ..escape import one_line
+
+            self.print_usage(sys.stderr)
+            sys.stderr.write(f"sockwire: {one_line(message)}\n")
         raise SystemExit(Exit.USAGE)
 
 
@@ -118,13 +128,28 @@ def _chosen(argv: Sequence[str]) -> str | None:
 def _install_log_handler() -> Callable[[], None]:
     """The library's warnings (a refused peer, say) as ``sockwire:`` lines, for this run.
 
-    Returns the undo: main() also runs inside other programs (tests).
+    Each record is one inert line: the library escapes names it logs, and
+    the formatter catches whatever else another user could have put in a
+    message; under --json, one JSON object. Returns the undo: main() also
+    runs inside other programs (tests).
     """
     import logging
 
+    from ..escape import one_line
+
+    class OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            if _json_run():
+                import json
+
+                doc = {"event": "log", "level": record.levelname.lower()}
+                doc["message"] = record.getMessage()
+                return json.dumps(doc)
+            return one_line(super().format(record))
+
     logger = logging.getLogger("sockwire")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("sockwire: %(message)s"))
+    handler.setFormatter(OneLine("sockwire: %(message)s"))
     saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
@@ -141,6 +166,50 @@ def _install_log_handler() -> Callable[[], None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sockwire command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    restore = _json_stderr() if _wants_json(args_list) else None
+    try:
+        return _main(args_list)
+    finally:
+        if restore is not None:
+            restore()
+
+
+def _wants_json(args: list[str]) -> bool:
+    """``--json`` among the options (before a ``--``): every stderr line is JSON."""
+    end = args.index("--") if "--" in args else len(args)
+    return "--json" in args[:end]
+
+
+def _json_run() -> bool:
+    """Is this a --json run? (observe is imported only by runs that need it.)"""
+    observe = sys.modules.get("sockwire.cli.observe")
+    return observe is not None and bool(observe.json_mode())
+
+
+def _line(event: str, text: str, **fields: object) -> None:
+    from .observe import line
+
+    line(event, text, **fields)
+
+
+def _json_stderr() -> Callable[[], None]:
+    """sys.stderr becomes a JsonStderr for this run; returns the undo."""
+    from .observe import JsonStderr, set_json_mode
+
+    saved = sys.stderr
+    wrapper = JsonStderr(saved)
+    sys.stderr = wrapper
+    set_json_mode(True)
+
+    def restore() -> None:
+        set_json_mode(False)
+        sys.stderr = saved
+        wrapper.close()
+
+    return restore
+
+
+def _main(args_list: list[str]) -> int:
     try:
         parser = build_parser(_chosen(args_list))
         args, extra = parser.parse_known_args(args_list)  # --help exits here
@@ -169,28 +238,28 @@ def _failed(exc: BaseException) -> int:
     from .exitcodes import for_error
 
     if isinstance(exc, KeyboardInterrupt):
-        sys.stderr.write("\n")
+        if _json_run():
+            _line("interrupted", "interrupted (Ctrl-C)", exit=int(Exit.INTERRUPTED))
+        else:
+            import contextlib
+
+            with contextlib.suppress(OSError):
+                sys.stderr.write("\n")
         return Exit.INTERRUPTED
     if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return Exit.BROKEN_PIPE
     if isinstance(exc, SockwireError):
-        _error_line(str(exc))
-        return for_error(exc)
+        code = for_error(exc)
+        fields = {"what": exc.what, "errno": exc.errno_name, "hint": exc.hint}
+        _line("error", str(exc), kind=type(exc).__name__, exit=int(code), **fields)
+        return code
     if isinstance(exc, OSError):  # stdin/stdout/file trouble outside a socket call
         name = exc.strerror or type(exc).__name__
         where = f" {exc.filename}" if exc.filename else ""
-        _error_line(f"{name}{where}")
+        _line("error", f"{name}{where}", exit=int(Exit.IO))
         return Exit.IO
     raise exc
-
-
-def _error_line(text: str) -> None:
-    try:
-        sys.stderr.write(f"sockwire: {text}\n")
-        sys.stderr.flush()
-    except OSError:
-        pass
 
 
 def _silence_stdout() -> None:

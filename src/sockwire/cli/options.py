@@ -26,6 +26,7 @@ __all__ = [
     "SEND_FLAGS",
     "IoOptions",
     "add_bridge_options",
+    "add_family_options",
     "add_io_options",
     "add_server_options",
     "check_framing",
@@ -130,7 +131,13 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
     watch.add_argument(
         "--hex", action="store_true", help="hex dump of every payload, with direction and time"
     )
-    watch.add_argument("--json", action="store_true", help="the same events as JSON lines")
+    watch.add_argument(
+        "--json",
+        action="store_true",
+        help="every stderr line one JSON object: the events (with lengths; bytes only with "
+        "--hex), listening, reports, summaries, the error (docs/JSON.md); recv prints "
+        "its messages as JSON",
+    )
     calls = parser.add_argument_group("socket calls")
     calls.add_argument(
         "--send-flags",
@@ -245,6 +252,25 @@ def add_bridge_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_family_options(parser: argparse.ArgumentParser) -> None:
+    """-4/-6: the target's ?family= (only IPv4 or only IPv6 addresses of a host name)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-4",
+        dest="family",
+        action="store_const",
+        const="4",
+        help="connect over IPv4 only (same as ?family=4)",
+    )
+    group.add_argument(
+        "-6",
+        dest="family",
+        action="store_const",
+        const="6",
+        help="connect over IPv6 only (same as ?family=6)",
+    )
+
+
 def add_server_options(
     parser: argparse.ArgumentParser, *, keep_open: bool = True, max_clients: int = 1
 ) -> None:
@@ -310,7 +336,7 @@ def io_options(args: argparse.Namespace) -> IoOptions:
 
 
 def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> Endpoint:
-    """Parse ``text`` and merge --timeout (and --framing on streams) into it."""
+    """Parse ``text`` and merge --timeout and -4/-6 into it (``timeout=False``: a listener's)."""
     from ..address import merge_options, parse
     from .exitcodes import UsageError
 
@@ -324,6 +350,14 @@ def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> En
     flags: dict[str, object] = {}
     if timeout and getattr(args, "timeout", None) is not None:
         flags["timeout"] = _format_seconds(args.timeout)
+    family = getattr(args, "family", None) if timeout else None
+    if family is not None:
+        if "family" not in ep.spec.options:
+            raise UsageError(
+                f"-{family} on {ep.display()}",
+                "-4 and -6 choose the address family of tcp://, udp:// and tls+tcp:// targets",
+            )
+        flags["family"] = family
     return merge_options(ep, flags)
 
 

@@ -61,7 +61,6 @@ from ..errors import (
     ConnectionLost,
     FrameTooLarge,
     InvalidOperation,
-    ResourceExhausted,
     SockwireError,
     TimeoutError,
     WouldBlock,
@@ -154,6 +153,17 @@ class Stats:
         self.bytes[direction] = self.bytes.get(direction, 0) + nbytes
         if messages:
             self.messages[direction] = self.messages.get(direction, 0) + messages
+
+    def to_dict(self) -> dict[str, object]:
+        """The counts as the JSON ``summary`` event carries them."""
+        return {
+            "connections": self.connections,
+            "open": self.open,
+            "bytes": dict(self.bytes),
+            "messages": dict(self.messages),
+            "truncated": self.truncated,
+            "dropped": self.dropped,
+        }
 
     def summary(self) -> str:
         parts = [f"{self.connections} connections ({self.open} open)"]
@@ -992,10 +1002,11 @@ class StdinHub:
 class Acceptor:
     """Accepts on a listening socket and hands each connection to ``on_accept``.
 
-    Accept errors, per the Linux accept(2) notes (trio's list is the model):
-    ECONNABORTED (the client gave up in the queue) is skipped; EMFILE/ENFILE
-    (out of descriptors) pauses accepting until a connection closes, rather
-    than spinning on a listener that stays readable.
+    Accept errors follow :mod:`sockwire.accepting`, the policy ``serve()``
+    uses too: a connection that died in the queue is skipped; out of
+    descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM) pauses accepting for
+    ACCEPT_BACKOFF or until a connection closes, whichever comes first,
+    rather than spinning on a listener that stays readable.
     """
 
     def __init__(
@@ -1012,8 +1023,12 @@ class Acceptor:
         self.room = room
         self.accepts_left = accepts_left
         self.idle = idle
-        self.paused = False
+        self.paused_until: float | None = None
         self.started = time.monotonic()
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_until is not None
 
     def interest(self) -> list[tuple[int, int]]:
         if self.paused or not self.room() or self.accepts_left == 0:
@@ -1021,17 +1036,21 @@ class Acceptor:
         return [(self.sock.fd, _IN)]
 
     def ready(self, fd: int, revents: int) -> None:
+        from ..accepting import ACCEPT_BACKOFF, on_accept_error
+
         if fd != self.sock.fd:
             return
         try:
             conn, peer = self.sock.accept()
-        except WouldBlock:
-            return
-        except ConnectionLost:
-            return
-        except ResourceExhausted as exc:
-            say("paused", "accepting", str(exc))
-            self.paused = True
+        except SockwireError as exc:
+            action = on_accept_error(exc)
+            if action == "raise":
+                raise
+            if action == "skip":
+                say("skipped", "a connection that died before accept:", str(exc))
+            elif action == "backoff":
+                say("paused", "accepting", f"for {ACCEPT_BACKOFF:g} s:", str(exc))
+                self.paused_until = time.monotonic() + ACCEPT_BACKOFF
             return
         self.idle = None  # the first client arrived: --timeout now applies per connection
         if self.accepts_left is not None:
@@ -1044,12 +1063,17 @@ class Acceptor:
             raise
 
     def resume(self) -> None:
-        self.paused = False
+        self.paused_until = None
 
     def deadline(self) -> float | None:
-        return None if self.idle is None else self.started + self.idle
+        idle = None if self.idle is None else self.started + self.idle
+        if self.paused_until is None:
+            return idle
+        return self.paused_until if idle is None else min(idle, self.paused_until)
 
     def expire(self, now: float) -> None:
+        if self.paused_until is not None and now >= self.paused_until:
+            self.paused_until = None
         if self.idle is not None and now >= self.started + self.idle:
             raise TimeoutError(
                 f"accept on {self.sock.label}",
@@ -1414,28 +1438,30 @@ def _interrupt(exc: BaseException) -> None:
 
 @contextlib.contextmanager
 def handled_signals() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C (``finally`` blocks run), then exits with 143.
+    """SIGTERM and SIGHUP unwind like Ctrl-C (``finally`` blocks run: sockets close,
+    socket files go), then exit with 128 + the signal: 143, 129 (as socat cleans
+    up on SIGHUP; a closed terminal must not leave a socket file behind).
 
-    Both (SIGINT too) wait while :func:`deferred_signals` is active.
+    All of them (SIGINT too) wait while :func:`deferred_signals` is active.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_term(signum: int, frame: object) -> None:
-        _interrupt(_Terminated(128 + signal.SIGTERM))
+    def on_signal(signum: int, frame: object) -> None:
+        _interrupt(_Terminated(128 + signum))
 
     def on_int(signum: int, frame: object) -> None:
         _interrupt(KeyboardInterrupt())
 
-    old = signal.signal(signal.SIGTERM, on_term)
-    old_int = signal.signal(signal.SIGINT, on_int) if _default_sigint() else None
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    if _default_sigint():
+        old[signal.SIGINT] = signal.signal(signal.SIGINT, on_int)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
-        if old_int is not None:
-            signal.signal(signal.SIGINT, old_int)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _default_sigint() -> bool:
@@ -1446,7 +1472,7 @@ def _default_sigint() -> bool:
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[None]:
-    """SIGTERM/SIGINT wait until the block is done, then unwind as usual.
+    """SIGTERM/SIGHUP/SIGINT wait until the block is done, then unwind as usual.
 
     For a step that must not be cut in two, e.g. starting a child process
     and registering it for reaping: an exception between the two would

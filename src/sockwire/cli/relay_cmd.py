@@ -45,7 +45,7 @@ unix:/b` replays it.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options, add_server_options, count_type
+    from .options import add_family_options, add_io_options, add_server_options, count_type
 
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -64,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit after N connections (datagram senders) have been relayed and closed",
     )
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,9 +96,7 @@ def _relay(
     target_ep: Endpoint,
     adopted: Socket | None,
 ) -> int:
-    import contextlib
     import socket
-    import sys
 
     from ..address import PACKET_FRAMINGS, STREAM_FRAMINGS
     from ..errors import SockwireError, UnsupportedError
@@ -105,7 +104,7 @@ def _relay(
     from ..sock import Address, Peer
     from .dialer import Dialer, addresses
     from .exitcodes import UsageError
-    from .observe import Observer
+    from .observe import Observer, line
     from .options import check_framing, packet_framing
     from .pump import (
         Acceptor,
@@ -158,12 +157,10 @@ def _relay(
     use_splice = not (opts.watching or opts.peek or opts.send_flags) and not message
 
     def report(text: str) -> None:
-        with contextlib.suppress(OSError):
-            sys.stderr.write(f"sockwire: relay: {text}\n")
-            sys.stderr.flush()
+        line("report", f"relay: {text}")
 
     def summary() -> None:
-        report(stats.summary())
+        line("summary", f"relay: {stats.summary()}", **stats.to_dict())
 
     # every connect to TARGET is bounded: by --timeout/?timeout=, else CONNECT_TIMEOUT
     connect_timeout = target_ep.float_option("timeout", None) or float(CONNECT_TIMEOUT)

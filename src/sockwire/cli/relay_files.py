@@ -23,18 +23,16 @@ through the pump's buffer (no splice: it refuses files opened to append).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno as _errno
 import os
 import stat
-import sys
 from collections.abc import Callable
 from typing import NamedTuple
 
 from ..address import Endpoint
 from ..errors import NotFound, PermissionDenied, SockwireError
 from ..sock import Peer, Socket
-from .observe import Observer, say
+from .observe import Observer, line, say
 from .options import IoOptions, check_framing
 from .pump import Acceptor, Conn, End, Flow, Loop, Stats, StdinHub, handled_signals, is_message
 from .secured import Guard
@@ -156,13 +154,14 @@ def run_file_relay(
     stats = Stats()
 
     def report(text: str) -> None:
-        with contextlib.suppress(OSError):
-            sys.stderr.write(f"sockwire: relay: {text}\n")
-            sys.stderr.flush()
+        line("report", f"relay: {text}")
 
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
     with observer, handled_signals():
-        loop = Loop(observer, on_usr1=lambda: report(stats.summary()))
+        loop = Loop(
+            observer,
+            on_usr1=lambda: line("summary", f"relay: {stats.summary()}", **stats.to_dict()),
+        )
         stdio = 0 if isinstance(listen, FileSide) else 1
         fd = stdio if side.path is None else _open(side, write=not isinstance(listen, FileSide))
         try:
@@ -173,7 +172,7 @@ def run_file_relay(
             loop.close()
             if fd != stdio:
                 os.close(fd)
-            report(stats.summary())
+            line("summary", f"relay: {stats.summary()}", **stats.to_dict())
 
 
 def _from_file(

@@ -26,7 +26,7 @@ library side says ?framing=sockwire: then give --framing sockwire too.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options
+    from .options import add_family_options, add_io_options
 
     parser.description = DESCRIPTION
     parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")
@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="without MSG: one message per stdin line (default) or per read",
     )
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
