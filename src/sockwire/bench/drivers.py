@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from .harness import Case, Conn, Params, fork_pair, now_ns, percentile
 
-__all__ = ["memory", "oneway", "relay_case_runner", "roundtrip"]
+__all__ = ["memory", "oneway", "relay_case_runner", "roundtrip", "startup_case_runner"]
 
 WARMUP = 200
 
@@ -214,5 +214,32 @@ def relay_case_runner(
             os.waitpid(sink_pid, 0)
             os.close(report_r)
             shutil.rmtree(workdir, ignore_errors=True)
+
+    return run
+
+
+# --------------------------------------------------------------------------
+# Start-up: wall time of a short command, from fork to exit
+# --------------------------------------------------------------------------
+
+
+def startup_case_runner(argv: Sequence[str]) -> Callable[[Params], dict[str, float]]:
+    """A Case.run: the median wall time of ``count`` runs of ``argv`` (output discarded)."""
+
+    def run(params: Params) -> dict[str, float]:
+        times = []
+        for _ in range(max(1, params.count)):
+            started = time.perf_counter()
+            subprocess.run(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+                check=True,
+            )
+            times.append(time.perf_counter() - started)
+        times.sort()
+        return {"startup_ms": times[len(times) // 2] * 1000}
 
     return run

@@ -230,6 +230,18 @@ def _relay(
         loop.add(dialer)
         dialer.start()
 
+    def splice_into(dst: Socket) -> bool:
+        """splice(2) toward ``dst``, or read/send through one buffer?
+
+        Measured on Linux 6.18 (unix -> relay -> tcp, 1 GiB, paired rounds
+        against socat -b 262144): splicing into TCP sends each 4 KiB page as
+        its own fragment (skb_splice_from_iter), and relay and receiver both
+        paid for it: 0.77x socat, where read + send through a 256 KiB buffer
+        gave 0.94x. Into a UNIX stream splice stays ahead (1.0x socat, the
+        buffer 0.65x). So: splice toward UNIX sockets, copy toward TCP.
+        """
+        return dst.family == socket.AF_UNIX
+
     def relay_pair(label: str, client: Socket, target: Socket) -> None:
         target.setblocking(False)
         a = End(label, sock=client, opts=opts, framing=listen_framing)
@@ -243,7 +255,8 @@ def _relay(
                 stats=stats,
                 message=message,
                 required=not a.datagram,
-                use_splice=use_splice,
+                use_splice=use_splice and splice_into(target),
+                fast=use_splice,
             ),
             Flow(
                 b,
@@ -253,7 +266,8 @@ def _relay(
                 stats=stats,
                 message=message,
                 required=not b.datagram,
-                use_splice=use_splice,
+                use_splice=use_splice and splice_into(client),
+                fast=use_splice,
             ),
         ]
         conn = Conn(
