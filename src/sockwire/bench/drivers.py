@@ -181,7 +181,10 @@ def relay_case_runner(
         listener.close()
         os.close(report_w)
         relay = subprocess.Popen(
-            list(argv(path, port)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            list(argv(path, port)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: `socat ...,fork` leaves children
         )
         try:
             _wait_for_socket(path, relay, 10.0)
@@ -203,12 +206,15 @@ def relay_case_runner(
                 raise RuntimeError(f"the sink got {total} bytes, not {params.total}")
             return {"bytes_per_s": total / (finished - started)}
         finally:
-            relay.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(relay.pid, signal.SIGTERM)
             try:
                 relay.wait(10)
             except subprocess.TimeoutExpired:
                 relay.kill()
                 relay.wait()
+            with contextlib.suppress(ProcessLookupError):  # a forked child still running
+                os.killpg(relay.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(sink_pid, signal.SIGKILL)
             os.waitpid(sink_pid, 0)
