@@ -27,8 +27,7 @@ until the sender's EOF. On a framed stream a frame declared longer than
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options, count_type
-    from .zmq_options import add_zmq_options
+    from .options import add_io_options, add_zmq_options, count_type
 
     parser.description = DESCRIPTION
     parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")

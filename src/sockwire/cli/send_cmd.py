@@ -26,8 +26,7 @@ library side says ?framing=sockwire: then give --framing sockwire too.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_family_options, add_io_options
-    from .zmq_options import add_zmq_options
+    from .options import add_family_options, add_io_options, add_zmq_options
 
     parser.description = DESCRIPTION
     parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")
