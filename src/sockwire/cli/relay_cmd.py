@@ -167,7 +167,7 @@ def _relay(
         line("summary", f"relay: {stats.summary()}", **stats.to_dict())
 
     # every connect to TARGET is bounded: by --timeout/?timeout=, else CONNECT_TIMEOUT
-    connect_timeout = target_ep.float_option("timeout", None) or float(CONNECT_TIMEOUT)
+    connect_timeout = target_ep.get("timeout") or float(CONNECT_TIMEOUT)
     dial_ep = target_ep
     if target_ep.option("timeout") is None:
         dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)
