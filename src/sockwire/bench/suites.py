@@ -5,7 +5,9 @@ A new suite is one function here returning Suites.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections.abc import Callable
 
 from . import aioload, contenders, drivers, peers
@@ -130,7 +132,7 @@ def relay() -> list[Suite]:
             "socat unix -> tcp (default 8 KiB buffer)",
             "peer",
             run=drivers.relay_case_runner(
-                lambda path, port: ["socat", f"UNIX-LISTEN:{path}", f"TCP:127.0.0.1:{port}"]
+                lambda path, port: ["socat", f"UNIX-LISTEN:{path},fork", f"TCP:127.0.0.1:{port}"]
             ),
             missing=socat_missing,
         ),
@@ -143,7 +145,7 @@ def relay() -> list[Suite]:
                     "socat",
                     "-b",
                     "262144",
-                    f"UNIX-LISTEN:{path}",
+                    f"UNIX-LISTEN:{path},fork",
                     f"TCP:127.0.0.1:{port}",
                 ]
             ),
@@ -158,7 +160,7 @@ def relay() -> list[Suite]:
             cases,
             [
                 Comparison("sockwire-relay", "socat", "bytes_per_s", 1.3),
-                Comparison("sockwire-relay", "socat-256k", "bytes_per_s"),
+                Comparison("sockwire-relay", "socat-256k", "bytes_per_s", 1.2),
             ],
             None,
             full=Params(MIB, 0, None, None, total=1024 * MIB),
@@ -242,6 +244,92 @@ def async_() -> list[Suite]:
     ]
 
 
+def zmtp() -> list[Suite]:
+    """sockwire.zmq against libzmq (pyzmq): the issue's three ratios."""
+    oneway = [
+        contenders.zmq_socket("PUSH", "PULL", "ipc"),
+        contenders.zmq_socket("PUSH", "PULL", "tcp"),
+        contenders.zmq_socket("PUSH", "PULL", "tcp", child="pyzmq"),
+        peers.pyzmq("PUSH", "PULL", "ipc"),
+        peers.pyzmq("PUSH", "PULL", "tcp"),
+    ]
+    roundtrip = [
+        contenders.zmq_socket("REQ", "REP", "tcp", child="pyzmq"),
+        contenders.zmq_socket("REQ", "REP", "tcp"),
+        peers.pyzmq("REQ", "REP", "tcp"),
+    ]
+    return [
+        Suite(
+            "zmtp",
+            "ZeroMQ PUSH/PULL, 64 B messages one way (higher is better)",
+            [("msgs_per_s", "msg/s", True)],
+            oneway,
+            [
+                Comparison("sockwire-zmq-push-ipc", "pyzmq-push-ipc", "msgs_per_s", 2.0),
+                Comparison("sockwire-zmq-push-tcp", "pyzmq-push-tcp", "msgs_per_s", 2.0),
+                Comparison("sockwire-push-pyzmq-pull-tcp", "pyzmq-push-tcp", "msgs_per_s", 1.0),
+            ],
+            drivers.oneway,
+            full=Params(64, 200_000, None, None),
+            quick=Params(64, 20_000, None, None),
+        ),
+        Suite(
+            "zmtp-reqrep",
+            "ZeroMQ REQ/REP, 64 B round trip (microseconds; lower is better)",
+            [("mean_us", "us", False), ("p50_us", "us", False), ("p99_us", "us", False)],
+            roundtrip,
+            [
+                Comparison("sockwire-req-pyzmq-rep-tcp", "pyzmq-req-tcp", "mean_us", 1.0, "<="),
+                Comparison("sockwire-zmq-req-tcp", "pyzmq-req-tcp", "mean_us", None, "<="),
+            ],
+            drivers.roundtrip,
+            full=Params(64, 5000, None, None),
+            quick=Params(64, 1000, None, None),
+        ),
+    ]
+
+
+def startup() -> list[Suite]:
+    """``sockwire --help`` and ``sockwire relay --help`` beside the interpreter's own start."""
+    script = os.path.join(os.path.dirname(sys.executable), "sockwire")
+    command = [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "sockwire"]
+    cases = [
+        Case(
+            "sockwire-help",
+            "sockwire --help",
+            "sockwire",
+            run=drivers.startup_case_runner([*command, "--help"]),
+        ),
+        Case(
+            "sockwire-relay-help",
+            "sockwire relay --help",
+            "sockwire",
+            run=drivers.startup_case_runner([*command, "relay", "--help"]),
+        ),
+        Case(
+            "python-import-socket",
+            "python -c 'import socket'",
+            "peer",
+            run=drivers.startup_case_runner([sys.executable, "-c", "import socket"]),
+        ),
+    ]
+    return [
+        Suite(
+            "startup",
+            "start-up to exit, median of 31 runs (11 quick; milliseconds, lower is better)",
+            [("startup_ms", "ms", False)],
+            cases,
+            [
+                Comparison("sockwire-help", "python-import-socket", "startup_ms", 2.5, "<="),
+                Comparison("sockwire-relay-help", "python-import-socket", "startup_ms", 2.5, "<="),
+            ],
+            None,
+            full=Params(0, 31, None, None),
+            quick=Params(0, 11, None, None),
+        )
+    ]
+
+
 def _uvloop_missing() -> str | None:
     try:
         import uvloop  # noqa: F401
@@ -255,6 +343,8 @@ SUITES: dict[str, Callable[[], list[Suite]]] = {
     "throughput": throughput,
     "relay": relay,
     "memory": memory,
+    "zmtp": zmtp,
+    "startup": startup,
     "async": async_,
 }
 

@@ -10,7 +10,7 @@ from .exitcodes import Exit
 
 HELP = "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C, asyncio streams"
 
-SUITE_NAMES = ("latency", "throughput", "relay", "memory", "async")
+SUITE_NAMES = ("latency", "throughput", "relay", "memory", "startup", "zmtp", "async")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,12 +23,16 @@ becomes one frame, and each frame received is written out followed by a
 newline (--format raw: as it is). ENDPOINT may be fd:N or systemd:[NAME]
 (a passed listener, or one passed connection, inetd style). A socket file
 this command created is removed when it exits.
+
+--exec CMD / --system LINE: each connection goes to its own program, the
+socket as its stdin and stdout (socat EXEC:/SYSTEM:, nc -e/-c; --pty: a
+terminal instead). `listen -k --exec cat` is an echo server. Without -k
+the command exits with the program's status.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .bridge import add_bridge_options
-    from .options import add_io_options, add_server_options
+    from .options import add_bridge_options, add_io_options, add_server_options, add_zmq_options
 
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -37,9 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_server_options(parser)
     add_bridge_options(parser)
     add_io_options(parser)
+    add_zmq_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.endpoint.startswith("zmq+"):  # ZeroMQ: cli/zmq_io.py
+        from .zmq_io import run_bridge as run_zmq
+
+        return run_zmq(args, bind=True)
     from .bridge import run_bridge
 
     return run_bridge(args, listen=True)
