@@ -107,7 +107,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         return None
     from sockwire.aio import run
 
-    names = pyfuncitem._fixtureinfo.argnames
-    kwargs = {name: pyfuncitem.funcargs[name] for name in names if name != "aio_loop"}
-    run(function(**kwargs), loop=pyfuncitem.callspec.params["aio_loop"])
+    kind = pyfuncitem.callspec.params["aio_loop"]
+    wanted = inspect.signature(function).parameters  # a test may ask for aio_loop too
+    kwargs = {name: pyfuncitem.funcargs.get(name, kind) for name in wanted}
+    run(function(**kwargs), loop=kind)
     return True

@@ -26,6 +26,7 @@ from sockwire.errors import (
     BadFrame,
     ClosedError,
     ConnectionLost,
+    ConnectionRefused,
     FrameTooLarge,
     InvalidOperation,
     MessageTooLarge,
@@ -430,3 +431,18 @@ async def test_sync_pipe_end_talks_to_an_async_end() -> None:
             await async_end.send(b"from async")
             await async_end.flush()
             assert await asyncio.to_thread(sync_end.recv, 5) == b"from async"
+
+
+async def test_an_icmp_refusal_on_udp_is_reported_once_and_the_channel_goes_on() -> None:
+    """A datagram to a port nobody holds: the next recv says so, then the channel works."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nobody there now
+    async with aio.connect(f"udp://127.0.0.1:{port}") as ch:
+        await ch.send(b"anyone?")
+        with pytest.raises(ConnectionRefused):
+            await ch.recv(timeout=5)
+        assert ch.state == State.OPEN
+        with pytest.raises(TimeoutError):
+            await ch.recv(timeout=0.05)

@@ -11,6 +11,7 @@ the blocking client and server, the command line.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import struct
@@ -594,3 +595,68 @@ async def test_the_command_line_reaches_an_aio_handler(tmp_path: Path) -> None:
         assert await proc.wait() == 0
         await _until(lambda: server.stats.handled == 1)
     assert got == [b"hello", b"world"]
+
+
+EMFILE_CHILD = """
+import asyncio, json, os, resource, sys
+from sockwire import aio
+
+async def main():
+    async def echo(ch, peer):
+        async for msg in ch:
+            await ch.send(msg)
+    server = await aio.serve(sys.argv[1], echo)
+    used = len(os.listdir("/proc/self/fd"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (used + 10, hard))  # room for ~10 clients
+    print("ready", flush=True)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(0, lambda: done.done() or done.set_result(None))
+    await done
+    loop.remove_reader(0)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    await server.shutdown(2)
+    print(json.dumps({"backoffs": server.stats.accept_backoffs, "handled": server.stats.handled}))
+
+aio.run(main(), loop=sys.argv[2])
+"""
+
+
+async def test_out_of_descriptors_backs_off_and_serves_again(
+    tmp_path: Path, aio_loop: str
+) -> None:
+    """EMFILE on accept: the server backs off (no spin), and serves once a descriptor is free."""
+    path = f"{tmp_path}/s.sock"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        EMFILE_CHILD,
+        f"unix:{path}?backlog=64",
+        aio_loop,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    clients: list[aio.Channel] = []
+    try:
+        assert (await proc.stdout.readline()).strip() == b"ready"
+        for _ in range(20):  # more than the server has descriptors for: they wait
+            clients.append(await aio.connect(f"unix:{path}"))
+        for ch in clients[:5]:
+            await ch.send(b"early")
+            assert await ch.recv(timeout=WAIT) == b"early"
+        for ch in clients[:10]:
+            await ch.close()
+        for ch in clients[15:]:  # served now that descriptors came free
+            await ch.send(b"late")
+            assert await ch.recv(timeout=WAIT) == b"late"
+    finally:
+        for ch in clients:
+            await ch.close()
+        proc.stdin.close()
+        out = await proc.stdout.read()
+        await proc.wait()
+    stats = json.loads(out.decode().strip().splitlines()[-1])
+    assert stats["backoffs"] >= 1
+    assert stats["handled"] >= 10
