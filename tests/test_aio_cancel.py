@@ -282,3 +282,54 @@ async def test_cancelled_socket_calls_make_no_partial_call() -> None:
                 assert not finished
             left.send(b"one")
             assert await sock.recv(100) == b"one"
+
+
+async def test_cancelled_publish_delivers_whole_copies_only(tmp_path: Path) -> None:
+    """A publish waiting for room (block policy) and cancelled: each subscriber has the
+    message whole or not at all, and no one counts a gap for it."""
+    ep = f"unix:{tmp_path}/p.sock"
+    async with aio.Pub(ep, hwm=1, policy="block") as pub, aio.Sub(pub.endpoint, hwm=1) as sub:
+        await sub.subscribe("t", timeout=5)
+        published = 0
+        for i in range(30):
+            finished, _ = await _cancel_after(pub.publish("t", b"%d" % i), i % 3)
+            published += finished
+        got = []
+        while True:
+            try:
+                got.append((await sub.recv(timeout=0.2))[1])
+            except TimeoutError:
+                break
+        numbers = [int(m) for m in got]
+        assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+        assert len(got) >= published  # every finished publish arrived (a cancelled one may too)
+        assert sub.stats.missed == 0
+
+
+async def test_cancelled_subscribe_stays_wanted(tmp_path: Path) -> None:
+    async with aio.Pub(f"unix:{tmp_path}/p.sock") as pub, aio.Sub(pub.endpoint) as sub:
+        await sub.wait_for(lambda s: s.core.connected, 5)
+        task = asyncio.create_task(sub.subscribe("news.", timeout=5))
+        await asyncio.sleep(0)  # it sent SUBSCRIBE and waits for READY
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await sub.wait_for(lambda s: b"news." in s.core.in_force, 5)
+        await pub.publish("news.today", b"still subscribed")
+        assert await sub.recv(timeout=5) == ("news.today", b"still subscribed")
+
+
+async def test_cancelled_accept_and_connect_leave_the_sockets_usable(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    with aio.Socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen(4)
+        for turns in range(3):
+            finished, _ = await _cancel_after(listener.accept(), turns)
+            assert not finished
+        with aio.Socket(socket.AF_UNIX) as client:
+            await client.connect(path)
+            conn, _ = await listener.accept()
+            with conn:
+                await client.sendall(b"after the cancelled accepts")
+                assert await conn.recv(100) == b"after the cancelled accepts"

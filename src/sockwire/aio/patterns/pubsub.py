@@ -7,7 +7,10 @@ Each subscriber link has a writer task that takes its queue
 (``PubCore.take``) and waits for room in the Channel, so a subscriber that
 stops reading holds only its own queue and the policy decides beyond it.
 ``Sub.recv`` takes a message only after its last ``await``: cancelling it
-loses nothing.
+loses nothing. A ``publish`` cancelled while it waits for room (the block
+policy) has queued its message for the subscribers before the full one and
+for none after: each has it whole or not at all, and none counts a gap for
+it. A ``subscribe`` cancelled while it waits for READY stays wanted.
 """
 
 from __future__ import annotations
