@@ -54,6 +54,7 @@ accept(2) "Error handling"):
 
 from __future__ import annotations
 
+import array
 import contextlib
 import dataclasses
 import errno as _errno
@@ -145,8 +146,9 @@ class ServerStats:
     ``accept_attempts`` and ``accept_backoffs`` (EMFILE and friends).
     Datagrams: ``messages``, ``replies``, ``unanswerable`` (a reply for an
     unnamed sender), ``reply_dropped`` (the sender's queue was full or it is
-    gone) and ``invalid`` (undecodable for the codec); header-level loss is
-    in :attr:`Server.datagram_stats`.
+    gone), ``invalid`` (undecodable for the codec) and ``fds_refused``
+    (datagrams that came with passed fds: the fds are never taken, the data
+    is served); header-level loss is in :attr:`Server.datagram_stats`.
     """
 
     accepted: int = 0
@@ -165,6 +167,7 @@ class ServerStats:
     unanswerable: int = 0
     reply_dropped: int = 0
     invalid: int = 0
+    fds_refused: int = 0
 
 
 class _Conn:
@@ -270,21 +273,25 @@ class Server:
 
     @staticmethod
     def _check_codec(ep: Endpoint, codec: str | Codec) -> None:
-        name = codec if isinstance(codec, str) else codec.name
-        if name == "pickle" and not secure.can_authenticate(ep):
+        # resolve the name first (unknown names fail here, not per connection):
+        # "Pickle" is pickle, and the check asks the codec, not the spelling
+        resolved = get_codec(codec, authenticated=True)
+        if resolved.needs_auth and not secure.can_authenticate(ep):
             raise PermissionDenied(
-                f"serve {ep.display()} with codec=pickle",
+                f"serve {ep.display()} with codec={resolved.name}",
                 "pickle runs code chosen by the sender, so it needs authenticated peers: "
                 "add ?authfile= (HMAC handshake), use tls+tcp:// with ?cafile= (client "
                 "certificates from your CA), or on UNIX ?allowed_uids=/?allowed_gids=",
             )
-        get_codec(codec, authenticated=True)  # unknown names fail here, not per connection
 
     @staticmethod
     def _open(ep: Endpoint, backlog: int | None) -> Socket:
         if ep.scheme in ("fd", "systemd"):
             sock = dial.adopt(ep)
-            if sock.type == socket.SOCK_DGRAM or unix.is_listening(sock):
+            if sock.type == socket.SOCK_DGRAM:
+                _passcred(sock)
+                return sock
+            if unix.is_listening(sock):
                 return sock
             sock.detach()
             raise InvalidOperation(
@@ -292,11 +299,7 @@ class Server:
             )
         if ep.type == socket.SOCK_DGRAM:
             sock = dial.bind(ep)
-            if ep.is_unix:
-                # a sender that autobinds may send before we enable SO_PASSCRED
-                # otherwise; with it on, every datagram carries credentials
-                with contextlib.suppress(SockwireError):
-                    unix.enable_passcred(sock)
+            _passcred(sock)
             return sock
         return dial.listen(ep, backlog=backlog)
 
@@ -575,15 +578,14 @@ class Server:
         core = self._datagram_core = ChannelCore(
             "dgram", max_size=self.max_size, packet_limit=limit
         )
-        want_creds = sock.family == socket.AF_UNIX
-        anc_size = socket.CMSG_SPACE(12) if want_creds else 0
+        anc_size = _DGRAM_ANCILLARY if sock.family == socket.AF_UNIX else 0
         stats = self.stats
         while True:
             ready = {fd for fd, _ in poller.poll()}
             if self._stop_r in ready:
                 return
             try:
-                size, _, creds, address = _recv_datagram(raw, buf, anc_size)
+                size, rflags, creds, address = _recv_datagram(raw, buf, anc_size)
             except BlockingIOError:
                 continue
             except OSError as exc:
@@ -592,6 +594,8 @@ class Server:
                 error = translate(exc, "recvmsg", self._ep.display(), family=sock.family)
                 log.debug("%s: receive failed: %s", self.name, error)
                 continue
+            if rflags & socket.MSG_CTRUNC:
+                stats.fds_refused += 1  # the datagram itself is still served
             core.receive_packet(buf, size, address)
             if not core.pending:
                 continue  # truncated or not a sockwire datagram: counted in core.stats
@@ -763,6 +767,27 @@ def serve(
 # --------------------------------------------------------------------------
 
 _UCRED_SIZE = 12
+#: The datagram loop's control buffer: room for SCM_CREDENTIALS and nothing
+#: else. With SO_PASSCRED on, the kernel writes the credentials first and
+#: discards passed fds that find no room (MSG_CTRUNC, fput in the kernel):
+#: no sender can make the server hold a descriptor. Should SO_PASSCRED be
+#: off, the same 32 bytes hold up to 4 fds; those are closed at once.
+_DGRAM_ANCILLARY = socket.CMSG_SPACE(_UCRED_SIZE)
+
+
+def _passcred(sock: Socket) -> None:
+    """SO_PASSCRED on a UNIX datagram server, bound here or inherited (fd:, systemd:).
+
+    Every datagram then carries its sender's credentials (a sender that
+    autobinds may send before we enable it otherwise), and they fill the
+    control buffer so passed fds never arrive (see ``_DGRAM_ANCILLARY``).
+    """
+    if sock.family != socket.AF_UNIX:
+        return
+    try:
+        unix.enable_passcred(sock)
+    except SockwireError as exc:  # not expected on Linux; fds are still closed on arrival
+        log.warning("SO_PASSCRED on %s failed: %s", sock, exc)
 
 
 def _recv_datagram(
@@ -771,16 +796,22 @@ def _recv_datagram(
     """One datagram into ``buf``: (real size, flags, SCM_CREDENTIALS, sender or None).
 
     MSG_TRUNC in the flags makes Linux return the real length of a datagram
-    larger than ``buf`` (the core counts it as truncated).
+    larger than ``buf`` (the core counts it as truncated). Passed fds that
+    found room in the control buffer are closed before anything else
+    happens; MSG_CTRUNC in the returned flags says fds (or more) were sent.
     """
     size, ancdata, flags, address = raw.recvmsg_into([buf], anc_size, socket.MSG_TRUNC)
     creds = None
     for level, kind, data in ancdata:
-        if (
-            level == socket.SOL_SOCKET
-            and kind == socket.SCM_CREDENTIALS
-            and len(data) >= _UCRED_SIZE
-        ):
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % 4
+            for fd in array.array("i", data[:usable]):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            flags |= socket.MSG_CTRUNC
+        elif kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED_SIZE:
             pid, uid, gid = (int.from_bytes(data[i : i + 4], "little") for i in (0, 4, 8))
             if pid != 0:  # queued before SO_PASSCRED: no credentials, not pid 0
                 creds = Creds(pid, uid, gid)
