@@ -526,3 +526,150 @@ def test_defect10_pubsub_drop_accounting_is_what_protocol_md_says() -> None:
     pub.remove(1)
     assert pub.stats.dropped_lost == 2 and pub.stats.dropped_newest == 11
     assert sub.stats.missed == 8, "what a link held when it ended only the PUB counts"
+
+
+# --------------------------------------------------------------------------
+# Defect 2: a default threaded serve() fails safe
+# --------------------------------------------------------------------------
+
+
+class _Started:
+    """An echo handler that counts the handlers that started (a Condition to wait on)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.started = 0
+
+    def __call__(self, ch: sockwire.Channel, peer: Peer) -> None:
+        with self.cond:
+            self.started += 1
+            self.cond.notify_all()
+        for msg in ch:
+            ch.send(msg)
+
+    def wait(self, count: int) -> None:
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.started >= count, WAIT), self.started
+
+
+def _good_client(endpoint: str, rounds: int = 100) -> float:
+    """100 request/replies from a fresh connection; the seconds it took, connect included."""
+    import time
+
+    from sockwire.client import connect
+
+    started = time.monotonic()
+    with connect(endpoint, timeout=WAIT) as client:
+        for i in range(rounds):
+            client.send(b"%d" % i)
+            assert client.recv(timeout=WAIT) == b"%d" % i
+    return time.monotonic() - started
+
+
+@pytest.mark.timeout(60)
+def test_defect2_64_idle_connections_do_not_lock_out_a_good_client() -> None:
+    """A default serve() (64 slots) with 64 idle TCP connections and 32 more in the
+    backlog: a well-behaved client is served within 5 s (asserted with 3x slack)."""
+    handler = _Started()
+    idle: list[socket.socket] = []
+    with serve("tcp://127.0.0.1:0", handler).start() as server:
+        host, port = server.address[:2]
+        try:
+            for _ in range(64):
+                idle.append(socket.create_connection((host, port)))
+            handler.wait(64)
+            for _ in range(32):  # the backlog that used to refill the slots
+                idle.append(socket.create_connection((host, port)))
+            took = _good_client(server.endpoint)
+            assert took < 15.0, f"the good client took {took:.1f} s"
+            assert server.stats.evicted >= 1
+        finally:
+            for sock in idle:
+                sock.close()
+    print(f"defect 2: good client done in {took:.2f} s beside 96 idle connections")
+
+
+@pytest.mark.timeout(60)
+def test_defect2_tricklers_of_valid_empty_frames_do_not_lock_out_a_good_client() -> None:
+    """64 connections each sending 2 bytes a second (a valid empty len32 frame every
+    2 s, so never idle and never mid-frame for long): the good client is served."""
+    handler = _Started()
+    stop = threading.Event()
+    tricklers: list[socket.socket] = []
+
+    def trickle() -> None:
+        step = 0
+        while not stop.wait(0.5):  # pacing the load, not synchronisation
+            for sock in tricklers:
+                try:
+                    sock.send(b"\0")  # 1 byte every 0.5 s: 4 bytes (an empty frame) per 2 s
+                    sock.recv(64, socket.MSG_DONTWAIT)  # the echoed empty frames
+                except OSError:
+                    continue
+            step += 1
+
+    with serve("tcp://127.0.0.1:0", handler).start() as server:
+        host, port = server.address[:2]
+        thread = threading.Thread(target=trickle)
+        try:
+            for _ in range(64):
+                tricklers.append(socket.create_connection((host, port)))
+            handler.wait(64)
+            thread.start()
+            took = _good_client(server.endpoint)
+            assert took < 15.0, f"the good client took {took:.1f} s"
+        finally:
+            stop.set()
+            if thread.is_alive():
+                thread.join()
+            for sock in tricklers:
+                sock.close()
+    print(f"defect 2: good client done in {took:.2f} s beside 64 tricklers")
+
+
+@pytest.mark.timeout(30)
+def test_defect2_first_message_deadline_closes_a_silent_connection(tmp: str) -> None:
+    import time
+
+    with serve(f"unix:{tmp}/s.sock", _Started(), first_message_timeout=0.3).start() as server:
+        with socket.socket(socket.AF_UNIX) as silent:
+            silent.connect(f"{tmp}/s.sock")
+            silent.settimeout(WAIT)
+            started = time.monotonic()
+            assert silent.recv(16) == b"", "closed by the server"
+            took = time.monotonic() - started
+        assert took < 0.9 + 0.5, f"closed after {took:.2f} s (deadline 0.3 s)"
+        assert _good_client(server.endpoint, 3) < 15.0  # one that talks is served
+    assert server.stats.no_first_message == 1
+    assert server.stats.handled == 1
+
+
+@pytest.mark.timeout(30)
+def test_defect2_busy_handlers_are_never_evicted(tmp: str) -> None:
+    """A handler at work (not in recv) keeps its slot: the newcomer waits."""
+    release = threading.Event()
+    entered = threading.Event()
+
+    def handler(ch: sockwire.Channel, peer: Peer) -> None:
+        msg = ch.recv(timeout=WAIT)
+        entered.set()
+        release.wait(WAIT)
+        ch.send(msg)
+
+    from sockwire.client import connect
+
+    server = serve(f"unix:{tmp}/s.sock", handler, max_connections=1)
+    with server.start(), connect(server.endpoint) as busy, connect(server.endpoint) as newcomer:
+        busy.send(b"work")
+        busy.flush()
+        assert entered.wait(WAIT)
+        newcomer.send(b"next")
+        newcomer.flush()
+        # past EVICT_AFTER and EVICT_WAIT: the newcomer is still in the backlog
+        never = threading.Event()
+        assert not never.wait(2.0)  # an observation window, not synchronisation
+        assert (server.stats.accepted, server.stats.evicted) == (1, 0)
+        release.set()
+        assert busy.recv(timeout=WAIT) == b"work"
+        assert newcomer.recv(timeout=WAIT) == b"next"
+    assert server.stats.evicted == 0 and server.stats.handled == 2

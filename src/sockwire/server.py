@@ -23,10 +23,30 @@ What happens to a new connection, in order (nothing is read before step 3)::
 them: the Channel is a blocking API, and a thread per connection keeps a
 handler a plain function that may block (on the peer, a database, a lock)
 without stalling the others. The bound is enforced *before* accept(): at the
-limit the server stops accepting and new clients wait in the kernel's
-listen backlog (``?backlog=``), which is the backpressure a client sees as a
-slow connect, instead of an accepted-then-dropped connection. Thousands of
-connections are the asyncio driver's job (``aio/``), not this one's.
+limit new clients wait in the kernel's listen backlog (``?backlog=``).
+Thousands of connections are the asyncio driver's job (``aio/``), not this
+one's.
+
+**Failing safe when full** (:mod:`sockwire.admission`). Slots held by
+connections that send nothing, or one empty frame now and then, must not
+lock well-behaved clients out. So, by default:
+
+* a new connection's first message must arrive within
+  ``first_message_timeout`` (10 s) of accept, or it is closed;
+* a connection with nothing to read for ``idle_timeout`` (300 s) between
+  messages is closed (the Channel's read limit);
+* at the limit, while someone waits to connect, the connection whose
+  handler has waited longest for its peer is **evicted**: its reading side
+  is shut down, so its handler sees the end of input at its next ``recv``
+  (a message already arriving or queued is still read whole, and replies
+  may still be sent), and the newcomer takes the slot. A handler that is
+  busy (not in ``recv``) is never chosen; when every handler is busy, the
+  newcomer waits in the backlog as before.
+
+``evict=False`` keeps the old rule (wait in the backlog, never evict); the
+patterns use it, since their links are live by heartbeat and a subscriber
+that only listens must not be cut. Counted in ``stats.evicted`` and
+``stats.no_first_message``.
 
 **Shutdown** (:meth:`Server.shutdown`): stop accepting (the listener is closed,
 a UNIX socket file removed); every handler waiting *between* messages sees
@@ -66,10 +86,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from . import dial, secure, unix
 from .address import Endpoint, parse
+from .admission import DEFAULT_IDLE_TIMEOUT, FIRST_MESSAGE_TIMEOUT, Admission, Slot
 from .channel import MAX_PACKET, Channel, ChannelCore, ReadLimits
 from .codecs import Codec, get_codec
 from .errors import (
@@ -102,6 +123,8 @@ ACCEPT_BACKOFF = 0.1
 DEFAULT_GRACE = 5.0
 #: After the grace period: how long closed handlers get to unwind before we give up on them.
 ABORT_WAIT = 5.0
+#: Full: how long to wait for an evicted connection to leave before choosing another.
+EVICT_WAIT = 0.5
 
 #: accept() errors that concern one connection that died before we took it.
 _SKIP_ERRNOS = frozenset(
@@ -139,7 +162,9 @@ class ServerStats:
 
     Connections: ``accepted``, ``refused`` (peer filter), ``handshake_failed``
     (TLS/HMAC), ``handled`` (handler returned), ``dropped`` (the peer went
-    away, broke the protocol or hit a limit: logged at INFO), ``failed``
+    away, broke the protocol or hit a limit: logged at INFO), ``evicted``
+    (made room for a newcomer at the limit), ``no_first_message`` (closed
+    by the first-message deadline), ``failed``
     (the handler raised anything else: logged with its traceback),
     ``aborted`` (closed by shutdown after the grace period), ``active`` and
     ``peak`` (handlers running now / at most). Accept loop:
@@ -153,6 +178,8 @@ class ServerStats:
 
     accepted: int = 0
     refused: int = 0
+    evicted: int = 0
+    no_first_message: int = 0
     handshake_failed: int = 0
     handled: int = 0
     dropped: int = 0
@@ -171,15 +198,29 @@ class ServerStats:
 
 
 class _Conn:
-    """One accepted connection: its thread, and its socket/Channel for shutdown."""
+    """One accepted connection: its thread, its slot, and its socket/Channel for shutdown."""
 
-    __slots__ = ("channel", "peer", "sock", "thread")
+    __slots__ = ("channel", "peer", "slot", "sock", "thread")
 
-    def __init__(self, sock: Socket, peer: Peer) -> None:
+    def __init__(self, sock: Socket, peer: Peer, slot: Slot) -> None:
         self.sock = sock
         self.peer = peer
+        self.slot = slot
         self.channel: Channel | None = None
         self.thread: threading.Thread | None = None
+
+    def evict(self) -> None:
+        """End its input (server lock held, so its thread cannot be closing the socket).
+
+        In the handshake both directions are shut down (the handshake fails);
+        after it only the reading side: the handler's next ``recv`` between
+        messages sees the end, what is queued is still read, replies still go.
+        ``socket.socket.shutdown`` on purpose: ``SSLSocket.shutdown`` would
+        also drop the TLS session that a last reply still needs.
+        """
+        how = socket.SHUT_RD if self.channel is not None else socket.SHUT_RDWR
+        with contextlib.suppress(OSError, SockwireError):
+            socket.socket.shutdown(self.sock.raw, how)
 
     def abort(self) -> None:
         """Wake and close what the handler blocks on (from the shutdown thread)."""
@@ -208,7 +249,7 @@ class Server:
         handler: Handler,
         *,
         max_connections: int = 64,
-        idle_timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         frame_deadline: float | None = 60.0,
         peer_filter: Callable[[Peer], bool] | None = None,
         codec: str | Codec = "bytes",
@@ -218,17 +259,27 @@ class Server:
         backlog: int | None = None,
         grace: float = DEFAULT_GRACE,
         name: str | None = None,
+        first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
+        evict: bool = True,
     ) -> None:
         ep = parse(endpoint)
         if max_connections < 1:
             raise InvalidOperation(f"max_connections={max_connections}", "allow at least 1")
-        for what, value in (("idle_timeout", idle_timeout), ("frame_deadline", frame_deadline)):
+        for what, value in (
+            ("idle_timeout", idle_timeout),
+            ("frame_deadline", frame_deadline),
+            ("first_message_timeout", first_message_timeout),
+        ):
             if value is not None and value <= 0:
                 raise InvalidOperation(f"{what}={value}", "give a positive number of seconds")
         self._ep = ep
         self.handler = handler
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.first_message_timeout = first_message_timeout
+        self.evict = evict
+        # the idle limit is the Channel's own (ReadLimits); the policy does the rest
+        self._admission = Admission(max_connections, first_message=first_message_timeout)
         self.frame_deadline = frame_deadline
         self.codec = codec
         self.framing = framing if framing is not None else ep.option("framing")
@@ -419,16 +470,25 @@ class Server:
         poller.register(listener.fd, select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
         stats = self.stats
+        admission = self._admission
         while True:
             with self._cond:
-                # the bound, before accept(): at the limit new clients wait in the backlog
-                while stats.active >= self.max_connections and not self._stopping:
-                    self._cond.wait()
                 if self._stopping:
                     return
-            ready = {fd for fd, _ in poller.poll()}
+                now = time.monotonic()
+                for slot in admission.expired(now):
+                    self._evict(slot)
+                full = stats.active >= self.max_connections
+                deadline = admission.next_deadline()
+            wait_ms = None if deadline is None else max(0.0, deadline - now) * 1000 + 1
+            ready = {fd for fd, _ in poller.poll(wait_ms)}
             if self._stop_r in ready:
                 return
+            if listener.fd not in ready:
+                continue  # a first-message deadline came: sweep
+            if full:
+                self._make_room()
+                continue
             stats.accept_attempts += 1
             try:
                 if self._filters:
@@ -462,11 +522,44 @@ class Server:
             self._reap()
             self._start_connection(conn, peer)
 
+    def _make_room(self) -> None:
+        """Full, and someone waits to connect: evict one waiting connection, wait for a slot.
+
+        One eviction at a time: while an evicted handler is still leaving,
+        no other is chosen. The wait is bounded (EVICT_WAIT) so that a
+        victim whose handler is busy does not hold up the next choice, nor
+        the first-message sweep.
+        """
+        with self._cond:
+            now = time.monotonic()
+            if self.evict and not self._stopping and not self._leaving():
+                victim = self._admission.victim(now)
+                if victim is not None:
+                    self._evict(victim)
+            deadline = self._admission.next_deadline()
+            wait = EVICT_WAIT if deadline is None else min(EVICT_WAIT, max(0.0, deadline - now))
+            self._cond.wait_for(
+                lambda: self.stats.active < self.max_connections or self._stopping, wait
+            )
+
+    def _leaving(self) -> bool:
+        """An evicted connection has not left yet (lock held)."""
+        return any(r.slot.evicted is not None for r in self._conns.values())
+
+    def _evict(self, slot: Slot) -> None:
+        """Tell the connection of ``slot`` (marked evicted) to go (lock held)."""
+        record = self._conns.get(cast(int, slot.key))
+        if record is None:
+            return
+        log.info("%s: %s: %s", self.name, record.peer, slot.evicted)
+        record.evict()
+
     def _start_connection(self, conn: Socket, peer: Peer) -> None:
-        record = _Conn(conn, peer)
         with self._cond:
             key = self._next_id
             self._next_id += 1
+            # the handshake waits for the peer too: it counts as waiting from accept
+            record = _Conn(conn, peer, self._admission.add(key, time.monotonic()))
             self._conns[key] = record
             self.stats.active += 1
             self.stats.peak = max(self.stats.peak, self.stats.active)
@@ -498,6 +591,7 @@ class Server:
                 self._count("handshake_failed")
                 log.info("%s: handshake with %s failed: %s", self.name, record.peer, exc)
                 return
+            record.slot.busy()  # until the handler asks for a message
             record.sock = sock
             try:
                 channel = Channel.from_socket(
@@ -515,24 +609,38 @@ class Server:
             channel.set_read_limits(
                 ReadLimits(self.idle_timeout, self.frame_deadline, self._stop_r)
             )
+            _watch_recv(channel, record.slot)
             with self._cond:
                 record.channel = channel
             self.handler(channel, record.peer)
-            self._count("handled")
+            self._count(self._ended_by_policy(record) or "handled")
         except ClosedError as exc:  # shutdown closed it after the grace period
             log.debug("%s: handler for %s stopped: %s", self.name, record.peer, exc)
         except (ConnectionLost, ProtocolError, TimeoutError, PermissionDenied) as exc:
-            self._count("dropped")
-            log.info("%s: connection from %s ended: %s", self.name, record.peer, exc)
+            why = self._ended_by_policy(record)
+            self._count(why or "dropped")
+            if why is None:
+                log.info("%s: connection from %s ended: %s", self.name, record.peer, exc)
         except Exception:
             self._count("failed")
             log.exception("%s: handler failed for %s", self.name, record.peer)
         finally:
+            with self._cond:  # no eviction may shut down a socket being closed
+                self._admission.remove(key)
+                record.slot.evicted = record.slot.evicted or "closed"
             if channel is not None:
                 channel.close()
             else:
                 record.sock.close()
             self._finished(key)
+
+    @staticmethod
+    def _ended_by_policy(record: _Conn) -> str | None:
+        """The stats field when the admission policy ended this connection, else None."""
+        reason = record.slot.evicted
+        if reason is None:
+            return None
+        return "no_first_message" if record.slot.messages == 0 and "first" in reason else "evicted"
 
     def _count(self, field: str) -> None:
         """One more of ``field`` in stats, from a handler thread (several run at once)."""
@@ -724,7 +832,7 @@ def serve(
     handler: Handler,
     *,
     max_connections: int = 64,
-    idle_timeout: float | None = None,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     frame_deadline: float | None = 60.0,
     peer_filter: Callable[[Peer], bool] | None = None,
     codec: str | Codec = "bytes",
@@ -733,6 +841,8 @@ def serve(
     handshake_timeout: float = 10.0,
     backlog: int | None = None,
     grace: float = DEFAULT_GRACE,
+    first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
+    evict: bool = True,
 ) -> Server:
     """Listen on (or bind) ``endpoint`` and return a :class:`Server`, ready to run.
 
@@ -740,8 +850,11 @@ def serve(
     ``handler(message, peer)`` per datagram, its return value (unless None)
     sent back. Run it with ``server.serve_forever()`` or ``server.start()``
     (background thread); stop it with ``server.shutdown(timeout)`` or a
-    ``with`` block. Limits: ``max_connections`` handlers at once;
-    ``idle_timeout`` ends a connection with nothing to read for that long;
+    ``with`` block. Limits: ``max_connections`` handlers at once (at the
+    limit the longest-waiting connection is evicted for a newcomer, unless
+    ``evict=False``); ``first_message_timeout`` (10 s) closes a connection
+    whose first message has not arrived by then; ``idle_timeout`` (300 s)
+    ends a connection with nothing to read for that long;
     ``frame_deadline`` breaks one whose started message does not finish in
     time; ``peer_filter(peer)`` (with ``?allowed_uids=``/``?allowed_gids=``)
     refuses peers before any byte is read.
@@ -759,6 +872,8 @@ def serve(
         handshake_timeout=handshake_timeout,
         backlog=backlog,
         grace=grace,
+        first_message_timeout=first_message_timeout,
+        evict=evict,
     )
 
 
@@ -818,6 +933,34 @@ def _recv_datagram(
     if address in (None, "", b""):
         address = None
     return size, flags, creds, address
+
+
+def _watch_recv(channel: Channel, slot: Slot) -> None:
+    """Let the admission policy see when the handler waits for its peer.
+
+    Wraps the Channel's ``recv`` on the instance (iteration calls it too):
+    two attribute writes and a clock read per message. A TimeoutError of the
+    handler's own ``timeout=`` leaves the slot waiting: it still waits for
+    its peer, and a loop of short timeouts must not hide an idle connection.
+    """
+    inner = channel.recv
+    monotonic = time.monotonic
+
+    def recv(timeout: float | None = None) -> Any:
+        if slot.waiting is None:
+            slot.waiting = monotonic()
+        try:
+            msg = inner(timeout)
+        except TimeoutError:
+            raise
+        except BaseException:
+            slot.waiting = None
+            raise
+        slot.messages += 1
+        slot.waiting = None
+        return msg
+
+    channel.recv = recv  # type: ignore[method-assign]
 
 
 def _errno_text(exc: OSError) -> str:

@@ -178,6 +178,11 @@ class Node:
                 max_connections=max_connections,
                 max_size=max_size,
                 grace=grace,
+                # links are live by heartbeat (Liveness), and a subscriber that only
+                # listens is not idle: no idle limit, no eviction; at the limit a new
+                # link waits in the backlog. The first-message deadline (HELLO) stays.
+                idle_timeout=None,
+                evict=False,
             )
             self._server.start()
             self.endpoint = self._server.endpoint
