@@ -501,7 +501,9 @@ class Server:
                 if self.stopping:
                     return
                 if exc.errno in _BACKOFF_ERRNOS:
-                    stats.accept_backoffs += 1
+                    with self._cond:  # wait_for() callers may watch this count
+                        stats.accept_backoffs += 1
+                        self._cond.notify_all()
                     if stats.accept_backoffs % 100 == 1:
                         log.warning(
                             "%s: accept failed (%s), backing off %g s (%d times so far): %s",
@@ -646,6 +648,17 @@ class Server:
         """One more of ``field`` in stats, from a handler thread (several run at once)."""
         with self._cond:
             setattr(self.stats, field, getattr(self.stats, field) + 1)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[Server], bool], timeout: float | None = None) -> bool:
+        """Block until ``predicate(self)`` holds; False if ``timeout`` passed first.
+
+        Re-checked whenever a connection ends or a handler's count changes
+        (``server.wait_for(lambda s: s.stats.active == 0, 5)``): for tests,
+        health checks and embedding, instead of polling ``stats``.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
 
     def _finished(self, key: int) -> None:
         with self._cond:
