@@ -7,7 +7,7 @@ import pytest
 from sockwire.admission import Admission
 
 
-def test_the_longest_waiting_goes_first_and_busy_ones_never() -> None:
+def test_the_longest_waiting_idle_one_goes_first_and_busy_ones_never() -> None:
     policy = Admission(3, first_message=None)
     a = policy.add("a", 0.0)
     b = policy.add("b", 1.0)
@@ -18,12 +18,26 @@ def test_the_longest_waiting_goes_first_and_busy_ones_never() -> None:
     assert b.evicted is not None and policy.leaving() == 1
     assert policy.victim(10.0) is c, "b was already told to go"
     assert policy.victim(10.0) is None, "a is busy"
-    a.wait(9.5)
-    assert policy.victim(10.0) is None, "a has waited less than 1 s"
-    assert policy.victim(10.6) is a
+    assert policy.next_victim() is None
+    a.wait(9.9)
+    assert policy.victim(10.0) is None, "a was active a tenth of a second ago"
+    assert policy.next_victim() == 9.9 + 0.25
+    assert policy.victim(10.2) is a
 
 
-def test_a_message_every_so_often_does_not_protect_an_idle_peer() -> None:
+def test_a_new_connection_has_a_grace_for_its_first_message() -> None:
+    policy = Admission(2, first_message=None)
+    active = policy.add("active", 0.0)
+    active.got(0.1)
+    active.wait(0.2)
+    new = policy.add("new", 0.1)
+    assert policy.victim(0.3) is None, "new is within its grace, active was active at 0.2"
+    assert policy.next_victim() == 0.35
+    assert policy.victim(0.36) is new
+    assert policy.victim(0.46) is active
+
+
+def test_a_trickler_of_empty_frames_cannot_outlast_a_good_client() -> None:
     policy = Admission(2, first_message=None)
     trickler = policy.add("trickler", 0.0)
     good = policy.add("good", 0.0)
@@ -33,7 +47,7 @@ def test_a_message_every_so_often_does_not_protect_an_idle_peer() -> None:
             trickler.wait(t)
         good.got(t + 0.999)
         good.wait(t + 0.999)
-    assert policy.victim(20.5) is trickler
+    assert policy.victim(20.0) is trickler, "quiet since 18"
 
 
 def test_first_message_and_idle_deadlines() -> None:

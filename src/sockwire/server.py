@@ -35,13 +35,16 @@ lock well-behaved clients out. So, by default:
   ``first_message_timeout`` (10 s) of accept, or it is closed;
 * a connection with nothing to read for ``idle_timeout`` (300 s) between
   messages is closed (the Channel's read limit);
-* at the limit, while someone waits to connect, the connection whose
-  handler has waited longest for its peer is **evicted**: its reading side
-  is shut down, so its handler sees the end of input at its next ``recv``
-  (a message already arriving or queued is still read whole, and replies
-  may still be sent), and the newcomer takes the slot. A handler that is
-  busy (not in ``recv``) is never chosen; when every handler is busy, the
-  newcomer waits in the backlog as before.
+* at the limit, while someone waits to connect, the **idle** connection
+  that has waited longest for its peer is **evicted** (idle: silent for
+  0.25 s since accept, or quiet for 0.25 s since its last message): its
+  reading side is shut down, so its handler sees the end of input at its
+  next ``recv`` (a message already arriving or queued is still read whole,
+  and replies may still be sent), and the newcomer takes the slot at once.
+  A handler at work, or one whose peer was active in the last 0.25 s, is
+  never chosen; then the newcomer waits in the backlog. Measured: a good
+  client behind 1,000 connections that trickle 2 bytes a second and
+  reconnect the moment they are cut is served in about 4 s.
 
 ``evict=False`` keeps the old rule (wait in the backlog, never evict); the
 patterns use it, since their links are live by heartbeat and a subscriber
@@ -478,7 +481,7 @@ class Server:
                 now = time.monotonic()
                 for slot in admission.expired(now):
                     self._evict(slot)
-                full = stats.active >= self.max_connections
+                full = self._full()
                 deadline = admission.next_deadline()
             wait_ms = None if deadline is None else max(0.0, deadline - now) * 1000 + 1
             ready = {fd for fd, _ in poller.poll(wait_ms)}
@@ -524,29 +527,40 @@ class Server:
             self._reap()
             self._start_connection(conn, peer)
 
-    def _make_room(self) -> None:
-        """Full, and someone waits to connect: evict one waiting connection, wait for a slot.
+    def _full(self) -> bool:
+        """No slot for a newcomer (lock held).
 
-        One eviction at a time: while an evicted handler is still leaving,
-        no other is chosen. The wait is bounded (EVICT_WAIT) so that a
-        victim whose handler is busy does not hold up the next choice, nor
-        the first-message sweep.
+        A connection told to go still has its thread for a moment, but its
+        slot is already the newcomer's: waiting for each evicted handler to
+        finish would make every eviction cost a thread's exit, and a
+        newcomer behind N reconnecting attackers wait N of them. Threads
+        stay bounded: never more than twice ``max_connections``.
+        """
+        active = self.stats.active
+        leaving = sum(1 for r in self._conns.values() if r.slot.evicted is not None)
+        return active - leaving >= self.max_connections or active >= 2 * self.max_connections
+
+    def _make_room(self) -> None:
+        """Full, and someone waits to connect: evict one idle connection, or wait.
+
+        After an eviction the loop accepts at once (see :meth:`_full`). With
+        no idle connection, wait until one may become idle, a slot frees,
+        or at most EVICT_WAIT, so that first-message deadlines are still
+        swept.
         """
         with self._cond:
             now = time.monotonic()
-            if self.evict and not self._stopping and not self._leaving():
+            if self.evict and not self._stopping:
                 victim = self._admission.victim(now)
                 if victim is not None:
                     self._evict(victim)
-            deadline = self._admission.next_deadline()
-            wait = EVICT_WAIT if deadline is None else min(EVICT_WAIT, max(0.0, deadline - now))
-            self._cond.wait_for(
-                lambda: self.stats.active < self.max_connections or self._stopping, wait
-            )
-
-    def _leaving(self) -> bool:
-        """An evicted connection has not left yet (lock held)."""
-        return any(r.slot.evicted is not None for r in self._conns.values())
+                    if not self._full():
+                        return
+            wake = [now + EVICT_WAIT, self._admission.next_deadline()]
+            if self.evict:
+                wake.append(self._admission.next_victim())
+            wait = max(0.0, min(t for t in wake if t is not None) - now)
+            self._cond.wait_for(lambda: not self._full() or self._stopping, wait)
 
     def _evict(self, slot: Slot) -> None:
         """Tell the connection of ``slot`` (marked evicted) to go (lock held)."""
@@ -627,9 +641,8 @@ class Server:
             self._count("failed")
             log.exception("%s: handler failed for %s", self.name, record.peer)
         finally:
-            with self._cond:  # no eviction may shut down a socket being closed
+            with self._cond:  # out of the policy's view: never evicted while being closed
                 self._admission.remove(key)
-                record.slot.evicted = record.slot.evicted or "closed"
             if channel is not None:
                 channel.close()
             else:
