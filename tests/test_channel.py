@@ -42,12 +42,10 @@ def _accepted(listen_ep: str, connect_ep: Callable[[Socket], str], **kw: object)
         conn, _ = listener.accept()
     finally:
         listener.close()
-    return client, Channel.from_socket(
-        conn, framing=client.framing if client.kind == "stream" else None, **kw
-    )  # type: ignore[arg-type]
+    return client, Channel.from_socket(conn, framing=client.framing, **kw)  # type: ignore[arg-type]
 
 
-def _datagrams(family: int, addresses: tuple[object, object]) -> Pair:
+def _datagrams(family: int, addresses: tuple[object, object], framing: str | None = None) -> Pair:
     a = Socket(family, socket.SOCK_DGRAM)
     b = Socket(family, socket.SOCK_DGRAM)
     for sock in (a, b):  # UDP drops what does not fit: give the tests room (capped by rmem_max)
@@ -56,7 +54,7 @@ def _datagrams(family: int, addresses: tuple[object, object]) -> Pair:
     b.bind(addresses[1])  # type: ignore[arg-type]
     a.connect(b.getsockname())
     b.connect(a.getsockname())
-    return Channel.from_socket(a), Channel.from_socket(b)
+    return Channel.from_socket(a, framing=framing), Channel.from_socket(b, framing=framing)
 
 
 @pytest.fixture
@@ -66,6 +64,11 @@ def tmp() -> Iterator[str]:
 
 
 def _make(name: str, tmp: str, **kw: object) -> Pair:
+    """The pair of Channels of transport ``name``; ``-sockwire``: the sockwire packet header."""
+    header = name.endswith("-sockwire")
+    name = name.removesuffix("-sockwire")
+    query = "?framing=sockwire" if header else ""
+    framing = "sockwire" if header else None
     if name == "unix":
         path = os.path.join(tmp, "s")
         return _accepted(f"unix:{path}", lambda _: f"unix:{path}", **kw)
@@ -78,13 +81,14 @@ def _make(name: str, tmp: str, **kw: object) -> Pair:
         )
     if name == "seqpacket":
         path = os.path.join(tmp, "s")
-        return _accepted(f"unix+seqpacket:{path}", lambda _: f"unix+seqpacket:{path}", **kw)
+        return _accepted(f"unix+seqpacket:{path}", lambda _: f"unix+seqpacket:{path}{query}", **kw)
     if name == "unix-dgram":
-        return _datagrams(socket.AF_UNIX, (os.path.join(tmp, "a"), os.path.join(tmp, "b")))
+        paths = (os.path.join(tmp, "a"), os.path.join(tmp, "b"))
+        return _datagrams(socket.AF_UNIX, paths, framing)
     if name == "udp":
-        return _datagrams(socket.AF_INET, (("127.0.0.1", 0), ("127.0.0.1", 0)))
+        return _datagrams(socket.AF_INET, (("127.0.0.1", 0), ("127.0.0.1", 0)), framing)
     kind = name.removeprefix("pipe-")
-    return sockwire.pipe(kind, **kw)  # type: ignore[arg-type]
+    return sockwire.pipe(kind, framing=framing, **kw)  # type: ignore[arg-type]
 
 
 ALL = [
@@ -92,13 +96,20 @@ ALL = [
     "unix-netstring",
     "tcp",
     "seqpacket",
+    "seqpacket-sockwire",
     "unix-dgram",
+    "unix-dgram-sockwire",
     "udp",
+    "udp-sockwire",
     "pipe-stream",
     "pipe-seqpacket",
+    "pipe-seqpacket-sockwire",
     "pipe-dgram",
+    "pipe-dgram-sockwire",
 ]
-RELIABLE = [n for n in ALL if "dgram" not in n and n != "udp"]
+RELIABLE = [n for n in ALL if "dgram" not in n and not n.startswith("udp")]
+#: the reliable transports that carry a message larger than one packet
+ANY_SIZE = [n for n in RELIABLE if "seqpacket" not in n or n.endswith("-sockwire")]
 
 
 @pytest.fixture(params=ALL)
@@ -110,6 +121,13 @@ def pair(request: pytest.FixtureRequest, tmp: str) -> Iterator[Pair]:
 
 @pytest.fixture(params=RELIABLE)
 def reliable(request: pytest.FixtureRequest, tmp: str) -> Iterator[Pair]:
+    a, b = _make(request.param, tmp)
+    with a, b:
+        yield a, b
+
+
+@pytest.fixture(params=ANY_SIZE)
+def any_size(request: pytest.FixtureRequest, tmp: str) -> Iterator[Pair]:
     a, b = _make(request.param, tmp)
     with a, b:
         yield a, b
@@ -138,7 +156,7 @@ def test_many_small_messages_in_order(pair: Pair) -> None:
     a.flush()
     assert [b.recv() for _ in range(count)] == [b"%d" % i for i in range(count)]
     if a.kind == "dgram":
-        assert b.stats.lost == 0
+        assert b.stats.lost == (0 if b.framing == "sockwire" else None)
 
 
 def test_recv_times_out_and_the_channel_stays_usable(pair: Pair) -> None:
@@ -233,8 +251,8 @@ def _in_thread(fn: Callable[[], None]) -> threading.Thread:
     return thread
 
 
-def test_one_mebibyte_messages(reliable: Pair) -> None:
-    a, b = reliable
+def test_one_mebibyte_messages(any_size: Pair) -> None:
+    a, b = any_size
     big = os.urandom(1 << 20)
     small = b"tail"
 
@@ -281,14 +299,56 @@ def test_send_to_a_closed_peer_is_connection_lost(reliable: Pair) -> None:
 
 
 def test_datagram_size_limit_names_it(tmp: str) -> None:
-    for name in ("udp", "unix-dgram"):
+    for name in ("udp", "unix-dgram", "udp-sockwire", "unix-dgram-sockwire"):
         a, b = _make(name, tmp)
         with a, b, pytest.raises(MessageTooLarge, match="at most"):
             a.send(b"x" * (a.max_message + 1))
+        for leftover in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, leftover))
+
+
+@pytest.mark.parametrize("name", ["seqpacket", "pipe-seqpacket"])
+def test_a_message_over_one_packet_names_the_sockwire_framing(name: str, tmp: str) -> None:
+    """Without the packet header a seqpacket message is one packet: no silent split."""
+    a, b = _make(name, tmp)
+    with a, b:
+        assert a.framing == "none"
+        assert a.max_message == a._core.packet_payload
+        with pytest.raises(MessageTooLarge, match=r"\?framing=sockwire"):
+            a.send(b"x" * (a.max_message + 1))
+        a.send(b"x" * a.max_message)  # the largest one packet carries
+        assert b.recv(timeout=10) == b"x" * a.max_message
+        assert a.state == State.OPEN
+
+
+def test_plain_packets_are_what_other_programs_send(tmp: str) -> None:
+    """The default: the kernel's boundaries and nothing else, both ways."""
+    for kind in (socket.SOCK_SEQPACKET, socket.SOCK_DGRAM):
+        left, right = socket.socketpair(socket.AF_UNIX, kind)
+        with left, Channel.from_socket(right) as ch:
+            left.send(b"from a plain socket")
+            left.send(b"")
+            assert ch.recv(timeout=5) == b"from a plain socket"
+            assert ch.recv(timeout=5) == b""
+            ch.send(b"to a plain socket")
+            assert left.recv(100) == b"to a plain socket"
+            assert ch.stats.lost is None  # not counted, not zero
+            assert not ch.stats.counting
+
+
+def test_empty_seqpacket_messages_before_the_end_are_not_taken_for_it() -> None:
+    """SO_PASSCRED tells an empty packet from EOF, even after the peer has closed."""
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with Channel.from_socket(right) as ch:
+        for msg in (b"", b"x", b"", b""):
+            left.send(msg)
+        left.close()
+        assert list(ch) == [b"", b"x", b"", b""]
+        assert ch.state == State.PEER_CLOSED
 
 
 def test_unix_datagram_channel_applies_backpressure_without_loss() -> None:
-    a, b = sockwire.pipe("dgram")
+    a, b = sockwire.pipe("dgram", framing="sockwire")
     count = 3000
     with a, b:
         done = threading.Event()
@@ -315,7 +375,15 @@ def test_kernel_truncation_of_an_oversized_datagram_is_counted() -> None:
     left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     with Channel.from_socket(right) as rx:
         with left:
-            left.send(b"\x10\0\0\0\0" + b"x" * (300 * 1024))  # over MAX_PACKET
+            left.send(b"x" * (300 * 1024))  # over MAX_PACKET
+            left.send(b"ok")
+        assert rx.recv(timeout=10) == b"ok"
+        assert rx.stats.truncated == 1
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    left.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    with Channel.from_socket(right, framing="sockwire") as rx:
+        with left:
+            left.send(b"\x10\0\0\0\0" + b"x" * (300 * 1024))
             left.send(b"\x10\0\0\0\1ok")
         assert rx.recv(timeout=10) == b"ok"
         assert rx.stats.truncated == 1
@@ -323,6 +391,10 @@ def test_kernel_truncation_of_an_oversized_datagram_is_counted() -> None:
 
 def test_seqpacket_limit_and_foreign_packets() -> None:
     a, b = sockwire.pipe("seqpacket")
+    with a, b:
+        sndbuf = a._io.raw.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # type: ignore[attr-defined]
+        assert a._core.packet_payload == min(sndbuf - 32, 256 * 1024)
+    a, b = sockwire.pipe("seqpacket", framing="sockwire")
     with a, b:
         sndbuf = a._io.raw.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)  # type: ignore[attr-defined]
         assert a._core.packet_payload == min(sndbuf - 32, 256 * 1024) - 1
@@ -336,7 +408,7 @@ def test_framing_is_refused_on_message_sockets() -> None:
     left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     right.close()
     with pytest.raises(InvalidOperation, match="framing"):
-        Channel.from_socket(left, framing="netstring")
+        Channel.from_socket(left, framing="netstring")  # a stream framing on packets
     assert left.fileno() == -1  # the channel took the socket and closed it
 
 
@@ -401,11 +473,15 @@ def test_pipe_across_fork() -> None:
 
 
 def test_struct_of_the_datagram_header() -> None:
-    a, b = sockwire.pipe("dgram")
+    a, b = sockwire.pipe("dgram", framing="sockwire")
     with a, b:
         a.send(b"hi")
         raw = b._io.raw.recv(64)  # type: ignore[attr-defined]
         assert raw == struct.pack("!BI", 0x10, 0) + b"hi"
+    a, b = sockwire.pipe("dgram")
+    with a, b:
+        a.send(b"hi")
+        assert b._io.raw.recv(64) == b"hi"  # type: ignore[attr-defined]
 
 
 def test_a_channel_made_under_a_trace_hook_shows_its_system_calls() -> None:

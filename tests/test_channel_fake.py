@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -39,6 +40,8 @@ class _Wire:
 
 class FakeStreamIO:
     """The I/O seam of a Channel, in memory, with every call capped at 1-``cap`` bytes."""
+
+    buffers = False
 
     def __init__(self, inbound: _Wire, outbound: _Wire, seed: int, cap: int = 64) -> None:
         self.inbound = inbound
@@ -81,7 +84,31 @@ class FakeStreamIO:
                     wire.cond.notify_all()
                 self.calls += 1
 
-    def send_packet(self, buffers: Sequence[BytesLike]) -> None:
+    def write(self, buffers: Sequence[BytesLike], deadline: float | None) -> int:
+        """send_all until ``deadline``: the bytes the bounded wire took."""
+        wire = self.outbound
+        total = 0
+        for item in buffers:
+            view = memoryview(item).cast("B")
+            while view:
+                with wire.cond:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if not wire.cond.wait_for(
+                        lambda: len(wire.buf) < wire.capacity or wire.eof, left
+                    ):
+                        return total
+                    if wire.eof:
+                        raise BrokenPipeError(32, "Broken pipe")
+                    n = min(
+                        len(view), self.rng.randint(1, self.cap), wire.capacity - len(wire.buf)
+                    )
+                    wire.buf += view[:n]
+                    view = view[n:]
+                    total += n
+                    wire.cond.notify_all()
+        return total
+
+    def send_packet(self, buffers: Sequence[BytesLike], deadline: float | None = None) -> bool:
         raise NotImplementedError
 
     def wait(self, readable: bool, timeout: float | None) -> bool:
@@ -240,8 +267,8 @@ def test_core_coalesces_until_flush_at_and_sends_big_without_copy() -> None:
 
 
 def test_core_seqpacket_fragments_and_reassembles() -> None:
-    tx = ChannelCore("seqpacket", packet_limit=1000)
-    rx = ChannelCore("seqpacket")
+    tx = ChannelCore("seqpacket", framing="sockwire", packet_limit=1000)
+    rx = ChannelCore("seqpacket", framing="sockwire")
     msg = bytes(range(256)) * 20
     writes = tx.queue(msg)
     assert writes is not None
@@ -256,7 +283,7 @@ def test_core_seqpacket_fragments_and_reassembles() -> None:
 
 
 def test_core_seqpacket_rejects_foreign_packets() -> None:
-    rx = ChannelCore("seqpacket")
+    rx = ChannelCore("seqpacket", framing="sockwire")
     buf = memoryview(bytearray(16))
     buf[0] = 0x20
     with pytest.raises(BadFrame, match="0x20"):
@@ -265,8 +292,8 @@ def test_core_seqpacket_rejects_foreign_packets() -> None:
 
 
 def test_core_datagram_counts_loss_lateness_truncation_and_garbage() -> None:
-    tx = ChannelCore("dgram")
-    rx = ChannelCore("dgram")
+    tx = ChannelCore("dgram", framing="sockwire")
+    rx = ChannelCore("dgram", framing="sockwire")
     packets = []
     for i in range(10):
         (write,) = tx.queue(b"%d" % i)  # type: ignore[misc]

@@ -100,3 +100,47 @@ def test_adopt_checks_the_type() -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+# ---- one side's options on the other side: refused, never ignored -------------
+
+
+def test_connect_refuses_listener_options(tmp_path: Path) -> None:
+    path = tmp_path / "s.sock"
+    with dial.listen(f"unix:{path}?mode=0600&backlog=4") as server:
+        server.settimeout(0)
+        for option in ("mode=0600", "owner=0", "group=0", "backlog=4", "unsafe_dir=1"):
+            with pytest.raises(sockwire.AddressError, match="not for connecting"):
+                dial.connect(f"unix:{path}?{option}")
+        with pytest.raises(sockwire.WouldBlock):  # refused before any connect()
+            server.accept()
+
+
+def test_listen_and_bind_refuse_client_options() -> None:
+    with pytest.raises(sockwire.AddressError, match="'bind' is not for listening"):
+        dial.listen("tcp://127.0.0.1:0?bind=127.0.0.1")
+    with pytest.raises(sockwire.AddressError, match="'sourceport' is not for listening"):
+        dial.bind("udp://127.0.0.1:0?sourceport=4000")
+
+
+def test_connect_to_port_0_is_refused() -> None:
+    for url in ("udp://127.0.0.1:0", "tcp://127.0.0.1:0", "tls+tcp://127.0.0.1:0"):
+        with pytest.raises(sockwire.AddressError, match="port 0 only makes sense to bind"):
+            dial.connect(url)
+
+
+def test_client_socket_is_ready_but_unconnected() -> None:
+    with dial.bind("udp://127.0.0.1:0") as receiver:
+        port = receiver.getsockname()[1]  # type: ignore[index]
+        with dial.client_socket(f"udp://127.0.0.1:{port}?bind=127.0.0.1&ttl=3") as sock:
+            assert sock.getsockname()[0] == "127.0.0.1"  # type: ignore[index]
+            assert sock.getsockopt(socket.IPPROTO_IP, socket.IP_TTL) == 3
+            with pytest.raises(sockwire.SockwireError):
+                sock.getpeername()
+
+
+def test_server_endpoint_is_a_client_endpoint(tmp_path: Path) -> None:
+    with sockwire.serve(
+        f"unix+seqpacket:{tmp_path}/s.sock?mode=0600&backlog=8", lambda ch, peer: None
+    ) as server:
+        assert "mode" not in server.endpoint and "backlog" not in server.endpoint

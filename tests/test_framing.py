@@ -59,8 +59,9 @@ def _roundtrip(mode: str, messages: list[bytes], cuts: list[int]) -> list[bytes]
 
 
 def test_modes_are_the_endpoint_framings() -> None:
-    assert MODES == address.FRAMINGS
+    assert MODES is address.STREAM_FRAMINGS  # one list of names
     assert list(MODES) == [*FRAMED, "none"]
+    assert (*MODES, "sockwire") == address.FRAMINGS
 
 
 @pytest.mark.parametrize("mode", FRAMED)
@@ -243,3 +244,23 @@ def test_none_framing_passes_chunks_through() -> None:
 def test_unknown_framing_names_the_valid_ones() -> None:
     with pytest.raises(AddressError, match="len32"):
         make_codec("len24")
+
+
+@pytest.mark.parametrize("mode", ["len32", "netstring", "line"])
+def test_a_frame_trickled_two_bytes_at_a_time_costs_its_own_size(mode: str) -> None:
+    """Today's defect: a 16 MB len32 frame sent 2 bytes per write peaked at 534 MB."""
+    size = 1 << 20
+    fc = make_codec(mode)
+    wire = encode_all(fc.encoder, [b"t" * size])
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        got: list[bytes] = []
+        for pos in range(0, len(wire), 2):
+            got += fc.decoder.feed(wire[pos : pos + 2])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got == [b"t" * size]
+    # one accumulator (bytearray growth: up to 1/8 over) plus the message it becomes
+    assert peak - base < 2.3 * size, f"{peak - base} bytes for a {size}-byte frame"

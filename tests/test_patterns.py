@@ -20,6 +20,7 @@ from sockwire.errors import (
     ClosedError,
     ConnectionLost,
     InvalidOperation,
+    MessageTooLarge,
     PermissionDenied,
     RemoteError,
     TimeoutError,
@@ -56,9 +57,11 @@ def _ep(kind: str, tmp: str) -> str:
 @pytest.mark.parametrize("kind", STREAMS + DATAGRAMS)
 def test_reqrep_round_trips_from_several_threads(kind: str, tmp: str) -> None:
     # UDP drops what overflows a receive buffer, even on loopback: stay well inside it
-    sizes = {"udp": [0, 1, 100, 5000], "unix-dgram": [0, 1, 100, 60000]}.get(
-        kind, [0, 1, 100, 70000, 1 << 20]
-    )
+    sizes = {
+        "udp": [0, 1, 100, 5000],
+        "unix-dgram": [0, 1, 100, 60000],
+        "seqpacket": [0, 1, 100, 70000],  # one packet each: the kernel's boundaries
+    }.get(kind, [0, 1, 100, 70000, 1 << 20])
     with (
         Rep(_ep(kind, tmp), lambda body: body[::-1], liveness=LIVE) as rep,
         Req(rep.endpoint, liveness=LIVE, timeout=WAIT) as req,
@@ -81,6 +84,25 @@ def test_reqrep_round_trips_from_several_threads(kind: str, tmp: str) -> None:
         assert errors == []
         assert req.stats.sent == req.stats.replied == 100
         assert rep.stats.requests == rep.stats.replies == 100
+
+
+def test_a_request_over_one_packet_is_refused_and_the_req_stays_usable(tmp: str) -> None:
+    """Plain seqpacket carries one packet per message; ?framing=sockwire carries any size."""
+    big = b"x" * (1 << 20)
+    with (
+        Rep(_ep("seqpacket", tmp), lambda body: body[::-1], liveness=LIVE) as rep,
+        Req(rep.endpoint, liveness=LIVE, timeout=WAIT) as req,
+    ):
+        with pytest.raises(MessageTooLarge, match="framing=sockwire"):
+            req.request(big)
+        assert req.request(b"abc") == b"cba"
+    with (
+        Rep(
+            f"unix+seqpacket:{tmp}/q.sock?framing=sockwire", lambda b: b[::-1], liveness=LIVE
+        ) as rep,
+        Req(rep.endpoint, liveness=LIVE, timeout=WAIT) as req,
+    ):
+        assert req.request(big) == big[::-1]
 
 
 @pytest.mark.parametrize("kind", STREAMS + DATAGRAMS)

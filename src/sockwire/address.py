@@ -12,28 +12,53 @@ Options ride as a query (``?backlog=128&mode=0600``). Parsing is strict: an
 unknown scheme, option or malformed part raises :class:`AddressError` naming
 the bad part and the valid choices. ``str(endpoint)`` is canonical and parses
 back to an equal Endpoint. UNIX paths and option values are percent-encoded
-where they hold ``%``, ``?``, ``&``, ``#``, spaces or control bytes.
+where they hold ``%``, ``?``, ``&``, ``#``, ``=``, spaces or control bytes.
+
+Every scheme is one :class:`Scheme` in a registry (the built-in ones are in
+:mod:`sockwire.schemes`); other modules add theirs with
+:func:`register_scheme`. A scheme names its options, each an :class:`Option`
+with a typed value (``ep.get("backlog") -> int``), the sides it makes sense
+on (``listen``: listen/bind; ``connect``) and, for socket options, the
+``setsockopt`` calls it stands for, which :mod:`sockwire.dial` makes.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
-import os
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
 
+from . import errors
+from .address_values import Value, parse_host_name
 from .errors import AddressError
 
 __all__ = [
+    "BOTH",
+    "CONNECT",
+    "FRAMINGS",
+    "LISTEN",
     "OPTIONS",
+    "PACKET_FRAMINGS",
     "SCHEMES",
+    "SIDES",
+    "SOCKET_TYPES",
+    "STREAM_FRAMINGS",
     "UNIX_PATH_MAX",
+    "Body",
     "Endpoint",
-    "OptionSpec",
+    "Option",
+    "Scheme",
+    "check_side",
+    "format_sockaddr",
+    "merge_options",
     "parse",
+    "register_option",
+    "register_scheme",
+    "static_packet_limit",
 ]
 
 #: sun_path is 108 bytes; a filesystem path needs its terminating NUL, and
@@ -41,226 +66,192 @@ __all__ = [
 #: (leading NUL, no terminator) may use 107 bytes after the NUL.
 UNIX_PATH_MAX = 107
 
-# scheme -> (family, type); inet schemes resolve AF_INET/AF_INET6 from the host
-_STREAM, _DGRAM, _SEQ, _RAW = (
-    socket.SOCK_STREAM,
-    socket.SOCK_DGRAM,
-    socket.SOCK_SEQPACKET,
-    socket.SOCK_RAW,
-)
-SCHEMES: dict[str, tuple[int, int]] = {
-    "unix": (socket.AF_UNIX, _STREAM),
-    "unix+seqpacket": (socket.AF_UNIX, _SEQ),
-    "unix+dgram": (socket.AF_UNIX, _DGRAM),
-    "tcp": (socket.AF_INET, _STREAM),
-    "udp": (socket.AF_INET, _DGRAM),
-    "tls+tcp": (socket.AF_INET, _STREAM),
-    "raw": (socket.AF_INET, _RAW),
-    "netlink": (socket.AF_NETLINK, _RAW),
-    "fd": (socket.AF_UNSPEC, 0),
-    "systemd": (socket.AF_UNSPEC, 0),
-}
-_UNIX_SCHEMES = frozenset({"unix", "unix+seqpacket", "unix+dgram"})
-_INET_SCHEMES = frozenset({"tcp", "udp", "tls+tcp"})
-_STREAM_SCHEMES = frozenset({"unix", "tcp", "tls+tcp", "fd", "systemd"})
-_LISTEN_SCHEMES = frozenset({"unix", "unix+seqpacket", "tcp", "tls+tcp", "fd", "systemd"})
-_ALL = frozenset(SCHEMES)
-
-NETLINK_PROTOCOLS: dict[str, int] = {
-    "route": 0,  # NETLINK_ROUTE: links, addresses, routes (the notes' ROUTE domain)
-    "sock_diag": 4,  # NETLINK_SOCK_DIAG: socket listings, as ss uses
-    "generic": 16,  # NETLINK_GENERIC
-    "kobject_uevent": 15,  # NETLINK_KOBJECT_UEVENT: device events
-}
-
-RAW_PROTOCOLS: dict[str, int] = {
-    "icmp": socket.IPPROTO_ICMP,
-    "icmpv6": socket.IPPROTO_ICMPV6,
-    "tcp": socket.IPPROTO_TCP,
-    "udp": socket.IPPROTO_UDP,
-    "raw": socket.IPPROTO_RAW,
-}
-
-FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul", "none")
+#: Framings of a byte stream (sockwire.framing) and of a packet socket (sockwire.packet):
+#: the one list of their names. ``none`` adds no bytes; ``sockwire`` is the
+#: opt-in packet header (docs/PROTOCOL.md sections 2-3).
+STREAM_FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul", "none")
+PACKET_FRAMINGS = ("none", "sockwire")
+FRAMINGS = (*STREAM_FRAMINGS, "sockwire")
 SOCKET_TYPES = ("stream", "dgram", "seqpacket")
+
+#: The two sides an endpoint is used on: ``listen`` (listen, or bind a
+#: datagram receiver) and ``connect``.
+LISTEN = "listen"
+CONNECT = "connect"
+SIDES = (LISTEN, CONNECT)
+BOTH = frozenset(SIDES)
+_SIDE_WORDS = {LISTEN: "listening or binding", CONNECT: "connecting"}
+
+#: How many values one repeatable option may have (``?join=`` x N).
+MAX_REPEATS = 64
+
+#: ``(level, optname, value)`` for one setsockopt(2) call.
+SockOpt = tuple[int, int, int | bytes]
 
 
 # --------------------------------------------------------------------------
-# Options. Each has the schemes it applies to and a canonicaliser that turns
-# the text into its one canonical spelling or raises ValueError with a reason.
-# Later layers add options here, in one table, so the CLI and the library
-# agree on them.
+# The registry
 # --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class OptionSpec:
-    """One query option: where it applies, how it is spelled, what it means."""
+class Option:
+    """One query option: its typed value, where it applies, what it does.
 
-    schemes: frozenset[str]
-    canonical: Callable[[str], str]
+    ``sides``: where it makes sense; elsewhere :func:`check_side` refuses it.
+    ``sockopts(value, family)``: the setsockopt calls it stands for (dial
+    makes them on every path, before bind/connect). ``repeatable``: may be
+    given more than once (``?join=A&join=B``); its value is then a tuple.
+    """
+
+    name: str
+    value: Value
     help: str
+    sides: frozenset[str] = BOTH
+    repeatable: bool = False
     path_only: bool = False  # unix path sockets only (not @abstract)
+    default: Any = None
+    sockopts: Callable[[Any, int], Sequence[SockOpt]] | None = None
+
+    def for_sides(self, *sides: str) -> Option:
+        """This option restricted to ``sides`` (for one scheme's table)."""
+        return replace(self, sides=frozenset(sides))
 
 
-def _int_range(lo: int, hi: int) -> Callable[[str], str]:
-    def canon(text: str) -> str:
-        if not re.fullmatch(r"[0-9]+", text):
-            raise ValueError(f"must be a whole number from {lo} to {hi}")
-        value = int(text)
-        if not lo <= value <= hi:
-            raise ValueError(f"must be from {lo} to {hi}")
-        return str(value)
+@dataclass(frozen=True)
+class Body:
+    """The fields a scheme's body sets on an Endpoint (the rest stay None)."""
 
-    return canon
-
-
-def _bool(text: str) -> str:
-    lowered = text.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return "1"
-    if lowered in ("0", "false", "no", "off"):
-        return "0"
-    raise ValueError("must be 1 or 0 (true/false, yes/no, on/off)")
+    path: str | None = None
+    host: str | None = None
+    port: int | None = None
+    name: str | None = None
+    fd: int | None = None
 
 
-def _mode(text: str) -> str:
-    if not re.fullmatch(r"0?[0-7]{1,4}", text):
-        raise ValueError("must be an octal file mode such as 0600 or 660")
-    return f"{int(text, 8):04o}"
+@dataclass(frozen=True)
+class Scheme:
+    """One scheme, declared once: what socket it makes and how it is written.
+
+    ``parse_body(body, whole)`` reads what follows ``scheme:`` (before
+    ``?``), raising AddressError; ``format_body(ep)`` writes it back in
+    canonical form. ``sockaddr(ep)`` builds the bind/connect address
+    (None: the scheme names inherited sockets). ``addresses(ep)`` lists
+    ``(family, sockaddr)`` to try when names need resolving. ``family_of``,
+    ``type_of``, ``protocol_of`` refine ``family``/``type``/0 per endpoint;
+    ``packet_limit`` is the largest message one packet carries, or None
+    (a stream, or a limit set by the socket, such as SO_SNDBUF on UNIX
+    packet types, which the channel layer reads). ``check(ep, whole)``
+    holds rules across fields and options; ``check_side(ep, side)`` rules
+    for one side (port 0 on connect). ``from_sockaddr(ep, sockname)`` is
+    the endpoint as bound (port 0 -> the chosen port); ``format_sockaddr``
+    writes a raw address of a family the trace does not know. ``error_rules`` are
+    :func:`sockwire.errors.rule` hints where this scheme's errors differ;
+    each must name its family.
+    """
+
+    name: str
+    family: int
+    type: int
+    syntax: str
+    summary: str
+    parse_body: Callable[[str, str], Body]
+    format_body: Callable[[Endpoint], str]
+    options: Mapping[str, Option]
+    sockaddr: Callable[[Endpoint], Any] | None = None
+    addresses: Callable[[Endpoint], list[tuple[int, Any]]] | None = None
+    family_of: Callable[[Endpoint], int] | None = None
+    type_of: Callable[[Endpoint], int] | None = None
+    protocol_of: Callable[[Endpoint], int] | None = None
+    packet_limit: Callable[[Endpoint], int | None] | None = None
+    check: Callable[[Endpoint, str], None] | None = None
+    check_side: Callable[[Endpoint, str], None] | None = None
+    from_sockaddr: Callable[[Endpoint, Any], Endpoint] | None = None
+    format_sockaddr: Callable[[Any], str] | None = None
+    error_rules: tuple[errors.Rule, ...] = ()
+    examples: tuple[str, ...] = ()
+
+    def options_for(self, side: str) -> tuple[str, ...]:
+        return tuple(name for name, option in self.options.items() if side in option.sides)
 
 
-def _name_or_id(text: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", text):
-        raise ValueError("must be a user/group name or a number")
-    return text
+_SCHEMES: dict[str, Scheme] = {}
+_OPTIONS: dict[str, Option] = {}
+#: Every registered scheme by name (read-only; add with :func:`register_scheme`).
+SCHEMES: Mapping[str, Scheme] = MappingProxyType(_SCHEMES)
+#: The options shared by the built-in schemes, by name (a scheme may add its own).
+OPTIONS: Mapping[str, Option] = MappingProxyType(_OPTIONS)
+
+_SCHEME_NAME = re.compile(r"[a-z][a-z0-9]*(?:\+[a-z0-9]+)*")
+_OPTION_NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
-def _id_list(text: str) -> str:
-    """``1000,0,www-data,0`` -> ``0,1000,www-data``: ids ascending, then names, once each."""
-    items = [item.strip() for item in text.split(",")]
-    if not text or len(items) > 64:
-        raise ValueError("must be 1 to 64 user/group names or numbers, separated by commas")
-    numbers: set[int] = set()
-    names: set[str] = set()
-    for item in items:
-        if re.fullmatch(r"[0-9]{1,10}", item) and int(item) < 2**32 - 1:
-            numbers.add(int(item))
-        else:
-            names.add(_name_or_id(item))
-    return ",".join([str(n) for n in sorted(numbers)] + sorted(names))
+def register_option(option: Option) -> Option:
+    """Add an option to the shared table (schemes still choose theirs)."""
+    if not _OPTION_NAME.fullmatch(option.name):
+        raise ValueError(f"bad option name {option.name!r}")
+    if option.name in _OPTIONS and _OPTIONS[option.name] != option:
+        raise ValueError(f"option {option.name!r} is already registered")
+    _OPTIONS[option.name] = option
+    return option
 
 
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def canon(text: str) -> str:
-        lowered = text.lower()
-        if lowered not in choices:
-            raise ValueError(f"must be one of: {', '.join(choices)}")
-        return lowered
+def register_scheme(scheme: Scheme, *, replace_existing: bool = False) -> Scheme:
+    """Add ``scheme`` to the registry: from now on :func:`parse` knows it.
 
-    return canon
-
-
-def _raw_proto(text: str) -> str:
-    lowered = text.lower()
-    if lowered in RAW_PROTOCOLS:
-        return lowered
-    if re.fullmatch(r"[0-9]{1,3}", text) and 0 < int(text) < 256:
-        by_number = {v: k for k, v in RAW_PROTOCOLS.items()}
-        return by_number.get(int(text), str(int(text)))
-    raise ValueError(f"must be one of {', '.join(RAW_PROTOCOLS)} or a number from 1 to 255")
-
-
-def _seconds(text: str) -> str:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("must be a number of seconds, such as 2 or 0.5") from None
-    if math.isnan(value) or not 0 < value <= 86400:
-        raise ValueError("must be more than 0 and at most 86400 seconds")
-    return repr(value).removesuffix(".0") if value == int(value) else repr(value)
+    Its ``error_rules`` go before the built-in rules of
+    :func:`sockwire.errors.translate`. A name already taken is a
+    ``ValueError`` unless ``replace_existing``.
+    """
+    if not _SCHEME_NAME.fullmatch(scheme.name):
+        raise ValueError(f"bad scheme name {scheme.name!r}: lower case, parts joined by '+'")
+    if scheme.name in _SCHEMES and not replace_existing:
+        raise ValueError(f"scheme {scheme.name!r} is already registered")
+    for key, option in scheme.options.items():
+        if key != option.name or not _OPTION_NAME.fullmatch(key):
+            raise ValueError(f"scheme {scheme.name!r}: option {key!r} is named {option.name!r}")
+    for rule in scheme.error_rules:
+        if rule.family is None:
+            raise ValueError(f"scheme {scheme.name!r}: an error rule must name its family")
+    errors.add_rules(scheme.error_rules)
+    _SCHEMES[scheme.name] = scheme
+    return scheme
 
 
-def _file_path(text: str) -> str:
-    if not text:
-        raise ValueError("must name a file")
-    if "\0" in text:
-        raise ValueError("must not contain a NUL byte")
-    return text
+def scheme_of(name: str) -> Scheme:
+    """The registered scheme ``name`` (AddressError when there is none)."""
+    found = _SCHEMES.get(name)
+    if found is None:
+        raise _unknown_scheme(name, name)
+    return found
 
 
-OPTIONS: dict[str, OptionSpec] = {
-    "backlog": OptionSpec(
-        _LISTEN_SCHEMES, _int_range(0, 65535), "listen() queue length (default 128)"
-    ),
-    "mode": OptionSpec(
-        frozenset({"unix", "unix+seqpacket", "unix+dgram"}),
-        _mode,
-        "file mode of the socket file, in force before anyone can connect",
-        path_only=True,
-    ),
-    "owner": OptionSpec(_UNIX_SCHEMES, _name_or_id, "owner of the socket file", path_only=True),
-    "group": OptionSpec(_UNIX_SCHEMES, _name_or_id, "group of the socket file", path_only=True),
-    "unsafe_dir": OptionSpec(
-        _UNIX_SCHEMES,
-        _bool,
-        "allow a socket file in a directory others may write without the sticky bit "
-        "(anyone there can replace it); refused by default",
-        path_only=True,
-    ),
-    "allowed_uids": OptionSpec(
-        frozenset({"unix", "unix+seqpacket", "fd", "systemd"}),
-        _id_list,
-        "accept only peers with these uids (SO_PEERCRED; names or numbers, comma-separated); "
-        "others are closed before a byte is read",
-    ),
-    "allowed_gids": OptionSpec(
-        frozenset({"unix", "unix+seqpacket", "fd", "systemd"}),
-        _id_list,
-        "accept only peers whose primary gid is one of these (SO_PEERCRED); with "
-        "allowed_uids, matching either admits",
-    ),
-    "reuseaddr": OptionSpec(
-        frozenset({"tcp", "udp", "tls+tcp"}), _bool, "SO_REUSEADDR (default 1 for listeners)"
-    ),
-    "reuseport": OptionSpec(
-        frozenset({"tcp", "udp", "tls+tcp"}),
-        _bool,
-        "SO_REUSEPORT: several processes bind the same port",
-    ),
-    "rcvbuf": OptionSpec(_ALL - {"netlink"}, _int_range(1, 2**31 - 1), "SO_RCVBUF in bytes"),
-    "sndbuf": OptionSpec(_ALL - {"netlink"}, _int_range(1, 2**31 - 1), "SO_SNDBUF in bytes"),
-    "timeout": OptionSpec(_ALL, _seconds, "connect/IO timeout in seconds"),
-    "framing": OptionSpec(
-        _STREAM_SCHEMES,
-        _choice(FRAMINGS),
-        "message framing on a byte stream: " + ", ".join(FRAMINGS),
-    ),
-    "proto": OptionSpec(
-        frozenset({"raw"}), _raw_proto, "IP protocol of a raw socket: " + ", ".join(RAW_PROTOCOLS)
-    ),
-    "type": OptionSpec(
-        frozenset({"fd", "systemd"}),
-        _choice(SOCKET_TYPES),
-        "the socket type the inherited descriptor must have",
-    ),
-    "groups": OptionSpec(
-        frozenset({"netlink"}), _int_range(0, 2**32 - 1), "netlink multicast group bitmask"
-    ),
-    "certfile": OptionSpec(frozenset({"tls+tcp"}), _file_path, "PEM certificate chain file"),
-    "keyfile": OptionSpec(frozenset({"tls+tcp"}), _file_path, "PEM private key file"),
-    "cafile": OptionSpec(frozenset({"tls+tcp"}), _file_path, "PEM CA bundle to verify the peer"),
-    "authfile": OptionSpec(
-        frozenset({"tcp", "tls+tcp", "unix", "unix+seqpacket"}),
-        _file_path,
-        "file holding the shared key for the HMAC challenge handshake (never the key itself)",
-    ),
-    "servername": OptionSpec(
-        frozenset({"tls+tcp"}),
-        lambda text: _host(text, "servername"),
-        "host name to verify in the server's certificate",
-    ),
-}
+def format_sockaddr(family: int, sockaddr: Any) -> str | None:
+    """A registered scheme's text for a raw address of ``family`` (for traces), or None."""
+    for spec in _SCHEMES.values():
+        if spec.family == family and spec.format_sockaddr is not None:
+            try:
+                return spec.format_sockaddr(sockaddr)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def static_packet_limit(family: int, sock_type: int) -> int | None:
+    """The largest payload one packet can carry by protocol alone, or None.
+
+    UDP: 65,535 minus the IPv4 (20) and UDP (8) headers = 65,507; over IPv6
+    the payload-length field excludes the fixed header: 65,535 - 8 = 65,527.
+    Raw IPv4: 65,535 - 20. None for streams and for UNIX packet types, whose
+    limit is the socket's SO_SNDBUF (less ~32 bytes), read by the channel.
+    """
+    limits: dict[tuple[int, int], int] = {
+        (socket.AF_INET, socket.SOCK_DGRAM): 65507,
+        (socket.AF_INET6, socket.SOCK_DGRAM): 65527,
+        (socket.AF_INET, socket.SOCK_RAW): 65515,
+        (socket.AF_INET6, socket.SOCK_RAW): 65535,
+    }
+    return limits.get((family, sock_type))
 
 
 # --------------------------------------------------------------------------
@@ -270,7 +261,8 @@ OPTIONS: dict[str, OptionSpec] = {
 _SPECIAL = frozenset("%?&#= ")
 
 
-def _encode(text: str, extra: str = "") -> str:
+def quote(text: str, extra: str = "") -> str:
+    """Percent-encode what would break the grammar (and control bytes)."""
     out = []
     for ch in text:
         code = ord(ch)
@@ -283,7 +275,8 @@ def _encode(text: str, extra: str = "") -> str:
     return "".join(out)
 
 
-def _decode(text: str, what: str, whole: str) -> str:
+def unquote(text: str, what: str, whole: str) -> str:
+    """Undo :func:`quote`; a bad escape is an AddressError naming ``what``."""
     if "%" not in text:
         return text
     raw = bytearray()
@@ -297,7 +290,7 @@ def _decode(text: str, what: str, whole: str) -> str:
                 raise AddressError(
                     f"bad percent-escape in {what} of {whole!r}",
                     "write %XX with two hex digits; a literal % is %25",
-                    part=text,
+                    part=text[:40],
                 )
             raw.append(int(pair, 16))
             i += 3
@@ -307,14 +300,16 @@ def _decode(text: str, what: str, whole: str) -> str:
     return bytes(raw).decode("utf-8", "surrogateescape")
 
 
+def shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # --------------------------------------------------------------------------
-# Hosts
+# Hosts and ports (shared by the inet schemes, and by others written HOST:PORT)
 # --------------------------------------------------------------------------
 
-_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
-
-def _host(text: str, whole: str) -> str:
+def parse_host(text: str, whole: str) -> str:
     """Canonical host: compressed IPv6 (no brackets), dotted IPv4, lower-case name."""
     if not text:
         raise AddressError(
@@ -327,34 +322,127 @@ def _host(text: str, whole: str) -> str:
             return str(ipaddress.IPv6Address(text))
         except ValueError as exc:
             raise AddressError(
-                f"malformed IPv6 address {text!r} in {whole!r}",
+                f"malformed IPv6 address {shorten(text)!r} in {whole!r}",
                 f"{exc}; write it in brackets, e.g. tcp://[::1]:7000",
-                part=text,
+                part=shorten(text),
             ) from None
     if re.fullmatch(r"[0-9.]+", text):
         try:
             return str(ipaddress.IPv4Address(text))
         except ValueError as exc:
             raise AddressError(
-                f"malformed IPv4 address {text!r} in {whole!r}",
+                f"malformed IPv4 address {shorten(text)!r} in {whole!r}",
                 f"{exc}; write four numbers 0-255, e.g. 127.0.0.1",
-                part=text,
+                part=shorten(text),
             ) from None
-    name = text.rstrip(".") if text != "." else text
-    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
-        shown = text if len(text) <= 40 else text[:37] + "..."
+    try:
+        return parse_host_name(text)
+    except ValueError as exc:
         raise AddressError(
-            f"malformed host name {shown!r}",
-            "a host name is letters, digits and hyphens in dot-separated labels of at most "
-            "63 characters, 253 in all",
-            part="host",
+            f"malformed host name {shorten(text)!r}", str(exc), part="host"
+        ) from None
+
+
+def split_authority(
+    scheme: str, body: str, whole: str, *, example: str = "HOST:PORT"
+) -> tuple[str, str | None]:
+    """``//HOST:PORT`` or ``//[V6]:PORT`` -> (host text, port text or None)."""
+    if not body.startswith("//"):
+        hint = f"write {scheme}://{example}"
+        if re.fullmatch(r"[^/?#\s]+", body):
+            hint = f"did you mean {scheme}://{quote(body)}? {hint}"
+        raise AddressError(f"missing '//' after {scheme}: in {whole!r}", hint, part=body[:40])
+    authority = body[2:]
+    v6 = f"{scheme}://[::1]" + (":7000" if example.endswith("PORT") else "")
+    if "/" in authority:
+        raise AddressError(
+            f"unexpected path in {whole!r}",
+            f"{scheme} endpoints have no path; options go after '?'",
+            part=authority[authority.index("/") :][:40],
         )
-    return name.lower()
+    if authority.startswith("["):
+        close = authority.find("]")
+        if close < 0:
+            raise AddressError(
+                f"malformed IPv6 literal in {whole!r}",
+                f"close the bracket, e.g. {v6}",
+                part=authority[:40],
+            )
+        host_text = authority[1:close]
+        after = authority[close + 1 :]
+        if after and not after.startswith(":"):
+            raise AddressError(
+                f"unexpected {shorten(after)!r} after the IPv6 literal in {whole!r}",
+                "write [ADDRESS]:PORT",
+                part=after[:40],
+            )
+        if ":" not in host_text:
+            raise AddressError(
+                f"malformed IPv6 literal [{shorten(host_text)}] in {whole!r}",
+                "brackets are only for IPv6 addresses, e.g. [::1]",
+                part=shorten(host_text),
+            )
+        return host_text, (after[1:] if after else None)
+    if authority.count(":") > 1:
+        raise AddressError(
+            f"malformed IPv6 literal in {whole!r}",
+            f"put IPv6 addresses in brackets, e.g. {v6}",
+            part=authority[:40],
+        )
+    host_text, colon, port_part = authority.partition(":")
+    return host_text, (port_part if colon else None)
+
+
+def parse_port(
+    scheme: str, host: str, port_text: str | None, whole: str, *, hi: int = 65535
+) -> int:
+    """A port number ``0..hi``; a service name is refused with its number as the hint.
+
+    Why numbers only: the same endpoint string must mean the same port on
+    every machine and in its canonical form, and /etc/services differs
+    between machines (a minimal container has none). The name is looked
+    up only to write the hint.
+    """
+    shown_host = f"[{host}]" if ":" in host else host
+    if port_text is None or port_text == "":
+        raise AddressError(
+            f"missing port in {whole!r}",
+            f"write {scheme}://{shown_host}:PORT with PORT from 0 to {hi} (0 = any free port)",
+            part="port",
+        )
+    if re.fullmatch(r"[0-9]{1,10}", port_text) and int(port_text) <= hi:
+        return int(port_text)
+    shown = shorten(port_text, 20)
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,31}", port_text):
+        hint = "ports are numbers"
+        number = _service_port(port_text.lower(), "udp" if "udp" in scheme else "tcp")
+        if number is not None:
+            hint += (
+                f": write {scheme}://{shown_host}:{number} "
+                f"(/etc/services here says {port_text.lower()} is {number})"
+            )
+        else:
+            hint += f" from 0 to {hi}; write {scheme}://{shown_host}:PORT"
+        raise AddressError(f"port {shown!r} is a name in {whole!r}", hint, part=shown)
+    raise AddressError(
+        f"port {shown!r} out of range in {whole!r}",
+        f"a port is a whole number from 0 to {hi} (0 = any free port)",
+        part=shown,
+    )
+
+
+def _service_port(name: str, proto: str) -> int | None:
+    try:
+        return socket.getservbyname(name, proto)
+    except OSError:
+        return None
 
 
 # --------------------------------------------------------------------------
 # Endpoint
 # --------------------------------------------------------------------------
+
+_MISSING: Any = object()
 
 
 @dataclass(frozen=True)
@@ -363,8 +451,9 @@ class Endpoint:
 
     Exactly the fields of its scheme are set: ``path`` (unix schemes; an
     abstract name starts with ``@``), ``host``/``port`` (tcp, udp, tls+tcp,
-    raw without port), ``name`` (netlink protocol, systemd fd name),
-    ``fd`` (fd:N).
+    raw without port), ``name`` (netlink
+    protocol, systemd fd name), ``fd`` (fd:N). ``options`` holds the
+    canonical text of each option; :meth:`get` the typed value.
     """
 
     scheme: str
@@ -374,90 +463,135 @@ class Endpoint:
     name: str | None = None
     fd: int | None = None
     options: tuple[tuple[str, str], ...] = field(default=())
+    _values: dict[str, Any] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        spec = _SCHEMES.get(self.scheme)
+        if spec is None:
+            raise _unknown_scheme(self.scheme, self.scheme)
+        values: dict[str, Any] = {}
+        for key, text in self.options:
+            option = spec.options.get(key)
+            if option is None:
+                raise _unknown_option(spec, key, f"{self.scheme}:")
+            try:
+                value = option.value.parse(text)
+            except ValueError as exc:
+                raise _bad_value(key, text, exc) from None
+            if option.repeatable:
+                values[key] = (*values.get(key, ()), value)
+            else:
+                values[key] = value
+        object.__setattr__(self, "_values", values)
 
     # ---- what kind of socket this is
 
     @property
+    def spec(self) -> Scheme:
+        """The registered :class:`Scheme` of this endpoint."""
+        return _SCHEMES[self.scheme]
+
+    @property
     def family(self) -> int:
-        """AF_UNIX, AF_INET or AF_INET6 (from a literal host), AF_NETLINK; 0 if unknown."""
-        family, _ = SCHEMES[self.scheme]
-        if family == socket.AF_INET and self.host is not None and ":" in self.host:
-            return socket.AF_INET6
-        return family
+        """AF_UNIX, AF_INET or AF_INET6 (a literal host, ``?family=``), ...; 0 if inherited."""
+        spec = self.spec
+        return spec.family_of(self) if spec.family_of is not None else spec.family
 
     @property
     def type(self) -> int:
         """SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET or SOCK_RAW (0 if set by ``?type=``)."""
-        _, sock_type = SCHEMES[self.scheme]
-        if self.scheme in ("fd", "systemd"):
-            wanted = self.option("type")
-            return {
-                "stream": _STREAM,
-                "dgram": _DGRAM,
-                "seqpacket": _SEQ,
-            }.get(wanted or "", 0)
-        return sock_type
+        spec = self.spec
+        return spec.type_of(self) if spec.type_of is not None else spec.type
 
     @property
     def protocol(self) -> int:
         """The protocol number to pass to socket(): 0 except for raw and netlink."""
-        if self.scheme == "raw":
-            proto = self.option("proto") or "icmp"
-            default = (
-                socket.IPPROTO_ICMPV6
-                if proto == "icmp" and self.family == socket.AF_INET6
-                else RAW_PROTOCOLS.get(proto)
-            )
-            return default if default is not None else int(proto)
-        if self.scheme == "netlink":
-            return NETLINK_PROTOCOLS[self.name or "route"]
-        return 0
+        spec = self.spec
+        return spec.protocol_of(self) if spec.protocol_of is not None else 0
 
     @property
     def is_unix(self) -> bool:
-        return self.scheme in _UNIX_SCHEMES
+        return self.spec.family == socket.AF_UNIX
 
     @property
     def is_abstract(self) -> bool:
         """True for ``unix:@name``: no file, no permissions, per network namespace."""
-        return self.path is not None and self.path.startswith("@")
+        return self.is_unix and self.path is not None and self.path.startswith("@")
 
     @property
     def is_stream(self) -> bool:
-        return self.type == _STREAM
+        return self.type == socket.SOCK_STREAM
 
     @property
-    def sockaddr(self) -> str | bytes | tuple[str, int] | tuple[int, int]:
+    def packet_limit(self) -> int | None:
+        """The largest message one packet carries, or None (see :class:`Scheme`)."""
+        spec = self.spec
+        if spec.packet_limit is not None:
+            return spec.packet_limit(self)
+        return static_packet_limit(self.family, self.type)
+
+    @property
+    def sockaddr(self) -> Any:
         """The address for bind()/connect(), for schemes that need no resolving.
 
         UNIX: the path (``str``), or ``b"\\0name"`` for an abstract name. INET
         with a literal host: ``(host, port)``. Netlink: ``(0, groups)``.
-        Host names need resolving first: see :meth:`resolve`.
+        Host names need resolving: see :meth:`addresses`.
         """
-        if self.path is not None:
-            if self.is_abstract:
-                return b"\0" + os.fsencode(self.path[1:])
-            return self.path
-        if self.scheme == "netlink":
-            return (0, int(self.option("groups") or 0))
-        if self.host is not None:
-            return (self.host, self.port or 0)
-        raise AddressError(f"{self} has no socket address", "fd: and systemd: are inherited")
+        spec = self.spec
+        if spec.sockaddr is None:
+            raise AddressError(f"{self} has no socket address", "fd: and systemd: are inherited")
+        return spec.sockaddr(self)
 
-    def resolve(self) -> list[tuple[int, tuple[str, int] | tuple[str, int, int, int]]]:
+    def addresses(self) -> list[tuple[int, Any]]:
+        """``[(family, sockaddr), ...]`` to try in turn, host names resolved (may block)."""
+        spec = self.spec
+        if spec.addresses is not None:
+            return spec.addresses(self)
+        return [(self.family, self.sockaddr)]
+
+    def resolve(self) -> list[tuple[int, Any]]:
         """``[(family, sockaddr), ...]`` for an inet endpoint, literal or by name."""
         if self.host is None:
             raise AddressError(f"{self} has no host to resolve", part=self.scheme)
-        _, sock_type = SCHEMES[self.scheme]
-        infos = socket.getaddrinfo(self.host, self.port or 0, type=sock_type or _STREAM)
-        seen: list[tuple[int, tuple[str, int] | tuple[str, int, int, int]]] = []
-        for family, _, _, _, addr in infos:
-            item = (int(family), addr)
-            if item not in seen:
-                seen.append(item)  # type: ignore[arg-type]
-        return seen
+        return self.addresses()
+
+    def bound(self, sockname: Any) -> Endpoint:
+        """This endpoint as really bound (``tcp://h:0`` with the port the kernel chose)."""
+        spec = self.spec
+        if spec.from_sockaddr is None:
+            return self
+        return spec.from_sockaddr(self, sockname)
 
     # ---- options
+
+    def get(self, name: str) -> Any:
+        """The typed value of option ``name``, or its default when not given.
+
+        A repeatable option gives a tuple (empty when not given). A name no
+        scheme knows is a ``KeyError`` (a typo in the caller).
+        """
+        if name in self._values:
+            return self._values[name]
+        option = self.spec.options.get(name) or _OPTIONS.get(name)
+        if option is None:
+            raise KeyError(f"no endpoint option is called {name!r}")
+        return () if option.repeatable else option.default
+
+    def items(self) -> Iterator[tuple[str, str, Any]]:
+        """``(name, canonical text, typed value)`` of each option given, in canonical order.
+
+        A repeatable option comes once per value.
+        """
+        seen: dict[str, int] = {}
+        options = self.spec.options
+        for key, text in self.options:
+            value = self._values[key]
+            if options[key].repeatable:
+                index = seen.get(key, 0)
+                seen[key] = index + 1
+                value = value[index]
+            yield key, text, value
 
     def option(self, name: str) -> str | None:
         """The canonical text of option ``name``, or None when it is not given."""
@@ -481,21 +615,41 @@ class Endpoint:
     @property
     def mode(self) -> int | None:
         """``?mode=0600`` as an int, or None."""
-        value = self.option("mode")
-        return None if value is None else int(value, 8)
+        value: int | None = self._values.get("mode")
+        return value
 
-    def with_options(self, **changes: str | int | None) -> Endpoint:
-        """A copy with options set (canonicalised and checked) or removed (None)."""
-        merged = dict(self.options)
-        for key, value in changes.items():
-            if value is None:
+    def with_options(self, **changes: object) -> Endpoint:
+        """A copy with options set (canonicalised and checked) or removed (None).
+
+        A repeatable option takes a list or tuple of values.
+        """
+        merged: dict[str, list[str]] = {}
+        for key, value in self.options:
+            merged.setdefault(key, []).append(value)
+        for key, change in changes.items():
+            if change is None:
                 merged.pop(key, None)
+            elif isinstance(change, list | tuple):
+                merged[key] = [str(item) for item in change]
             else:
-                merged[key] = str(value)
-        return parse(_format(self, tuple(sorted(merged.items()))))
+                merged[key] = [str(change)]
+        pairs = tuple((key, value) for key in sorted(merged) for value in merged[key])
+        return parse(_format(self, pairs))
 
     def without_options(self) -> Endpoint:
         return Endpoint(self.scheme, self.path, self.host, self.port, self.name, self.fd)
+
+    def for_side(self, side: str) -> Endpoint:
+        """A copy without the options that do not apply on ``side``.
+
+        For handing a listener's endpoint (``?mode=0600&backlog=16``) to a client.
+        """
+        _check_side_name(side)
+        options = self.spec.options
+        keep = tuple((k, v) for k, v in self.options if side in options[k].sides)
+        if keep == self.options:
+            return self
+        return replace(self, options=keep)
 
     # ---- text
 
@@ -507,44 +661,29 @@ class Endpoint:
         return _format(self, ())
 
 
-def _format(ep: Endpoint, options: tuple[tuple[str, str], ...]) -> str:
-    if ep.scheme in _UNIX_SCHEMES:
-        assert ep.path is not None
-        # a path that itself starts with "//" is written unix:////x, since
-        # unix://x is refused as ambiguous and unix:///x means /x
-        lead = "//" if ep.path.startswith("//") else ""
-        body = f"{ep.scheme}:{lead}{_encode(ep.path)}"
-    elif ep.scheme in _INET_SCHEMES or ep.scheme == "raw":
-        assert ep.host is not None
-        host = f"[{ep.host}]" if ":" in ep.host else ep.host
-        body = f"{ep.scheme}://{host}"
-        if ep.port is not None:
-            body += f":{ep.port}"
-    elif ep.scheme == "netlink":
-        body = f"netlink:{ep.name}"
-    elif ep.scheme == "fd":
-        body = f"fd:{ep.fd}"
-    else:
-        body = f"systemd:{_encode(ep.name or '', ':')}"
-    if options:
-        body += "?" + "&".join(f"{k}={_encode(v)}" for k, v in options)
-    return body
+def _format(ep: Endpoint, options: Iterable[tuple[str, str]]) -> str:
+    body = f"{ep.scheme}:{ep.spec.format_body(ep)}"
+    query = "&".join(f"{k}={quote(v)}" for k, v in options)
+    return f"{body}?{query}" if query else body
 
 
 def parse(text: str | Endpoint) -> Endpoint:
-    """Parse an endpoint string; raise :class:`AddressError` naming the bad part."""
+    """Parse an endpoint string; raise :class:`AddressError` naming the bad part.
+
+    An Endpoint is returned unchanged: parse once, pass the Endpoint down.
+    """
     if isinstance(text, Endpoint):
         return text
     if not isinstance(text, str):
         raise AddressError(
-            f"an endpoint must be a string, not {type(text).__name__}", part=repr(text)
+            f"an endpoint must be a string, not {type(text).__name__}", part=repr(text)[:40]
         )
-    whole = text if len(text) <= 200 else text[:197] + "..."
+    whole = shorten(text, 200)
     if not text:
         raise AddressError(
             "empty endpoint",
             "write e.g. unix:/run/app.sock or tcp://127.0.0.1:7000",
-            valid=tuple(SCHEMES),
+            valid=tuple(_SCHEMES),
         )
     if "\0" in text:
         raise AddressError(
@@ -552,203 +691,83 @@ def parse(text: str | Endpoint) -> Endpoint:
             "paths and names cannot contain NUL",
             part="\\0",
         )
-    scheme, sep, rest = text.partition(":")
-    if not sep or scheme.lower() not in SCHEMES:
-        shown = scheme if sep else text
-        if len(shown) > 40:
-            shown = shown[:37] + "..."
-        raise AddressError(
-            f"unknown scheme {shown!r}",
-            "valid schemes: " + ", ".join(SCHEMES) + " (e.g. unix:/run/app.sock)",
-            part=shown,
-            valid=tuple(SCHEMES),
-        )
-    scheme = scheme.lower()
+    name, sep, rest = text.partition(":")
+    spec = _SCHEMES.get(name.lower()) if sep else None
+    if spec is None:
+        raise _unknown_scheme(name if sep else text, text)
     body, qmark, query = rest.partition("?")
-    options = _parse_query(scheme, query, whole) if qmark else ()
+    options = _parse_query(spec, query, whole) if qmark else ()
     if qmark and not query:
         raise AddressError(f"empty query in {whole!r}", "remove the '?' or add options", part="?")
-    if scheme in _UNIX_SCHEMES:
-        ep = Endpoint(scheme, path=_parse_unix_path(body, whole), options=options)
-    elif scheme in _INET_SCHEMES or scheme == "raw":
-        host, port = _parse_authority(scheme, body, whole)
-        ep = Endpoint(scheme, host=host, port=port, options=options)
-    elif scheme == "netlink":
-        name = body.lower()
-        if name not in NETLINK_PROTOCOLS:
-            raise AddressError(
-                f"unknown netlink protocol {body!r} in {whole!r}",
-                "valid: " + ", ".join(NETLINK_PROTOCOLS),
-                part=body,
-                valid=tuple(NETLINK_PROTOCOLS),
-            )
-        ep = Endpoint(scheme, name=name, options=options)
-    elif scheme == "fd":
-        if not re.fullmatch(r"[0-9]{1,10}", body) or int(body) > 2**31 - 1:
-            raise AddressError(
-                f"bad descriptor number {body!r} in {whole!r}",
-                "write fd:N with N a whole number, e.g. fd:3",
-                part=body,
-            )
-        ep = Endpoint(scheme, fd=int(body), options=options)
-    else:  # systemd
-        name = _decode(body, "the name", whole)
-        if len(name) > 255 or ":" in name:
-            raise AddressError(
-                f"bad systemd socket name {body!r}",
-                "a name from LISTEN_FDNAMES has at most 255 characters and no ':'",
-                part=body,
-            )
-        ep = Endpoint(scheme, name=name or None, options=options)
+    fields = spec.parse_body(body, whole)
+    ep = Endpoint(
+        spec.name,
+        path=fields.path,
+        host=fields.host,
+        port=fields.port,
+        name=fields.name,
+        fd=fields.fd,
+        options=options,
+    )
     _check_option_fit(ep, whole)
+    if spec.check is not None:
+        spec.check(ep, whole)
     return ep
 
 
-def _parse_unix_path(body: str, whole: str) -> str:
-    if body.startswith("//"):
-        # accept the URL-ish unix:///abs/path; canonical form is unix:/abs/path
-        if not body.startswith("///"):
-            raise AddressError(
-                f"ambiguous UNIX path in {whole!r}",
-                "write unix:/absolute/path, unix:relative/path or unix:@abstract",
-                part=body,
-            )
-        body = body[2:]
-    path = _decode(body, "the path", whole)
-    if not path or path == "@":
-        raise AddressError(
-            f"missing path in {whole!r}",
-            "write unix:/run/app.sock for a file or unix:@name for an abstract name",
-            part="path",
-        )
-    if "\0" in path:
-        raise AddressError(
-            f"NUL byte in the path of {whole!r}",
-            "UNIX socket paths cannot contain NUL",
-            part="\\0",
-        )
-    size = len(os.fsencode(path[1:] if path.startswith("@") else path))
-    if size > UNIX_PATH_MAX:
-        kind = "abstract name" if path.startswith("@") else "path"
-        raise AddressError(
-            f"UNIX socket {kind} is {size} bytes, over the kernel limit of {UNIX_PATH_MAX} bytes",
-            "use a shorter path, or an abstract name (unix:@name) that needs no file",
-            part=path[:40] + "...",
-        )
-    return path
-
-
-def _parse_authority(scheme: str, body: str, whole: str) -> tuple[str, int | None]:
-    if not body.startswith("//"):
-        raise AddressError(
-            f"missing '//' after {scheme}: in {whole!r}",
-            f"write {scheme}://HOST" + ("" if scheme == "raw" else ":PORT"),
-            part=body[:40],
-        )
-    authority = body[2:]
-    if "/" in authority:
-        raise AddressError(
-            f"unexpected path in {whole!r}",
-            f"{scheme} endpoints have no path; options go after '?'",
-            part=authority[authority.index("/") :][:40],
-        )
-    port_text: str | None
-    if authority.startswith("["):
-        close = authority.find("]")
-        if close < 0:
-            raise AddressError(
-                f"malformed IPv6 literal in {whole!r}",
-                "close the bracket, e.g. tcp://[::1]:7000",
-                part=authority[:40],
-            )
-        host_text = authority[1:close]
-        after = authority[close + 1 :]
-        if after and not after.startswith(":"):
-            raise AddressError(
-                f"unexpected {after!r} after the IPv6 literal in {whole!r}",
-                "write [ADDRESS]:PORT",
-                part=after[:40],
-            )
-        port_text = after[1:] if after else None
-        if ":" not in host_text:
-            raise AddressError(
-                f"malformed IPv6 literal [{host_text}] in {whole!r}",
-                "brackets are only for IPv6 addresses, e.g. [::1]",
-                part=host_text,
-            )
-    else:
-        if authority.count(":") > 1:
-            raise AddressError(
-                f"malformed IPv6 literal in {whole!r}",
-                "put IPv6 addresses in brackets, e.g. tcp://[::1]:7000",
-                part=authority[:40],
-            )
-        host_text, colon, port_part = authority.partition(":")
-        port_text = port_part if colon else None
-    host = _host(host_text, whole)
-    if scheme == "raw":
-        if port_text is not None:
-            raise AddressError(
-                f"raw endpoints have no port: {whole!r}",
-                "write raw://HOST?proto=icmp",
-                part=port_text,
-            )
-        return host, None
-    if port_text is None or port_text == "":
-        raise AddressError(
-            f"missing port in {whole!r}",
-            f"write {scheme}://HOST:PORT with PORT from 0 to 65535 (0 = any free port)",
-            part="port",
-        )
-    if not re.fullmatch(r"[0-9]{1,5}", port_text) or int(port_text) > 65535:
-        shown = port_text if len(port_text) <= 20 else port_text[:17] + "..."
-        raise AddressError(
-            f"port {shown!r} out of range in {whole!r}",
-            "a port is a whole number from 0 to 65535 (0 = any free port)",
-            part=shown,
-        )
-    return host, int(port_text)
-
-
-def _parse_query(scheme: str, query: str, whole: str) -> tuple[tuple[str, str], ...]:
-    found: dict[str, str] = {}
-    valid = tuple(name for name, spec in OPTIONS.items() if scheme in spec.schemes)
+def _parse_query(spec: Scheme, query: str, whole: str) -> tuple[tuple[str, str], ...]:
+    found: dict[str, list[str]] = {}
     for item in query.split("&") if query else ():
         key, eq, raw_value = item.partition("=")
-        if key not in OPTIONS or scheme not in OPTIONS[key].schemes:
-            shown = key if len(key) <= 40 else key[:37] + "..."
-            raise AddressError(
-                f"unknown option {shown!r} for {scheme}: in {whole!r}",
-                "valid options for " + scheme + ": " + (", ".join(valid) or "none"),
-                part=shown,
-                valid=valid,
-            )
+        option = spec.options.get(key)
+        if option is None:
+            raise _unknown_option(spec, key, whole)
         if not eq:
             raise AddressError(
                 f"option {key!r} has no value in {whole!r}",
-                f"write {key}=VALUE (e.g. {key}=1)",
+                f"write {key}=VALUE (e.g. {key}={option.value.examples[0]})",
                 part=key,
             )
-        if key in found:
+        values = found.setdefault(key, [])
+        if values and not option.repeatable:
             raise AddressError(
                 f"option {key!r} given twice in {whole!r}", "give each option once", part=key
             )
-        value = _decode(raw_value, f"option {key}", whole)
+        if len(values) >= MAX_REPEATS:
+            raise AddressError(
+                f"option {key!r} given over {MAX_REPEATS} times in {whole!r}",
+                f"at most {MAX_REPEATS} values per option",
+                part=key,
+            )
+        value = unquote(raw_value, f"option {key}", whole)
         try:
-            found[key] = OPTIONS[key].canonical(value)
+            values.append(option.value.format(option.value.parse(value)))
         except AddressError:
             raise
         except ValueError as exc:
-            shown = value if len(value) <= 40 else value[:37] + "..."
-            raise AddressError(
-                f"bad value {shown!r} for option {key!r}", str(exc), part=f"{key}={shown}"
-            ) from None
-    return tuple(sorted(found.items()))
+            raise _bad_value(key, value, exc) from None
+    return tuple((key, value) for key in sorted(found) for value in found[key])
+
+
+def _unknown_option(spec: Scheme, key: str, whole: str) -> AddressError:
+    shown = shorten(key)
+    valid = tuple(spec.options)
+    return AddressError(
+        f"unknown option {shown!r} for {spec.name}: in {whole!r}",
+        "valid options for " + spec.name + ": " + (", ".join(valid) or "none"),
+        part=shown,
+        valid=valid,
+    )
+
+
+def _bad_value(key: str, value: str, exc: ValueError) -> AddressError:
+    shown = shorten(value)
+    return AddressError(f"bad value {shown!r} for option {key!r}", str(exc), part=f"{key}={shown}")
 
 
 def _check_option_fit(ep: Endpoint, whole: str) -> None:
     for key, _ in ep.options:
-        if OPTIONS[key].path_only and ep.is_abstract:
+        if ep.spec.options[key].path_only and ep.is_abstract:
             raise AddressError(
                 f"option {key!r} does not apply to the abstract name in {whole!r}",
                 "abstract names have no file and no permissions; restrict who may connect "
@@ -757,11 +776,124 @@ def _check_option_fit(ep: Endpoint, whole: str) -> None:
             )
 
 
-def iter_option_help(scheme: str | None = None) -> Iterator[tuple[str, OptionSpec]]:
-    """Options (for ``scheme``, or all) with their specs, for help texts."""
-    for name, spec in OPTIONS.items():
-        if scheme is None or scheme in spec.schemes:
-            yield name, spec
+# --------------------------------------------------------------------------
+# Unknown schemes: say what was probably meant
+# --------------------------------------------------------------------------
+
+# socat's address types people type out of habit -> a sockwire template
+_SOCAT = {
+    "tcp-listen": "tcp://0.0.0.0:{}",
+    "tcp4-listen": "tcp://0.0.0.0:{}",
+    "tcp6-listen": "tcp://[::]:{}",
+    "tcp-connect": "tcp://{}",
+    "tcp4": "tcp://{}",
+    "tcp6": "tcp://{}",
+    "udp-listen": "udp://0.0.0.0:{}",
+    "udp-recvfrom": "udp://0.0.0.0:{}",
+    "udp-recv": "udp://0.0.0.0:{}",
+    "udp-sendto": "udp://{}",
+    "udp-connect": "udp://{}",
+    "unix-connect": "unix:{}",
+    "unix-listen": "unix:{}",
+    "unix-client": "unix:{}",
+    "unix-sendto": "unix+dgram:{}",
+    "unix-recvfrom": "unix+dgram:{}",
+    "unix-recv": "unix+dgram:{}",
+    "abstract-connect": "unix:@{}",
+    "abstract-listen": "unix:@{}",
+    "openssl": "tls+tcp://{}",
+    "ssl": "tls+tcp://{}",
+    "openssl-listen": "tls+tcp://0.0.0.0:{}",
+}
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):[0-9]{1,5}")
+
+
+def _suggestions(name: str, text: str) -> Iterator[str]:
+    """Candidate endpoint strings for a text with an unknown scheme, best first."""
+    lowered = name.lower()
+    rest = text[len(name) + 1 :]
+    if lowered in _SOCAT and rest:
+        yield _SOCAT[lowered].format(rest.split(",", 1)[0])
+    if text.startswith(("/", "./", "../", "~/")) or (text.startswith("@") and len(text) > 1):
+        yield "unix:" + text
+    if _HOST_PORT.fullmatch(text.split("?", 1)[0]):
+        yield "tcp://" + text
+    import difflib  # only on this error path: it costs start-up time otherwise
+
+    close = difflib.get_close_matches(lowered, list(_SCHEMES), n=1, cutoff=0.6)
+    if close and rest:
+        yield f"{close[0]}:{rest}"
+
+
+def _unknown_scheme(name: str, text: str) -> AddressError:
+    shown = shorten(name)
+    hint = ""
+    if len(text) <= 300:
+        for candidate in _suggestions(name, text):
+            try:
+                canonical = str(parse(candidate))
+            except AddressError:
+                continue
+            hint = f"did you mean {canonical}? "
+            break
+    valid = tuple(_SCHEMES)
+    return AddressError(
+        f"unknown scheme {shown!r}",
+        hint + "valid schemes: " + ", ".join(valid) + " (e.g. unix:/run/app.sock)",
+        part=shown,
+        valid=valid,
+    )
+
+
+# --------------------------------------------------------------------------
+# Sides
+# --------------------------------------------------------------------------
+
+
+def _check_side_name(side: str) -> None:
+    if side not in SIDES:
+        raise ValueError(f"side must be {LISTEN!r} or {CONNECT!r}, not {side!r}")
+
+
+def check_side(endpoint: Endpoint | str, side: str) -> Endpoint:
+    """Refuse options (and values) that make no sense on ``side``; returns the Endpoint.
+
+    ``listen`` covers listen and a datagram receiver's bind; ``connect`` a
+    client. ``?mode=`` on a client, ``?bind=`` on a listener, ``udp://h:0``
+    on a client: an AddressError naming the side, never silently ignored.
+    """
+    _check_side_name(side)
+    ep = parse(endpoint)
+    spec = ep.spec
+    for key, _ in ep.options:
+        if side in spec.options[key].sides:
+            continue
+        valid = spec.options_for(side)
+        raise AddressError(
+            f"option {key!r} is not for {_SIDE_WORDS[side]} in {ep}",
+            f"{key} applies only when {_SIDE_WORDS[_other(side)]}; remove it. Options for "
+            f"{_SIDE_WORDS[side]} on {spec.name}: " + (", ".join(valid) or "none"),
+            part=key,
+            valid=valid,
+        )
+    if spec.check_side is not None:
+        spec.check_side(ep, side)
+    return ep
+
+
+def _other(side: str) -> str:
+    return CONNECT if side == LISTEN else LISTEN
+
+
+# --------------------------------------------------------------------------
+# Help and CLI shorthands
+# --------------------------------------------------------------------------
+
+
+def iter_option_help(scheme: str | None = None) -> Iterator[tuple[str, Option]]:
+    """Options (for ``scheme``, or all shared ones) with their specs, for help texts."""
+    table = _OPTIONS if scheme is None else scheme_of(scheme).options
+    yield from table.items()
 
 
 def merge_options(ep: Endpoint, flags: Mapping[str, object]) -> Endpoint:
@@ -781,9 +913,17 @@ def merge_options(ep: Endpoint, flags: Mapping[str, object]) -> Endpoint:
         assert canonical is not None
         if given is not None and given != canonical:
             raise AddressError(
-                f"--{key} {text} conflicts with ?{key}={given} in {ep}",
+                f"--{key} {shorten(text)} conflicts with ?{key}={given} in {ep}",
                 "give the option once, as a flag or in the endpoint",
                 part=key,
             )
         changes[key] = canonical
     return ep.with_options(**changes) if changes else ep
+
+
+# The built-in schemes register themselves (kept in their own module so that
+# the registry is one table; imported last, as it uses the names above).
+from . import schemes as _schemes  # noqa: E402
+
+NETLINK_PROTOCOLS = _schemes.NETLINK_PROTOCOLS
+RAW_PROTOCOLS = _schemes.RAW_PROTOCOLS

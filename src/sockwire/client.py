@@ -160,23 +160,37 @@ def connect_once(
     framing: str | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
     handshake_timeout: float | None = None,
+    authenticated: bool = False,
 ) -> Channel:
-    """One attempt of :func:`connect`: connect, secure, wrap; no retries."""
+    """One attempt of :func:`connect`: the one place an endpoint becomes a Channel.
+
+    Configuration first (pickle where no peer can be proven, missing key
+    files and certificates: errors before any connect), then
+    :func:`sockwire.dial.connect`, :func:`sockwire.secure.secure_client` on
+    connection-oriented sockets, and the Channel, ``authenticated`` when
+    the handshake proved the peer or the caller vouches for it.
+    ``timeout`` None: the endpoint's ``?timeout=`` for the connect, 10 s
+    for a handshake.
+    """
     ep = parse(endpoint)
+    get_codec(codec, authenticated=authenticated or secure.can_authenticate(ep))
+    secure.check_client(ep)
     sock = dial.connect(ep, timeout=timeout)
-    authenticated = False
     try:
         if ep.type != socket.SOCK_DGRAM:  # no connection to secure
             shake = handshake_timeout if handshake_timeout is not None else timeout
-            sock, authenticated = secure.secure_client(
+            if shake is None:
+                shake = ep.float_option("timeout", None)
+            sock, proven = secure.secure_client(
                 sock, ep, timeout=shake if shake is not None else 10.0
             )
+            authenticated = authenticated or proven
     except BaseException:
         sock.close()
         raise
     return Channel.from_socket(
         sock,
-        framing=(framing or ep.option("framing")) if ep.is_stream else None,
+        framing=framing or ep.option("framing"),
         codec=codec,
         authenticated=authenticated,
         max_size=max_size,

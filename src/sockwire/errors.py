@@ -42,6 +42,7 @@ import errno as _errno
 import os
 import socket
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -67,7 +68,9 @@ __all__ = [
     "Unreachable",
     "UnsupportedError",
     "WouldBlock",
+    "add_rules",
     "errno_name",
+    "rule",
     "translate",
 ]
 
@@ -268,7 +271,9 @@ _UNIX = socket.AF_UNIX
 
 
 @dataclass(frozen=True, slots=True)
-class _Rule:
+class Rule:
+    """errno (+ op, family, socket type) -> error class and hint; see :func:`rule`."""
+
     errno: int
     error: type[SockwireError]
     hint: str
@@ -277,21 +282,28 @@ class _Rule:
     sock_type: int | None = None
 
 
-def _r(
+def rule(
     code: int,
     error: type[SockwireError],
     hint: str,
     ops: str | None = None,
     family: int | None = None,
     sock_type: int | None = None,
-) -> _Rule:
-    return _Rule(code, error, hint, frozenset(ops.split()) if ops else None, family, sock_type)
+) -> Rule:
+    """A translation rule: ``ops`` is a space-separated list of calls (None: any).
+
+    ``{target}`` and ``{op}`` in the hint are filled in by :func:`translate`.
+    """
+    return Rule(code, error, hint, frozenset(ops.split()) if ops else None, family, sock_type)
+
+
+_r = rule
 
 
 _SEND_OPS = "send sendall sendto sendmsg write send_fds"
 _RECV_OPS = "recv recvfrom recvmsg recv_into read recv_fds"
 
-_RULES: tuple[_Rule, ...] = (
+_RULES: tuple[Rule, ...] = (
     # connect / bind: where the target is wrong or absent
     _r(
         _errno.ECONNREFUSED,
@@ -363,6 +375,12 @@ _RULES: tuple[_Rule, ...] = (
     _r(
         _errno.EADDRINUSE,
         AddressInUse,
+        "this socket is already a member of that group on that interface (a ?join= given twice?)",
+        "setsockopt",
+    ),
+    _r(
+        _errno.EADDRINUSE,
+        AddressInUse,
         "another socket is bound to {target}; stop it, or choose another path",
         "bind",
         _UNIX,
@@ -405,6 +423,13 @@ _RULES: tuple[_Rule, ...] = (
         _errno.ESOCKTNOSUPPORT,
         UnsupportedError,
         "this family has no socket of that type (e.g. SEQPACKET exists only for UNIX here)",
+    ),
+    _r(
+        _errno.ENODEV,
+        AddressError,
+        "no such network interface here (`ip link` lists them); or, for ?join= without "
+        "@IF, no route to the group: name the interface, ?join=GROUP@IF",
+        "setsockopt if_nametoindex",
     ),
     _r(
         _errno.ENOPROTOOPT,
@@ -528,6 +553,16 @@ _RULES: tuple[_Rule, ...] = (
         "the kernel rejected an argument to {op} (a bad address, flag or option for this socket)",
     ),
 )
+
+
+def add_rules(rules: Iterable[Rule]) -> None:
+    """Put ``rules`` before the built-in ones: a scheme's hints where they differ.
+
+    The address registry calls this for each scheme's ``error_rules``; each
+    names its family, so other families keep the general hints.
+    """
+    global _RULES  # noqa: PLW0603  # one table, extended at registration time
+    _RULES = (*rules, *_RULES)
 
 
 def translate(
@@ -664,7 +699,7 @@ def _translate_tls(exc: BaseException, where: str) -> SockwireError:
     return ProtocolError(where, f"TLS failed ({reason.lower() or name}): {exc}"[:300])
 
 
-def _find_rule(code: int, op: str, family: int | None, sock_type: int | None) -> _Rule | None:
+def _find_rule(code: int, op: str, family: int | None, sock_type: int | None) -> Rule | None:
     for rule in _RULES:
         if rule.errno != code:
             continue

@@ -33,12 +33,14 @@ big body starts with nothing of it buffered and takes the zero-copy path too.
 
 from __future__ import annotations
 
+import functools
 import struct
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from .errors import BadFrame, FrameTooLarge, InvalidOperation, ProtocolError
+from .address import STREAM_FRAMINGS
+from .errors import AddressError, BadFrame, FrameTooLarge, InvalidOperation, ProtocolError
 
 __all__ = [
     "BIG",
@@ -73,7 +75,7 @@ READ_SIZE = 256 * 1024
 BIG = 64 * 1024
 
 #: Names of the framing modes, as the ``framing=`` endpoint option spells them.
-MODES = ("len16", "len32", "len64", "netstring", "line", "nul", "none")
+MODES = STREAM_FRAMINGS
 
 _WIDTHS = {"len16": 2, "len32": 4, "len64": 8}
 _STRUCTS = {2: struct.Struct("!H"), 4: struct.Struct("!I"), 8: struct.Struct("!Q")}
@@ -111,15 +113,21 @@ class Encoder(ABC):
 
 
 class LengthPrefixEncoder(Encoder):
-    """A big-endian unsigned length of ``width`` bytes (2, 4 or 8), then the payload."""
+    """A big-endian unsigned length of ``width`` bytes (2, 4 or 8), then the payload.
+
+    ``pack(size)`` is the header of a ``size``-byte message and ``headers``
+    the headers of sizes 0-255 made once (indexing a tuple beats calling
+    ``struct.pack``): the public pieces a driver's hot path appends with.
+    """
 
     def __init__(self, width: int = 4) -> None:
         if width not in _STRUCTS:
             raise ValueError(f"length prefix width must be 2, 4 or 8 bytes, not {width}")
         self.width = width
         self.name = f"len{width * 8}"
-        self._pack = _STRUCTS[width].pack
+        self.pack = _STRUCTS[width].pack
         self.limit = (1 << (8 * width)) - 1
+        self.headers = _small_headers(width)
 
     def _check(self, size: int) -> None:
         if size > self.limit:
@@ -133,19 +141,25 @@ class LengthPrefixEncoder(Encoder):
         if size > 0xFFFF:
             self._check(size)
         if size >= BIG:
-            return [self._pack(size), msg]
-        return self._pack(size) + msg
+            return [self.pack(size), msg]
+        return self.pack(size) + msg
 
     def append(self, out: bytearray, msg: BytesLike) -> None:
         size = len(msg)
         if size > 0xFFFF:
             self._check(size)
-        out += self._pack(size)
+        out += self.pack(size)
         out += msg
 
     def head(self, msg: BytesLike) -> tuple[bytes, bytes]:
         self._check(len(msg))
-        return self._pack(len(msg)), b""
+        return self.pack(len(msg)), b""
+
+
+@functools.cache
+def _small_headers(width: int) -> tuple[bytes, ...]:
+    pack = _STRUCTS[width].pack
+    return tuple(pack(size) for size in range(256))
 
 
 class NetstringEncoder(Encoder):
@@ -285,8 +299,13 @@ class Decoder(ABC):
 class _BodyDecoder(Decoder):
     """Shared by the length-prefix and netstring decoders: header, body, trailer.
 
-    States: HEADER (``_tail`` holds the start of the next frame, small) and
-    BODY (``_need`` > 0: a big body arrives in ``_parts``; ``_have`` counted).
+    States: HEADER (``_tail`` holds the start of a header cut by a read: a
+    few bytes) and BODY (``_need`` >= 0: the body of a frame whose header
+    is complete arrives; ``_have`` bytes so far). A body's first piece is
+    kept as it came (a big body read whole by ``recv(n, MSG_WAITALL)`` *is*
+    the message, no copy); later pieces are appended to one ``bytearray``,
+    so a frame trickled in tiny reads costs its own size, not an object per
+    read. Parsing takes offsets into the read, never slices of what is left.
     """
 
     trailer = b""
@@ -294,21 +313,23 @@ class _BodyDecoder(Decoder):
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         super().__init__(max_size)
         self._tail = b""
-        self._need = 0  # body bytes of the pending big frame (0: no big frame)
-        self._parts: list[bytes] = []
+        self._need = -1  # body bytes of the frame being collected; -1: none
         self._have = 0
+        self._head = 0  # its header's size
+        self._first = b""  # its first piece
+        self._acc: bytearray | None = None  # and the rest, appended in place
         self._header_only = False  # after a big frame: read one header next
 
     @property
     def in_frame(self) -> bool:
-        return bool(self._tail) or self._need > 0
+        return bool(self._tail) or self._need >= 0
 
     @property
     def buffered(self) -> int:
-        return len(self._tail) + self._have
+        return len(self._tail) + (self._head + self._have if self._need >= 0 else 0)
 
     def read_size(self) -> int:
-        if self._need:
+        if self.exact:
             return self._need - self._have + len(self.trailer)
         if self._header_only and not self._tail:
             return self._min_header
@@ -326,55 +347,67 @@ class _BodyDecoder(Decoder):
         if type(data) is not bytes:
             data = bytes(data)
         out: list[bytes] = []
-        if self._need:
-            data = self._body(data, out)
-            if not data:
+        start = 0
+        if self._need >= 0:
+            start = self._body(data, 0, out)
+            if self._need >= 0 or start == len(data):
                 return out
-        if self._tail:
-            data = self._tail + data
+        elif self._tail:
+            data = self._tail + data  # a cut header: a few bytes in front of this read
             self._tail = b""
-        self._parse(data, out)
+        self._parse(data, start, out)
         return out
 
-    def _body(self, data: bytes, out: list[bytes]) -> bytes:
-        """Consume the pending big body (and its trailer) from ``data``; return the rest."""
+    def _body(self, data: bytes, start: int, out: list[bytes]) -> int:
+        """Take the pending body (and trailer) from ``data[start:]``; the offset after it."""
+        end = len(data)
         want = self._need - self._have
         if want > 0:
-            piece = data if len(data) <= want else data[:want]
-            self._parts.append(piece)
-            self._have += len(piece)
-            data = data[len(piece) :] if len(piece) < len(data) else b""
+            stop = start + want if want < end - start else end
+            piece = data if start == 0 and stop == end else data[start:stop]
+            if not self._have:
+                self._first = piece
+            elif self._acc is None:
+                self._acc = bytearray(self._first)
+                self._acc += piece
+                self._first = b""
+            else:
+                self._acc += piece
+            self._have += stop - start
+            start = stop
             if self._have < self._need:
-                return b""
+                return end
         trailer = self.trailer
         if trailer:
-            if not data:
-                return b""
-            if data[:1] != trailer:
+            if start >= end:
+                return end  # the body is whole; its trailer comes with the next read
+            if data[start] != trailer[0]:
                 raise self._fail(
                     BadFrame(
                         f"{self.name} frame not closed by {trailer!r}",
-                        f"got {data[:1]!r} after a {self._need}-byte payload",
+                        f"got {data[start : start + 1]!r} after a {self._need}-byte payload",
                     )
                 )
-            data = data[1:]
-        parts = self._parts
-        out.append(parts[0] if len(parts) == 1 else b"".join(parts))
-        self._parts = []
-        self._need = self._have = 0
-        self.exact = False
-        self._header_only = True
-        return data
-
-    def _start_big(self, body: bytes, size: int, out: list[bytes]) -> None:
-        self._need = size
-        self.exact = True
-        self._parts = []
+            start += 1
+        acc = self._acc
+        out.append(self._first if acc is None else bytes(acc))
+        self._header_only = self.exact
+        self._first = b""
+        self._acc = None
+        self._need = -1
         self._have = 0
-        if body:
-            self._body(body, out)
+        self.exact = False
+        return start
 
-    def _parse(self, data: bytes, out: list[bytes]) -> None:
+    def _start_body(self, data: bytes, head: int, body: int, size: int, out: list[bytes]) -> None:
+        """The header at ``data[head:body]`` declared ``size`` bytes, not all in ``data``."""
+        self._need = size
+        self._head = body - head
+        self._have = 0
+        self.exact = size >= BIG
+        self._body(data, body, out)
+
+    def _parse(self, data: bytes, start: int, out: list[bytes]) -> None:
         raise NotImplementedError
 
 
@@ -397,7 +430,7 @@ class LengthPrefixDecoder(_BodyDecoder):
             "or hostile (raise max_size if such messages are expected)",
         )
 
-    def _parse(self, data: bytes, out: list[bytes]) -> None:
+    def _parse(self, data: bytes, start: int, out: list[bytes]) -> None:
         # The hot loop: one unpack and one slice per message, nothing else.
         # A header cut short raises struct.error: rare (the read ended inside
         # a header), and cheaper than a second length test per message.
@@ -405,9 +438,10 @@ class LengthPrefixDecoder(_BodyDecoder):
         unpack_from = self._unpack_from
         max_size = self.max_size
         end = len(data)
-        start = 0
         append = out.append
         size = 0
+        body = start
+        self._header_only = False
         try:
             while start < end:
                 (size,) = unpack_from(data, start)
@@ -418,20 +452,13 @@ class LengthPrefixDecoder(_BodyDecoder):
                 append(data[body:stop])
                 start = stop
         except struct.error:
-            pass  # fewer than `width` bytes left: an incomplete header
-        else:
-            if start == end:
-                self._header_only = False
-                return
-            if size > max_size:
-                raise self._fail(self._too_large(size))
-            if size >= BIG:
-                self._header_only = False
-                self._start_big(data[body:], size, out)
-                return
-        self._header_only = False
-        if start < end:
-            self._tail = data[start:] if start else data
+            self._tail = data[start:]  # fewer than `width` bytes: a cut header
+            return
+        if start == end:
+            return
+        if size > max_size:
+            raise self._fail(self._too_large(size))
+        self._start_body(data, start, body, size, out)
 
 
 class NetstringDecoder(_BodyDecoder):
@@ -445,11 +472,11 @@ class NetstringDecoder(_BodyDecoder):
         self._digits = len(str(max_size))
         self._min_header = 2
 
-    def _parse(self, data: bytes, out: list[bytes]) -> None:
+    def _parse(self, data: bytes, start: int, out: list[bytes]) -> None:
         end = len(data)
-        start = 0
         max_size = self.max_size
         digits = self._digits
+        self._header_only = False
         while start < end:
             colon = data.find(b":", start, start + digits + 1)
             if colon < 0:
@@ -463,7 +490,8 @@ class NetstringDecoder(_BodyDecoder):
                             f"over this receiver's max_size of {max_size} bytes",
                         )
                     )
-                break  # header incomplete
+                self._tail = data[start:]  # the header is not complete yet
+                return
             head = data[start:colon]
             if not head.isdigit() or (len(head) > 1 and head[:1] == b"0"):
                 self._bad_length(head)
@@ -477,25 +505,18 @@ class NetstringDecoder(_BodyDecoder):
                 )
             body = colon + 1
             stop = body + size
-            if stop < end:
-                if data[stop] != 0x2C:  # ","
-                    raise self._fail(
-                        BadFrame(
-                            "netstring frame not closed by b','",
-                            f"got {data[stop : stop + 1]!r} after a {size}-byte payload",
-                        )
-                    )
-                out.append(data[body:stop])
-                start = stop + 1
-                continue
-            if size >= BIG:
-                self._header_only = False
-                self._start_big(data[body:], size, out)
+            if stop >= end:
+                self._start_body(data, start, body, size, out)
                 return
-            break
-        self._header_only = False
-        if start < end:
-            self._tail = data[start:] if start else data
+            if data[stop] != 0x2C:  # ","
+                raise self._fail(
+                    BadFrame(
+                        "netstring frame not closed by b','",
+                        f"got {data[stop : stop + 1]!r} after a {size}-byte payload",
+                    )
+                )
+            out.append(data[body:stop])
+            start = stop + 1
 
     def _bad_length(self, head: bytes) -> None:
         raise self._fail(
@@ -509,8 +530,9 @@ class NetstringDecoder(_BodyDecoder):
 class DelimitedDecoder(Decoder):
     """Messages end at a delimiter byte; a frame longer than ``max_size`` is refused.
 
-    The incomplete tail is kept as a list of chunks and only new data is
-    searched, so a long frame fed one byte at a time costs linear time.
+    The incomplete tail is appended to one ``bytearray`` and only new data is
+    searched, so a long frame fed one byte at a time costs linear time and
+    its own size in memory.
     """
 
     def __init__(self, delimiter: bytes, name: str, max_size: int = DEFAULT_MAX_SIZE) -> None:
@@ -519,16 +541,15 @@ class DelimitedDecoder(Decoder):
         super().__init__(max_size)
         self.delimiter = delimiter
         self.name = name
-        self._parts: list[bytes] = []
-        self._have = 0
+        self._acc = bytearray()
 
     @property
     def in_frame(self) -> bool:
-        return self._have > 0
+        return bool(self._acc)
 
     @property
     def buffered(self) -> int:
-        return self._have
+        return len(self._acc)
 
     def feed(self, data: BytesLike) -> list[bytes]:
         if self._error is not None:
@@ -544,13 +565,12 @@ class DelimitedDecoder(Decoder):
         start = 0
         end = len(data)
         found = data.find(delim)
-        if found >= 0 and self._parts:
-            self._parts.append(data[:found])
-            self._have += found
-            self._check_size(self._have)
-            out.append(b"".join(self._parts))
-            self._parts = []
-            self._have = 0
+        acc = self._acc
+        if found >= 0 and acc:
+            self._check_size(len(acc) + found)
+            acc += memoryview(data)[:found]
+            out.append(bytes(acc))
+            self._acc = acc = bytearray()
             start = found + 1
             found = data.find(delim, start)
         while found >= 0:
@@ -560,10 +580,8 @@ class DelimitedDecoder(Decoder):
             start = found + 1
             found = data.find(delim, start)
         if start < end:
-            rest = data[start:] if start else data
-            self._parts.append(rest)
-            self._have += len(rest)
-            self._check_size(self._have)
+            self._check_size(len(acc) + end - start)
+            acc += memoryview(data)[start:]
         return out
 
     def _check_size(self, size: int) -> None:
@@ -636,8 +654,6 @@ def make_codec(name: str = "len32", *, max_size: int = DEFAULT_MAX_SIZE) -> Fram
     elif lowered == "none":
         encoder, decoder = RawEncoder(), RawDecoder(max_size)
     else:
-        from .errors import AddressError
-
         raise AddressError(
             f"unknown framing {name!r}",
             "valid framings: " + ", ".join(MODES),

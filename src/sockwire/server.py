@@ -58,21 +58,11 @@ of a message still gets it whole; handlers get ``timeout`` seconds to
 return, then their Channels are closed (a blocked ``recv``/``send`` raises
 ClosedError) and their threads joined.
 
-**accept(2) errors** (the decision, after trio's ``_highlevel_socket.py`` and
-accept(2) "Error handling"):
-
-* EMFILE, ENFILE, ENOBUFS, ENOMEM: out of descriptors or memory. The pending
-  connection stays in the backlog, so retrying at once fails again and
-  spins a core. Logged (WARNING, then every 100th) and backed off
-  ``ACCEPT_BACKOFF`` (100 ms), still woken at once by shutdown.
-* ECONNABORTED, EPROTO, EPERM (a firewall), ENETDOWN, ENOPROTOOPT,
-  EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH: that one
-  connection died before we took it (Linux reports pending network errors
-  on accept); skip it and accept the next.
-* EAGAIN: another thread or process took the connection; poll again.
-  (EINTR is retried by Python itself, PEP 475.)
-* Anything else (EBADF, EINVAL: the listener is gone) ends serve_forever
-  with the error, unless we are stopping.
+**accept(2) errors**: :mod:`sockwire.accepting` decides (one policy with
+the command line): skip a connection that died in the queue, back off
+``ACCEPT_BACKOFF`` when out of descriptors (logged at WARNING, then every
+100th; still woken at once by shutdown), end serve_forever on anything else
+unless we are stopping.
 """
 
 from __future__ import annotations
@@ -80,7 +70,6 @@ from __future__ import annotations
 import array
 import contextlib
 import dataclasses
-import errno as _errno
 import logging
 import os
 import select
@@ -92,6 +81,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from . import dial, secure, unix
+from .accepting import ACCEPT_BACKOFF, on_accept_error
 from .address import Endpoint, parse
 from .admission import DEFAULT_IDLE_TIMEOUT, FIRST_MESSAGE_TIMEOUT, Admission, Slot
 from .channel import MAX_PACKET, Channel, ChannelCore, ReadLimits
@@ -104,11 +94,11 @@ from .errors import (
     ProtocolError,
     SockwireError,
     TimeoutError,
-    WouldBlock,
+    errno_name,
     translate,
 )
 from .framing import DEFAULT_MAX_SIZE
-from .sock import Address, Creds, Peer, Socket, format_address
+from .sock import Address, Creds, Peer, Socket, format_address, parse_ucred
 
 __all__ = [
     "ACCEPT_BACKOFF",
@@ -120,34 +110,12 @@ __all__ = [
 
 log = logging.getLogger("sockwire")
 
-#: How long accept() backs off after EMFILE/ENFILE/ENOBUFS/ENOMEM.
-ACCEPT_BACKOFF = 0.1
 #: Default grace period of shutdown() (and of leaving ``with server:``).
 DEFAULT_GRACE = 5.0
 #: After the grace period: how long closed handlers get to unwind before we give up on them.
 ABORT_WAIT = 5.0
 #: Full: how long to wait for an evicted connection to leave before choosing another.
 EVICT_WAIT = 0.5
-
-#: accept() errors that concern one connection that died before we took it.
-_SKIP_ERRNOS = frozenset(
-    getattr(_errno, name)
-    for name in (
-        "ECONNABORTED",
-        "EPROTO",
-        "EPERM",
-        "ENETDOWN",
-        "ENOPROTOOPT",
-        "EHOSTDOWN",
-        "ENONET",
-        "EHOSTUNREACH",
-        "EOPNOTSUPP",
-        "ENETUNREACH",
-    )
-    if hasattr(_errno, name)
-)
-#: accept() errors that mean "out of resources": back off, do not spin.
-_BACKOFF_ERRNOS = frozenset({_errno.EMFILE, _errno.ENFILE, _errno.ENOBUFS, _errno.ENOMEM})
 
 _KINDS = {
     int(socket.SOCK_STREAM): "stream",
@@ -383,14 +351,15 @@ class Server:
     # ---- what it is
 
     def _client_endpoint(self) -> str:
-        """The endpoint clients connect to (port 0 replaced by the port bound)."""
+        """The endpoint clients connect to (port 0 replaced by the port bound, and
+        without the listener's own options, which a client would be refused)."""
         ep = self._ep
         address = self.address
         if ep.scheme in ("fd", "systemd"):
             return _endpoint_of(self._sock, address)
         if ep.port == 0 and isinstance(address, tuple):
             ep = dataclasses.replace(ep, port=int(address[1]))
-        return str(ep)
+        return str(ep.for_side("connect"))  # ?mode=, ?backlog=... are the listener's
 
     @property
     def address(self) -> Address:
@@ -498,12 +467,13 @@ class Server:
                     conn, peer = unix.accept_checked(listener, self._admit)
                 else:
                     conn, peer = listener.accept()
-            except WouldBlock:
-                continue  # taken by another process, or a refused peer was the only one
             except SockwireError as exc:
+                action = on_accept_error(exc)
+                if action == "again":
+                    continue  # taken by another process, or a refused peer was the only one
                 if self.stopping:
                     return
-                if exc.errno in _BACKOFF_ERRNOS:
+                if action == "backoff":
                     with self._cond:  # wait_for() callers may watch this count
                         stats.accept_backoffs += 1
                         self._cond.notify_all()
@@ -519,7 +489,7 @@ class Server:
                     if self._wait_stop(ACCEPT_BACKOFF):
                         return
                     continue
-                if exc.errno in _SKIP_ERRNOS:
+                if action == "skip":
                     log.debug("%s: a connection died before accept: %s", self.name, exc)
                     continue
                 raise
@@ -612,7 +582,7 @@ class Server:
             try:
                 channel = Channel.from_socket(
                     sock,
-                    framing=self.framing if self.kind == "stream" else None,
+                    framing=self.framing,
                     codec=self.codec,
                     authenticated=authenticated,
                     max_size=self.max_size,
@@ -703,14 +673,11 @@ class Server:
         poller.register(self._stop_r, select.POLLIN)
         codec = get_codec(self.codec, authenticated=False)
         buf = memoryview(bytearray(MAX_PACKET))
-        limit = MAX_PACKET
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            limit = 65507 if sock.family == socket.AF_INET else 65527
-        else:
-            sndbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
-            limit = min(MAX_PACKET, sndbuf - 32)
         core = self._datagram_core = ChannelCore(
-            "dgram", max_size=self.max_size, packet_limit=limit
+            "dgram",
+            framing=self.framing,
+            max_size=self.max_size,
+            packet_limit=min(MAX_PACKET, sock.packet_limit() or MAX_PACKET),
         )
         anc_size = _DGRAM_ANCILLARY if sock.family == socket.AF_UNIX else 0
         stats = self.stats
@@ -732,7 +699,7 @@ class Server:
                 stats.fds_refused += 1  # the datagram itself is still served
             core.receive_packet(buf, size, address)
             if not core.pending:
-                continue  # truncated or not a sockwire datagram: counted in core.stats
+                continue  # truncated, or without the sockwire header: counted in core.stats
             payload = core.pending.popleft()
             peer = Peer(address, sock.family, creds)
             if self._filters and not self._admit(peer):
@@ -769,7 +736,7 @@ class Server:
                 # that does not read); ECONNREFUSED/ENOENT: it is gone. One
                 # slow client must not stall the server: drop, count.
                 stats.reply_dropped += 1
-                log.debug("%s: reply to %s dropped: %s", self.name, peer, _errno_text(exc))
+                log.debug("%s: reply to %s dropped: %s", self.name, peer, errno_name(exc.errno))
                 continue
             stats.replies += 1
 
@@ -907,7 +874,7 @@ def serve(
 # helpers
 # --------------------------------------------------------------------------
 
-_UCRED_SIZE = 12
+_UCRED_SIZE = 12  # struct ucred: pid, uid, gid
 #: The datagram loop's control buffer: room for SCM_CREDENTIALS and nothing
 #: else. With SO_PASSCRED on, the kernel writes the credentials first and
 #: discards passed fds that find no room (MSG_CTRUNC, fput in the kernel):
@@ -953,9 +920,9 @@ def _recv_datagram(
                     os.close(fd)
             flags |= socket.MSG_CTRUNC
         elif kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED_SIZE:
-            pid, uid, gid = (int.from_bytes(data[i : i + 4], "little") for i in (0, 4, 8))
-            if pid != 0:  # queued before SO_PASSCRED: no credentials, not pid 0
-                creds = Creds(pid, uid, gid)
+            found = parse_ucred(data)
+            if found.pid != 0:  # queued before SO_PASSCRED: no credentials, not pid 0
+                creds = found
     if address in (None, "", b""):
         address = None
     return size, flags, creds, address
@@ -987,10 +954,6 @@ def _watch_recv(channel: Channel, slot: Slot) -> None:
         return msg
 
     channel.recv = recv  # type: ignore[method-assign]
-
-
-def _errno_text(exc: OSError) -> str:
-    return _errno.errorcode.get(exc.errno or 0, str(exc))
 
 
 def _endpoint_of(sock: Socket, address: Address) -> str:

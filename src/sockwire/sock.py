@@ -76,6 +76,7 @@ __all__ = [
     "Socket",
     "families",
     "format_address",
+    "parse_ucred",
     "socketpair",
 ]
 
@@ -84,7 +85,11 @@ Address: TypeAlias = str | bytes | tuple[Any, ...]
 #: The kernel's limit of descriptors in one SCM_RIGHTS message.
 SCM_MAX_FD = 253
 SIOCATMARK = 0x8905
-_UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+#: struct ucred {pid_t pid; uid_t uid; gid_t gid}: a signed pid, unsigned ids, native
+#: byte order (SO_PEERCRED and SCM_CREDENTIALS both carry it); read by parse_ucred only
+UCRED = struct.Struct("=iII")
+#: the "no such id" the kernel reports ((uid_t)-1, e.g. SO_PEERCRED of an unconnected socket)
+NO_ID = 0xFFFFFFFF
 _MESSAGE_TYPES = frozenset({socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW})
 
 
@@ -188,7 +193,9 @@ def format_address(family: int, address: Address | None) -> str:
             return f"{address[0]}:{address[1]}"
         if family == socket.AF_NETLINK and len(address) == 2:
             return f"netlink pid={address[0]} groups={address[1]}"
-    return str(address)
+    from .address import format_sockaddr  # a registered scheme may know the family
+
+    return format_sockaddr(family, address) or str(address)
 
 
 def _quote_address(family: int, address: Address | None) -> str:
@@ -411,11 +418,11 @@ class Socket:
         if self._family != socket.AF_UNIX:
             return None
         try:
-            raw = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+            raw = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UCRED.size)
         except OSError:
             return None  # not connected (yet): no credentials to report
-        pid, uid, gid = _UCRED.unpack(raw)
-        return None if pid == 0 and uid == -1 else Creds(pid, uid, gid)
+        creds = parse_ucred(raw)
+        return None if creds.pid == 0 and creds.uid == NO_ID else creds
 
     def peer(self) -> Peer:
         """Who is on the other end of this connected socket (either side of it).
@@ -559,7 +566,7 @@ class Socket:
 
     def sendmsg(
         self,
-        buffers: Sequence[bytes] | bytes,
+        buffers: Sequence[bytes | bytearray | memoryview] | bytes,
         *,
         fds: Iterable[FdLike] = (),
         creds: Creds | None = None,
@@ -583,7 +590,7 @@ class Socket:
                 (
                     socket.SOL_SOCKET,
                     socket.SCM_CREDENTIALS,
-                    _UCRED.pack(creds.pid, creds.uid, creds.gid),
+                    UCRED.pack(creds.pid, creds.uid & NO_ID, creds.gid & NO_ID),
                 )
             )
         flags = int(flags) | socket.MSG_NOSIGNAL
@@ -730,7 +737,7 @@ class Socket:
         if maxfds:
             ancbufsize += socket.CMSG_SPACE(maxfds * 4)
         if creds:
-            ancbufsize += socket.CMSG_SPACE(_UCRED.size)
+            ancbufsize += socket.CMSG_SPACE(UCRED.size)
         # MSG_CMSG_CLOEXEC: received fds are close-on-exec, like every fd
         # Python opens (PEP 446); without it they leak into exec'd children.
         kernel_flags = flags | socket.MSG_CMSG_CLOEXEC if maxfds else flags
@@ -752,7 +759,7 @@ class Socket:
                 usable = len(payload) - len(payload) % 4
                 message.fds.extend(array.array("i", payload[:usable]))
             elif level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                message.creds = Creds(*_UCRED.unpack(payload[: _UCRED.size]))
+                message.creds = parse_ucred(payload)
             else:
                 message.ancillary.append((level, kind, payload))
         if len(message.fds) > maxfds:
@@ -836,6 +843,43 @@ class Socket:
                 size=count,
                 errno_name="MSG_TRUNC",
             )
+
+    # ---- limits and liveness
+
+    def packet_limit(self) -> int | None:
+        """The largest message one send() of this socket carries whole; None on a stream.
+
+        UDP: 65,507 bytes over IPv4, 65,527 over IPv6 (64 KiB minus the IP
+        and UDP headers; IPv6 jumbograms aside). AF_UNIX seqpacket and
+        datagram: SO_SNDBUF minus 32 bytes (measured on Linux: the kernel
+        charges its skb overhead to the send buffer), so the limit follows a
+        ``?sndbuf=`` the endpoint set. Other families: None (not known).
+        """
+        sock_type = self.type
+        if sock_type not in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET):
+            return None
+        family = self.family
+        if family == socket.AF_UNIX:
+            return int(self.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)) - 32
+        from .address import static_packet_limit  # the one table of protocol limits
+
+        return static_packet_limit(family, sock_type)
+
+    def tell_empty_from_eof(self) -> bool:
+        """On a UNIX seqpacket socket: make an empty message distinguishable from EOF.
+
+        A seqpacket recv of 0 bytes is EOF *or* an empty message. With
+        SO_PASSCRED on, every packet that arrives, an empty one included,
+        carries SCM_CREDENTIALS, and EOF carries none (measured on Linux 6.x;
+        poll's POLLRDHUP only says the peer closed, not whether an empty
+        message is still queued). After this, ``recvmsg(creds=True)``
+        returning size 0 with ``creds`` None is the end. True when it
+        applies (a UNIX seqpacket socket), False otherwise.
+        """
+        if self.family != socket.AF_UNIX or self.type != socket.SOCK_SEQPACKET:
+            return False
+        self.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        return True
 
     # ---- waiting
 
@@ -924,6 +968,12 @@ def _close_fds(fds: Iterable[int]) -> int:
 
 def _none_if_unnamed(address: Any) -> Address | None:
     return None if address in (None, "", b"") else address
+
+
+def parse_ucred(data: bytes) -> Creds:
+    """A ``struct ucred`` (SO_PEERCRED, SCM_CREDENTIALS) as Creds: the one parser of it."""
+    pid, uid, gid = UCRED.unpack_from(data)
+    return Creds(pid, uid, gid)
 
 
 def socketpair(sock_type: int = socket.SOCK_STREAM) -> tuple[Socket, Socket]:

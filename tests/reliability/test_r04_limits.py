@@ -134,7 +134,8 @@ def test_r04_fragments_past_max_size_over_seqpacket(tmp: str, report: Callable[.
             raise
 
     path = f"{tmp}/q.sock"
-    with serve(f"unix+seqpacket:{path}", handler, max_size=10_000).start() as server:
+    ep = f"unix+seqpacket:{path}?framing=sockwire"
+    with serve(ep, handler, max_size=10_000).start() as server:
         for _ in range(20):
             with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as sock:
                 sock.connect(path)

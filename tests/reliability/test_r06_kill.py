@@ -51,9 +51,12 @@ def _stream_plan(rng: random.Random) -> tuple[list[bytes], list[bytes]]:
     return [wire[:cut]], whole
 
 
-def _packet_plan(rng: random.Random) -> tuple[list[bytes], list[bytes]]:
+def _packet_plan(rng: random.Random, framing: str) -> tuple[list[bytes], list[bytes]]:
     messages = _messages(rng)
-    core = ChannelCore("seqpacket", packet_limit=rng.choice((1000, 70000, 200000)))
+    limit = rng.choice((1000, 70000, 200000))
+    if framing == "none":  # one packet per message: only what fits in one
+        messages = [m for m in messages if len(m) <= limit]
+    core = ChannelCore("seqpacket", framing=framing, packet_limit=limit)
     packets: list[bytes] = []
     last_packet_of: list[int] = []
     for msg in messages:
@@ -77,8 +80,9 @@ def _die_after_writing(sock: socket.socket, chunks: list[bytes], packets: bool) 
 
 
 def _trial(transport: str, rng: random.Random, listener: socket.socket | None) -> None:
-    packets = transport == "seqpacket"
-    chunks, whole = _packet_plan(rng) if packets else _stream_plan(rng)
+    packets = transport.startswith("seqpacket")
+    framing = "sockwire" if transport.endswith("-sockwire") else "none"
+    chunks, whole = _packet_plan(rng, framing) if packets else _stream_plan(rng)
     if transport == "tcp":
         assert listener is not None
         port = listener.getsockname()[1]
@@ -106,7 +110,7 @@ def _trial(transport: str, rng: random.Random, listener: socket.socket | None) -
         while True:
             got.append(channel.recv(deadline))
 
-    with Channel.from_socket(mine) as channel:
+    with Channel.from_socket(mine, framing=framing if packets else None) as channel:
         with pytest.raises(ConnectionLost):
             drain(channel)
         assert channel.state in (State.PEER_CLOSED, State.BROKEN)
@@ -133,7 +137,7 @@ def _run(transport: str, trials: int, report: Callable[..., None]) -> None:
     report("R6", kills=trials, hangs=0, partial=0, fds_leaked=leaked)
 
 
-TRANSPORTS = ["unix", "tcp", "seqpacket"]
+TRANSPORTS = ["unix", "tcp", "seqpacket", "seqpacket-sockwire"]
 
 
 @pytest.mark.timeout(60)
@@ -167,7 +171,9 @@ def _server_plan(
     """(what the dying peer writes, the messages that must reach the handler whole)."""
     messages = _server_messages(rng, trial)
     if transport == "seqpacket":
-        core = ChannelCore("seqpacket", packet_limit=rng.choice((1000, 70000, 200000)))
+        core = ChannelCore(
+            "seqpacket", framing="sockwire", packet_limit=rng.choice((1000, 70000, 200000))
+        )
         packets: list[bytes] = []
         last_of: list[int] = []
         for msg in messages:
@@ -202,7 +208,7 @@ def _server_kill_trials(
 
     ep = {
         "unix": f"unix:{tmp}/s.sock",
-        "seqpacket": f"unix+seqpacket:{tmp}/q.sock",
+        "seqpacket": f"unix+seqpacket:{tmp}/q.sock?framing=sockwire",
         "tcp": "tcp://127.0.0.1:0",
     }[transport]
     rng = random.Random(f"server-kill-{transport}-{trials}")

@@ -93,14 +93,5 @@ def channel(transport: str, *, one_core: bool = False) -> Case:
     )
 
 
-def _relay_missing() -> str | None:
-    from ..cli.main import COMMANDS
-
-    return None if "relay" in COMMANDS else "`sockwire relay` is not in this checkout yet"
-
-
 def relay_command(path: str, port: int) -> Sequence[str]:
     return [sys.executable, "-m", "sockwire", "relay", f"unix:{path}", f"tcp://127.0.0.1:{port}"]
-
-
-relay_missing = _relay_missing

@@ -125,7 +125,6 @@ def relay() -> list[Suite]:
             "sockwire relay unix -> tcp",
             "sockwire",
             run=drivers.relay_case_runner(contenders.relay_command),
-            missing=contenders.relay_missing,
         ),
         Case(
             "socat",

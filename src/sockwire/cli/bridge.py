@@ -34,7 +34,7 @@ from .options import (
     check_framing,
     endpoint,
     io_options,
-    no_framing,
+    packet_framing,
     server_endpoint,
 )
 from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handled_signals
@@ -94,11 +94,7 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
     given = server_endpoint(args.endpoint, args) if listen else endpoint(args.endpoint, args)
     with _observer(opts) as observer, handled_signals(), inherited(given) as (ep, adopted):
         message = ep.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
-        if message:
-            no_framing(ep, opts)
-            framing = "none"
-        else:
-            framing = check_framing(ep, opts)
+        framing = packet_framing(ep, opts) if message else check_framing(ep, opts)
         stats = Stats()
         datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         loop = Loop(observer)
@@ -116,7 +112,7 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
                 sock = guard.connected(connect_socket(ep, adopted, tls=False), ep.display())
                 return _client(args, opts, ep.display(), sock, hub, stdout, loop, framing, guard)
             if datagram:
-                return _datagram_server(args, opts, ep, hub, stdout, loop, stats, adopted)
+                return _datagram_server(args, opts, ep, hub, stdout, loop, stats, adopted, framing)
             return _stream_server(
                 args, opts, ep, hub, stdout, loop, stats, adopted, framing, guard
             )
@@ -204,13 +200,14 @@ def _datagram_server(
     loop: Loop,
     stats: Stats,
     adopted: Socket | None,
+    framing: str,
 ) -> int:
     unix = is_unix(ep, adopted)
     with server_socket(ep, passcred=unix, adopted=adopted) as sock:
         sock.setblocking(False)
         label = ep.display()
-        inbound = End(label, sock=sock, opts=opts, creds=unix)
-        outbound = End(label, sock=sock, opts=opts)
+        inbound = End(label, sock=sock, opts=opts, creds=unix, framing=framing)
+        outbound = End(label, sock=sock, opts=opts, framing=framing)
         outbound.needs_reply_to = True
         noted: list[bool] = []
 

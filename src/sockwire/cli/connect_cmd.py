@@ -22,7 +22,7 @@ newline (--format raw: as it is).
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .bridge import add_bridge_options
-    from .options import add_io_options
+    from .options import add_family_options, add_io_options
 
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_bridge_options(parser)
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:

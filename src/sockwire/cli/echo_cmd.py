@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..sock import Peer, Socket
     from .observe import Observer
-    from .options import check_framing, io_options, no_framing, server_endpoint
+    from .options import check_framing, io_options, packet_framing, server_endpoint
     from .pump import Acceptor, Conn, DatagramEcho, End, Flow, Loop, Stats, handled_signals
     from .secured import Guard
     from .sockets import inherited, is_listening, is_unix, server_socket
@@ -55,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
     with observer, handled_signals(), inherited(given) as (ep, adopted):
-        framing = "none"
-        if ep.is_stream:
-            framing = check_framing(ep, opts)
-        else:
-            no_framing(ep, opts)
+        framing = check_framing(ep, opts) if ep.is_stream else packet_framing(ep, opts)
         datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
         loop = Loop(observer, on_usr1=lambda: report(stats.summary()))
         active: list[Conn] = []
@@ -105,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             with server_socket(ep, passcred=is_unix(ep, adopted), adopted=adopted) as sock:
                 sock.setblocking(False)
                 if datagram:
-                    echo = DatagramEcho(sock, opts, stats, limit=args.count)
+                    echo = DatagramEcho(sock, opts, stats, limit=args.count, framing=framing)
                     loop.add(echo)
                     loop.run(lambda: echo.done)
                     return 0

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import socket
 from dataclasses import dataclass
 from typing import Any
 
-from ..address import FRAMINGS, Endpoint, merge_options, parse
+from ..address import FRAMINGS, PACKET_FRAMINGS, STREAM_FRAMINGS, Endpoint, merge_options, parse
 from ..flags import MsgFlag, parse_msg_flags
 from .exitcodes import UsageError
 
@@ -24,12 +25,13 @@ __all__ = [
     "MAX_BUFSIZE",
     "SEND_FLAGS",
     "IoOptions",
+    "add_family_options",
     "add_io_options",
     "add_server_options",
     "check_framing",
     "endpoint",
     "io_options",
-    "no_framing",
+    "packet_framing",
     "server_endpoint",
 ]
 
@@ -159,11 +161,32 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
             type=_framing,
             default="none",
             metavar="F",
-            help="message framing on a byte stream (same as ?framing=): "
-            + ", ".join(FRAMINGS)
-            + "; each message is one frame, and a frame declared longer than --bufsize ends "
-            "the connection with an error (default none: bytes as they come)",
+            help="message framing (same as ?framing=): on a byte stream "
+            + ", ".join(f for f in STREAM_FRAMINGS if f != "none")
+            + " (each message one frame; a frame declared longer than --bufsize ends the "
+            "connection with an error); on seqpacket/datagram sockets sockwire (the sockwire "
+            "packet header, as a library Channel with ?framing=sockwire). Default none: bytes "
+            "as they come on a stream, one message per packet otherwise",
         )
+
+
+def add_family_options(parser: argparse.ArgumentParser) -> None:
+    """-4/-6: the target's ?family= (only IPv4 or only IPv6 addresses of a host name)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-4",
+        dest="family",
+        action="store_const",
+        const="4",
+        help="connect over IPv4 only (same as ?family=4)",
+    )
+    group.add_argument(
+        "-6",
+        dest="family",
+        action="store_const",
+        const="6",
+        help="connect over IPv6 only (same as ?family=6)",
+    )
 
 
 def add_server_options(
@@ -230,7 +253,7 @@ def io_options(args: argparse.Namespace) -> IoOptions:
 
 
 def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> Endpoint:
-    """Parse ``text`` and merge --timeout (and --framing on streams) into it."""
+    """Parse ``text`` and merge --timeout and -4/-6 into it (``timeout=False``: a listener's)."""
     if len(text) > _MAX_ARG:
         # parse() would refuse it too; this keeps the message short and certain
         raise UsageError(
@@ -241,6 +264,14 @@ def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> En
     flags: dict[str, object] = {}
     if timeout and getattr(args, "timeout", None) is not None:
         flags["timeout"] = _format_seconds(args.timeout)
+    family = getattr(args, "family", None) if timeout else None
+    if family is not None:
+        if "family" not in ep.spec.options:
+            raise UsageError(
+                f"-{family} on {ep.display()}",
+                "-4 and -6 choose the address family of tcp://, udp:// and tls+tcp:// targets",
+            )
+        flags["family"] = family
     return merge_options(ep, flags)
 
 
@@ -274,14 +305,29 @@ def check_framing(ep: Endpoint, opts: IoOptions) -> str:
             f"--framing {framing} conflicts with ?framing={given} in {ep}",
             "give the framing once, as a flag or in the endpoint",
         )
-    return given or framing
-
-
-def no_framing(ep: Endpoint, opts: IoOptions) -> None:
-    """A message endpoint keeps its own boundaries: --framing there is a mistake."""
-    if opts.framing != "none":
+    chosen = given or framing
+    if ep.is_stream and chosen not in STREAM_FRAMINGS:
         raise UsageError(
-            f"--framing {opts.framing} on {ep.display()}",
-            "framing is for byte streams; datagram and seqpacket sockets keep message "
-            "boundaries themselves",
+            f"--framing {chosen} on the byte stream {ep.display()}",
+            "the sockwire packet header is for seqpacket and datagram sockets; a stream takes "
+            + ", ".join(STREAM_FRAMINGS),
         )
+    return chosen
+
+
+def packet_framing(ep: Endpoint, opts: IoOptions) -> str:
+    """The framing of a seqpacket/datagram endpoint: none (the default) or sockwire.
+
+    Datagram and seqpacket sockets keep message boundaries themselves, so
+    the default adds nothing (what socat, logger and every other peer
+    send); ``--framing sockwire`` (or ``?framing=sockwire``) adds the
+    sockwire packet header, as a library Channel with that option does.
+    """
+    framing = check_framing(ep, opts)
+    if framing not in PACKET_FRAMINGS or (framing != "none" and ep.type == socket.SOCK_RAW):
+        raise UsageError(
+            f"--framing {framing} on {ep.display()}",
+            "datagram and seqpacket sockets keep message boundaries themselves; their "
+            "framing is none (the default) or sockwire (the sockwire packet header)",
+        )
+    return framing

@@ -31,8 +31,11 @@ Platform notes:
   non-blocking and O_NONBLOCK on the socket the socket side. A pipe larger
   than 64 KiB needs F_SETPIPE_SZ (capped by /proc/sys/fs/pipe-max-size for
   non-root; we fall back to the default size when refused).
-* A SEQPACKET recv of 0 bytes is EOF *or* an empty message; the kernel
-  gives no way to tell them apart, so the engine treats it as EOF.
+* A SEQPACKET recv of 0 bytes is EOF *or* an empty message. With
+  SO_PASSCRED on, every packet (an empty one too) arrives with
+  SCM_CREDENTIALS and EOF with none, so UNIX seqpacket ends tell them apart
+  (:meth:`sockwire.sock.Socket.tell_empty_from_eof`); with the sockwire
+  packet header every packet has a header byte, so 0 bytes is EOF.
 * A UNIX datagram sender that never bound a name cannot be answered; such
   senders show as ``unnamed`` and replies to them are dropped and counted.
 """
@@ -58,7 +61,6 @@ from ..errors import (
     ConnectionLost,
     FrameTooLarge,
     InvalidOperation,
-    ResourceExhausted,
     SockwireError,
     TimeoutError,
     WouldBlock,
@@ -70,7 +72,8 @@ from .observe import Observer, say
 from .options import IoOptions
 
 if TYPE_CHECKING:
-    from ..framing import Decoder, FrameCodec
+    from ..framing import BytesLike, Decoder, FrameCodec
+    from ..packet import PacketCodec
 
 __all__ = [
     "Acceptor",
@@ -165,6 +168,10 @@ class End:
     FrameTooLarge error, never an allocation), and each message sent is
     encoded into one frame. A frame only partly written when the socket's
     buffer fills is finished by the next ``send_item`` of the same item.
+    On a seqpacket or datagram socket, framing ``sockwire`` adds the sockwire
+    packet header (:mod:`sockwire.packet`): fragments are joined, datagram
+    sequence numbers counted; the packets of a message only partly sent are
+    finished by the next ``send_item`` of the same item.
     ``line_end``: on a plain fd (stdout), write each message followed by a
     newline; ``strip_line_ends``: stdin lines lose their line end before
     they become frames (the newline separated them; it is not content).
@@ -186,11 +193,25 @@ class End:
         self.opts = opts
         self.line_end = line_end
         self.codec: FrameCodec | None = None
+        self.packets: PacketCodec | None = None
+        #: a zero-length seqpacket read is told from EOF by its credentials
+        self.marks = False
         if sock is not None:
             self.fd = sock.fd
             self.message = sock.type in _MESSAGE_TYPES
             self.datagram = sock.type in _DATAGRAM_TYPES
-            if framing != "none" and not self.message:
+            if framing == "none":
+                self.marks = sock.tell_empty_from_eof()
+            if framing != "none" and self.message:
+                from ..packet import MAX_PACKET, make_packet_codec
+
+                self.packets = make_packet_codec(
+                    "seqpacket" if sock.type == socket.SOCK_SEQPACKET else "dgram",
+                    framing,
+                    max_size=opts.bufsize,
+                    packet_limit=sock.packet_limit() or MAX_PACKET,
+                )
+            elif framing != "none":
                 from ..framing import make_codec
 
                 self.codec = make_codec(framing, max_size=opts.bufsize)
@@ -209,6 +230,8 @@ class End:
         self._rbuf: bytearray | None = None
         # frames being written: (the first item, how many items, their bytes, bytes sent)
         self._tx: tuple[Item, int, memoryview, int] | None = None
+        # packets of one message being sent: (the item, its packets, how many are sent)
+        self._ptx: tuple[Item, list[list[BytesLike]], int] | None = None
 
     @property
     def family(self) -> int:
@@ -239,16 +262,24 @@ class End:
     # ---- messages
 
     def recv_item(self, bufsize: int, stats: Stats | None) -> Item | None:
-        """One message, or None when nothing is ready. EOF is ``Item(b"")`` on seqpacket."""
+        """One message; None when nothing is ready (or a packet completed no message yet).
+
+        The end of a seqpacket connection is ``Item(b"", eof=True)``: a
+        zero-length read without credentials on a UNIX seqpacket socket (an
+        empty message has them), any zero-length read elsewhere (see the
+        module's platform notes).
+        """
         assert self.sock is not None
         if self._rbuf is None or len(self._rbuf) < bufsize:
             self._rbuf = bytearray(bufsize)  # one per End, reused: not one per message
         try:
             if self.opts.peek:
                 self.sock.recvmsg(bufsize, flags=MsgFlag.PEEK, buffer=self._rbuf)
-            msg = self.sock.recvmsg(bufsize, creds=self.creds, buffer=self._rbuf)
+            msg = self.sock.recvmsg(bufsize, creds=self.creds or self.marks, buffer=self._rbuf)
         except WouldBlock:
             return None
+        if not msg.size and not self.datagram and not (self.marks and msg.creds is not None):
+            return Item(b"", msg.address, msg.flags, eof=True)
         if msg.truncated:
             if stats is not None:
                 stats.truncated += 1
@@ -258,23 +289,27 @@ class End:
                 f"message of {msg.size} bytes cut to {len(msg.data)} (MSG_TRUNC);",
                 "raise --bufsize",
             )
-        return Item(msg.data, msg.address, msg.flags)
+        packets = self.packets
+        if packets is None:
+            return Item(msg.data, msg.address, msg.flags)
+        lost = packets.stats.lost
+        data = packets.decode(memoryview(msg.data), msg.size, msg.address)
+        if packets.stats.lost != lost:
+            say("lost", f"{packets.stats.lost} datagrams missing so far (sequence numbers)")
+        if data is None:
+            return None  # a fragment, or a datagram without a valid header (counted)
+        return Item(data, msg.address, msg.flags)
 
     def recv_items(self, bufsize: int, stats: Stats | None) -> list[Item] | None:
         """What one receive gives: messages (maybe none yet), or an ``eof`` Item; None
         when nothing is ready.
 
         A framed stream may give several messages at once (one read's worth:
-        the bound), or none while a frame is incomplete. A seqpacket read of
-        0 bytes is EOF (the kernel cannot tell it from an empty message).
+        the bound), or none while a frame is incomplete.
         """
         if self.codec is None:
             item = self.recv_item(bufsize, stats)
-            if item is None:
-                return None
-            if not item.data and not self.datagram:
-                return [Item(b"", item.address, item.flags, eof=True)]
-            return [item]
+            return None if item is None else [item]
         assert self.sock is not None
         decoder = self.codec.decoder
         try:
@@ -296,6 +331,8 @@ class End:
             return True
         if self.codec is not None:
             return self._send_frame(item)
+        if self.packets is not None:
+            return self._send_packets(item)
         try:
             if self.needs_reply_to:
                 assert self.reply_to is not None
@@ -308,6 +345,31 @@ class End:
 
     def _send_frame(self, item: Item) -> bool:
         return self.send_frames([item]) == 1
+
+    def _send_packets(self, item: Item) -> bool:
+        """The sockwire packets of ``item``, one sendmsg each; False when the socket filled."""
+        from ..packet import DatagramCodec
+
+        assert self.sock is not None
+        codec = self.packets
+        assert codec is not None
+        to = self.reply_to if self.needs_reply_to else None
+        if self._ptx is None or self._ptx[0] is not item:
+            if to is not None and isinstance(codec, DatagramCodec):
+                packets = [codec.encode_to(item.data, to)]
+            else:
+                packets = codec.encode(item.data)
+            self._ptx = (item, packets, 0)
+        _, packets, done = self._ptx
+        while done < len(packets):
+            try:
+                self.sock.sendmsg(packets[done], flags=self.opts.send_flags, address=to)
+            except WouldBlock:
+                self._ptx = (item, packets, done)
+                return False
+            done += 1
+        self._ptx = None
+        return True
 
     def send_frames(self, queue: Sequence[Item]) -> int:
         """Frames for the messages at the head of ``queue``, written as one batch.
@@ -847,10 +909,11 @@ class StdinHub:
 class Acceptor:
     """Accepts on a listening socket and hands each connection to ``on_accept``.
 
-    Accept errors, per the Linux accept(2) notes (trio's list is the model):
-    ECONNABORTED (the client gave up in the queue) is skipped; EMFILE/ENFILE
-    (out of descriptors) pauses accepting until a connection closes, rather
-    than spinning on a listener that stays readable.
+    Accept errors follow :mod:`sockwire.accepting`, the policy ``serve()``
+    uses too: a connection that died in the queue is skipped; out of
+    descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM) pauses accepting for
+    ACCEPT_BACKOFF or until a connection closes, whichever comes first,
+    rather than spinning on a listener that stays readable.
     """
 
     def __init__(
@@ -867,8 +930,12 @@ class Acceptor:
         self.room = room
         self.accepts_left = accepts_left
         self.idle = idle
-        self.paused = False
+        self.paused_until: float | None = None
         self.started = time.monotonic()
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_until is not None
 
     def interest(self) -> list[tuple[int, int]]:
         if self.paused or not self.room() or self.accepts_left == 0:
@@ -876,17 +943,21 @@ class Acceptor:
         return [(self.sock.fd, _IN)]
 
     def ready(self, fd: int, revents: int) -> None:
+        from ..accepting import ACCEPT_BACKOFF, on_accept_error
+
         if fd != self.sock.fd:
             return
         try:
             conn, peer = self.sock.accept()
-        except WouldBlock:
-            return
-        except ConnectionLost:
-            return
-        except ResourceExhausted as exc:
-            say("paused", "accepting", str(exc))
-            self.paused = True
+        except SockwireError as exc:
+            action = on_accept_error(exc)
+            if action == "raise":
+                raise
+            if action == "skip":
+                say("skipped", "a connection that died before accept:", str(exc))
+            elif action == "backoff":
+                say("paused", "accepting", f"for {ACCEPT_BACKOFF:g} s:", str(exc))
+                self.paused_until = time.monotonic() + ACCEPT_BACKOFF
             return
         self.idle = None  # the first client arrived: --timeout now applies per connection
         if self.accepts_left is not None:
@@ -899,12 +970,17 @@ class Acceptor:
             raise
 
     def resume(self) -> None:
-        self.paused = False
+        self.paused_until = None
 
     def deadline(self) -> float | None:
-        return None if self.idle is None else self.started + self.idle
+        idle = None if self.idle is None else self.started + self.idle
+        if self.paused_until is None:
+            return idle
+        return self.paused_until if idle is None else min(idle, self.paused_until)
 
     def expire(self, now: float) -> None:
+        if self.paused_until is not None and now >= self.paused_until:
+            self.paused_until = None
         if self.idle is not None and now >= self.started + self.idle:
             raise TimeoutError(
                 f"accept on {self.sock.label}",
@@ -951,10 +1027,12 @@ class DatagramRelay:
         idle: float | None,
         names: tuple[str, str],
         target_framing: str = "none",
+        listen_framing: str = "none",
     ) -> None:
         self.listener = listener
         self.target_framing = target_framing
-        self.end = End(str(listener.label), sock=listener, opts=opts)
+        self.listen_framing = listen_framing
+        self.end = End(str(listener.label), sock=listener, opts=opts, framing=listen_framing)
         self.connect_target = connect_target
         self.opts = opts
         self.stats = stats
@@ -1034,7 +1112,12 @@ class DatagramRelay:
         target = self.connect_target()
         target.setblocking(False)
         back_src = End(str(target.label), sock=target, opts=self.opts, framing=self.target_framing)
-        back_dst = End(str(self.listener.label), sock=self.listener, opts=self.opts)
+        back_dst = End(
+            str(self.listener.label),
+            sock=self.listener,
+            opts=self.opts,
+            framing=self.listen_framing,
+        )
         back_dst.needs_reply_to = True
         back_dst.reply_to = key
         back = Flow(
@@ -1095,9 +1178,17 @@ class DatagramRelay:
 class DatagramEcho:
     """Sends every datagram back to its sender; unnamed senders cannot be answered."""
 
-    def __init__(self, sock: Socket, opts: IoOptions, stats: Stats, *, limit: int | None) -> None:
+    def __init__(
+        self,
+        sock: Socket,
+        opts: IoOptions,
+        stats: Stats,
+        *,
+        limit: int | None,
+        framing: str = "none",
+    ) -> None:
         self.sock = sock
-        self.end = End(str(sock.label), sock=sock, opts=opts)
+        self.end = End(str(sock.label), sock=sock, opts=opts, framing=framing)
         self.end.needs_reply_to = True
         self.opts = opts
         self.stats = stats

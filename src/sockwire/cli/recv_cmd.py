@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sock import Message, Socket, format_address
     from .exitcodes import UsageError
     from .observe import Observer, say
-    from .options import check_framing, endpoint, io_options, no_framing, server_endpoint
+    from .options import check_framing, endpoint, io_options, packet_framing, server_endpoint
     from .pump import feed, handled_signals, is_message
     from .secured import secure_accepted
     from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
@@ -140,8 +140,14 @@ def run(args: argparse.Namespace) -> int:
     given = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
     with inherited(given) as (ep, adopted):
         framed: str | None = None
+        packet_header = "none"
         if is_message(ep.type):
-            no_framing(ep, opts)
+            packet_header = packet_framing(ep, opts)
+            if packet_header != "none" and opts.peek:
+                raise UsageError(
+                    "--peek with --framing sockwire",
+                    "a message may span packets; peek without the packet header",
+                )
         else:
             framing = check_framing(ep, opts)
             if framing == "none":
@@ -193,16 +199,54 @@ def run(args: argparse.Namespace) -> int:
                 return drain_frames(
                     sock, make_codec(framed, max_size=opts.bufsize).decoder, peer_creds
                 )
+            if packet_header != "none":
+                return drain_packets(sock, creds=creds, peer_creds=peer_creds)
+            # a zero-length seqpacket message is not the end: credentials tell them apart
+            marks = not datagram and sock.tell_empty_from_eof()
+            creds = creds or marks
             while limit is None or received < limit:
                 observer.check()
                 if opts.peek:
                     msg = sock.recvmsg(opts.bufsize, creds=creds, flags=MsgFlag.PEEK)
                 else:
                     msg = sock.recvmsg(opts.bufsize, creds=creds)
-                if not msg.data and not datagram:
+                if not msg.size and not datagram and not (marks and msg.creds is not None):
                     say("eof", f"fd={sock.fd}", f"after {received} messages")
                     return False
                 show(sock, msg, peer_creds)
+            return True
+
+        def drain_packets(sock: Socket, *, creds: bool, peer_creds: Any) -> bool:
+            """Packets with the sockwire header: fragments joined, datagram loss counted."""
+            from ..packet import MAX_PACKET, make_packet_codec
+
+            packets = make_packet_codec(
+                "dgram" if datagram else "seqpacket",
+                packet_header,
+                max_size=opts.bufsize,
+                packet_limit=sock.packet_limit() or MAX_PACKET,
+            )
+            buffer = bytearray(MAX_PACKET)
+            while limit is None or received < limit:
+                observer.check()
+                msg = sock.recvmsg(MAX_PACKET, creds=creds, buffer=buffer)
+                if not msg.size and not datagram:
+                    say("eof", f"fd={sock.fd}", f"after {received} messages")
+                    return False
+                stats = packets.stats
+                before = (stats.lost, stats.late, stats.invalid)
+                data = packets.decode(memoryview(msg.data), msg.size, msg.address)
+                if (stats.lost, stats.late, stats.invalid) != before:
+                    say(
+                        "datagrams",
+                        f"lost {stats.lost}",
+                        f"late {stats.late}",
+                        f"invalid {stats.invalid}",
+                        f"truncated {stats.truncated}",
+                    )
+                if data is not None:
+                    whole = Message(data, creds=msg.creds, address=msg.address, size=len(data))
+                    show(sock, whole, peer_creds)
             return True
 
         def drain_frames(sock: Socket, decoder: Decoder, peer_creds: Any) -> bool:

@@ -36,7 +36,7 @@ systemd: (a passed listener, or one passed connection).
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options, add_server_options, count_type
+    from .options import add_family_options, add_io_options, add_server_options, count_type
 
     parser.description = DESCRIPTION
     parser.add_argument("listen", metavar="LISTEN", help="where clients come from")
@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="exit after N connections (datagram senders) have been relayed and closed",
     )
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,12 +80,14 @@ def _relay(
     import contextlib
     import socket
     import sys
+    from dataclasses import replace
 
+    from ..address import PACKET_FRAMINGS, STREAM_FRAMINGS
     from ..errors import SockwireError, UnsupportedError
     from ..sock import Peer
     from .exitcodes import UsageError
     from .observe import Observer
-    from .options import check_framing, no_framing
+    from .options import check_framing, packet_framing
     from .pump import (
         Acceptor,
         Conn,
@@ -103,10 +106,17 @@ def _relay(
         if ep.scheme == "netlink":
             raise UnsupportedError(f"relay {ep}", "netlink talks to the kernel; nothing to relay")
     listen_msg, target_msg = is_message(listen_ep.type), is_message(target_ep.type)
-    if listen_msg and target_msg:
-        no_framing(listen_ep, opts)
-    listen_framing = "none" if listen_msg else check_framing(listen_ep, opts)
-    target_framing = "none" if target_msg else check_framing(target_ep, opts)
+
+    def side_framing(ep: Endpoint, msg: bool) -> str:
+        # --framing names the framing of the sides it fits: a stream framing
+        # the stream side(s), sockwire the packet side(s); ?framing= is per side
+        flag = opts.framing
+        fits = flag in PACKET_FRAMINGS if msg else flag in STREAM_FRAMINGS
+        side = opts if fits or listen_msg == target_msg else replace(opts, framing="none")
+        return packet_framing(ep, side) if msg else check_framing(ep, side)
+
+    listen_framing = side_framing(listen_ep, listen_msg)
+    target_framing = side_framing(target_ep, target_msg)
     kinds = [
         "messages" if msg else "frames" if framing != "none" else "bytes"
         for msg, framing in ((listen_msg, listen_framing), (target_msg, target_framing))
@@ -231,6 +241,7 @@ def _relay(
                         idle=opts.timeout,
                         names=(forward, backward),
                         target_framing=target_framing,
+                        listen_framing=listen_framing,
                     )
                     loop.add(relay)
                     loop.run(lambda: args.count is not None and stats.connections >= args.count)

@@ -18,12 +18,15 @@ is one frame and a stdin line's newline is left out (it separated the
 messages); then the connection is shut down (SHUT_WR) and closed. A UNIX
 datagram sender is autobound, so the receiver sees a name it can answer.
 A byte stream without --framing has no message boundaries: use `sockwire
-connect`.
+connect`. To talk to a sockwire serve() or Channel: on a stream add
+--framing len32 (the library's default framing); on seqpacket and datagram
+endpoints nothing (both sides use the kernel's boundaries), unless the
+library side says ?framing=sockwire: then give --framing sockwire too.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options
+    from .options import add_family_options, add_io_options
 
     parser.description = DESCRIPTION
     parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")
@@ -35,16 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="without MSG: one message per stdin line (default) or per read",
     )
     add_io_options(parser)
+    add_family_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import os
+    import socket
     import sys
 
     from ..framing import make_codec
     from .exitcodes import UsageError
     from .observe import Observer, say
-    from .options import check_framing, endpoint, io_options, no_framing
+    from .options import check_framing, endpoint, io_options, packet_framing
     from .pump import handled_signals, is_message
     from .secured import end_writes
     from .sockets import connect_socket, inherited
@@ -53,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     given = endpoint(args.endpoint, args)
     with inherited(given) as (ep, adopted):
         encoder = None
+        packet_header = "none"
         if is_message(ep.type):
-            no_framing(ep, opts)
+            packet_header = packet_framing(ep, opts)
         else:
             framing = check_framing(ep, opts)
             if framing == "none":
@@ -75,11 +81,24 @@ def run(args: argparse.Namespace) -> int:
             if opts.timeout is not None:
                 sock.settimeout(opts.timeout)
             count = 0
+            packets = None
+            if packet_header != "none":
+                from ..packet import MAX_PACKET, make_packet_codec
+
+                packets = make_packet_codec(
+                    "seqpacket" if sock.type == socket.SOCK_SEQPACKET else "dgram",
+                    packet_header,
+                    max_size=opts.bufsize,
+                    packet_limit=sock.packet_limit() or MAX_PACKET,
+                )
 
             def send(data: bytes) -> None:
                 nonlocal count
                 observer.check()
-                if encoder is None:
+                if packets is not None:
+                    for packet in packets.encode(data):
+                        sock.sendmsg(packet, flags=opts.send_flags)
+                elif encoder is None:
                     sock.send(data, opts.send_flags)
                 else:
                     if args.split == "line" and not args.messages:

@@ -95,14 +95,7 @@ def connect_socket(ep: Endpoint, adopted: Socket | None = None, *, tls: bool = T
     if ep.scheme in ("fd", "systemd"):
         return dial.adopt(ep)
     if ep.scheme == "unix+dgram":
-        sock = dial.open_socket(ep)
-        try:
-            sock.bind("")
-            sock.connect(ep.sockaddr)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
+        return dial.connect(ep)  # autobinds, then connects
     if secured.needed(ep):
         secure.check_client(ep)  # a missing key file is not worth a connect
     sock = dial.connect(ep)
@@ -176,10 +169,7 @@ def bound_address(ep: Endpoint, sock: Socket) -> str:
         name = sock.getsockname()
     except Exception:  # noqa: BLE001  # only a nicer display is at stake
         return ep.display()
-    if isinstance(name, tuple) and len(name) >= 2:
-        host = f"[{name[0]}]" if ":" in str(name[0]) else str(name[0])
-        return f"{ep.scheme}://{host}:{name[1]}"
-    return ep.display()
+    return ep.bound(name).display()  # the scheme writes its own address back
 
 
 def _inherited_address(sock: Socket) -> str | None:

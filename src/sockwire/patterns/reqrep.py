@@ -56,6 +56,7 @@ from ..errors import (
     ClosedError,
     ConnectError,
     ConnectionLost,
+    MessageTooLarge,
     ProtocolError,
     RemoteError,
     SockwireError,
@@ -271,6 +272,13 @@ class Req(Node):
             try:
                 link.send(payload)
                 break
+            except MessageTooLarge:
+                # refused before a byte was written (one packet cannot carry it):
+                # the caller's mistake, and the link is as good as before
+                with self._lock:
+                    if core.fail(rid):
+                        self._slots.pop(rid, None)
+                raise
             except SockwireError as exc:
                 with self._lock:
                     if core.fail(rid):
