@@ -7,6 +7,7 @@ beyond these single findings lives in ``tests/reliability/``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -673,3 +674,98 @@ def test_defect2_busy_handlers_are_never_evicted(tmp: str) -> None:
         assert busy.recv(timeout=WAIT) == b"work"
         assert newcomer.recv(timeout=WAIT) == b"next"
     assert server.stats.evicted == 0 and server.stats.handled == 2
+
+
+# --------------------------------------------------------------------------
+# Defect 3: every timeout= of the patterns covers writing too
+# --------------------------------------------------------------------------
+
+
+def _frame(msg: bytes) -> bytes:
+    return len(msg).to_bytes(4, "big") + msg
+
+
+@pytest.mark.timeout(60)
+def test_defect3_push_send_timeout_covers_a_puller_that_stopped_reading(tmp: str) -> None:
+    """A puller grants credit, then never reads: send(timeout=1) returns or raises
+    TimeoutError within the timeout (3x slack), never blocks for a minute."""
+    import time
+
+    from sockwire.patterns import Push, wire
+
+    with (
+        Push(f"unix:{tmp}/p.sock", liveness=None) as push,
+        socket.socket(socket.AF_UNIX) as puller,
+    ):
+        puller.connect(f"{tmp}/p.sock")
+        hello = wire.Hello(wire.Role.PULL, 0).encode()
+        puller.sendall(_frame(hello) + _frame(wire.Credit(1000).encode()))
+        assert push.wait_for(lambda p: p.ready_pullers == 1, WAIT)
+        item = b"x" * (1 << 20)
+        timed_out = 0
+        slowest = 0.0
+        for _ in range(50):  # the socket buffers take a few; then it must time out
+            started = time.monotonic()
+            try:
+                push.send(item, timeout=1.0)
+            except sockwire.TimeoutError as exc:
+                assert "was not delivered" in str(exc)
+                timed_out += 1
+            slowest = max(slowest, time.monotonic() - started)
+            if timed_out:
+                break
+        assert timed_out == 1, "a send to a puller that does not read timed out"
+        assert slowest < 3.0
+        assert push.stats.sent < 50
+
+
+@pytest.mark.timeout(60)
+def test_defect3_req_request_timeout_covers_a_rep_that_stopped_reading(tmp: str) -> None:
+    import time
+
+    from sockwire.patterns import Req, wire
+
+    path = f"{tmp}/r.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen()
+        with Req(f"unix:{path}", liveness=None, timeout=WAIT) as req:
+            rep, _ = listener.accept()
+            with rep:
+                rep.sendall(_frame(wire.Hello(wire.Role.REP, 0).encode()))
+                assert req.wait_for(lambda r: r.connected, WAIT)
+                started = time.monotonic()
+                with pytest.raises(sockwire.TimeoutError, match="did not take it within 1 s"):
+                    req.request(b"y" * (8 << 20), timeout=1.0)
+                took = time.monotonic() - started
+    assert took < 3.0, f"request(timeout=1) returned after {took:.1f} s"
+
+
+@pytest.mark.timeout(60)
+def test_defect3_sub_subscribe_timeout_covers_a_pub_that_stopped_reading(tmp: str) -> None:
+    """A Pub that never reads: subscribe(timeout=1) gives up in time, and the link is
+    dropped so the next one subscribes afresh (no SUBSCRIBE lost on a live link)."""
+    import time
+
+    from sockwire.patterns import Sub, wire
+
+    path = f"{tmp}/s.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen()
+        listener.settimeout(WAIT)
+        with Sub(f"unix:{path}", liveness=None) as sub:
+            pub, _ = listener.accept()
+            with pub:
+                pub.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                pub.sendall(_frame(wire.Hello(wire.Role.PUB, 0).encode()))
+                assert sub.wait_for(lambda s: s._link is not None, WAIT)
+                prefix = "p" * 1000
+                for i in range(300):  # 1 KiB SUBSCRIBEs into a Pub that reads nothing
+                    with contextlib.suppress(sockwire.TimeoutError):
+                        sub.subscribe(f"{prefix}{i}", timeout=0.01)
+                started = time.monotonic()
+                with pytest.raises(sockwire.TimeoutError):
+                    sub.subscribe("last", timeout=1.0)
+                took = time.monotonic() - started
+    assert took < 3.0, f"subscribe(timeout=1) returned after {took:.1f} s"

@@ -550,7 +550,7 @@ class Sub(Node):
             payload = self.core.subscribe(p)
             link = self._link
         if payload is not None and link is not None:
-            self._send(link, payload)
+            self._send(link, payload, deadline)
         with self._lock:
             self._wait(lambda: p in self.core.in_force, deadline, f"subscribe {prefix!r}")
 
@@ -562,11 +562,15 @@ class Sub(Node):
         if payload is not None and link is not None:
             self._send(link, payload)
 
-    def _send(self, link: Link, payload: bytes) -> None:
+    def _send(self, link: Link, payload: bytes, deadline: float | None = None) -> None:
         try:
-            link.send(payload)
+            link.send(payload, deadline)
         except SockwireError as exc:  # the link broke: the next link re-subscribes
             log.debug("SUB: send failed, the next link re-subscribes: %s", exc)
+            if isinstance(exc, TimeoutError):
+                # the Pub does not read: a SUBSCRIBE it never got would be missing
+                # on this link for good, so the link goes and the next subscribes all
+                link.channel.close()
 
     def recv(self, timeout: float | None = None) -> tuple[str, Any]:
         """The next ``(topic, body)``; TimeoutError after ``timeout`` s."""
