@@ -14,6 +14,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+# rows of the reliability battery proven by tests outside tests/reliability/
+from tests.reliability.report import pytest_runtest_logreport  # noqa: F401
+
 settings.register_profile(
     "sockwire",
     database=None,  # no .hypothesis directory in the checkout

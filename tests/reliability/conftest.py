@@ -19,9 +19,8 @@ from collections.abc import Callable
 
 import pytest
 
-# id -> {count name: total}, in the order the names were first reported
-_TOTALS: dict[str, dict[str, float]] = {}
-_FAILED: set[str] = set()
+from tests.reliability.report import FAILED as _FAILED
+from tests.reliability.report import TOTALS as _TOTALS
 
 
 def _sort_key(scenario: str) -> tuple[int, str]:
