@@ -9,6 +9,7 @@ process is killed and reaped on the way out.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import signal
@@ -88,13 +89,18 @@ class Proc:
         return self.out
 
     def address(self, timeout: float = DEADLINE) -> str:
-        """Wait for the ``listening``/``bound`` note; the bound address."""
+        """Wait for ``sockwire: listening on ADDRESS`` (or --trace's ``listening``/``bound``
+        note, or the JSON ``listening`` event); the bound address."""
         deadline = time.monotonic() + timeout
         while True:
             for line in self.err.decode(errors="replace").splitlines():
                 words = line.split()
-                if len(words) >= 3 and words[1] in ("listening", "bound"):
+                if words[:3] == ["sockwire:", "listening", "on"] and len(words) == 4:
+                    return words[3]
+                if len(words) >= 3 and words[1] in ("listening", "bound") and words[2] != "on":
                     return words[2]
+                if line.startswith('{"event": "listening"'):
+                    return str(json.loads(line)["address"])
             if not self._read_some("err", deadline):
                 raise AssertionError(
                     f"{self.argv} ended (rc={self.p.wait()}) before listening: "

@@ -12,6 +12,7 @@ import pytest
 import sockwire
 from sockwire.cli.exitcodes import Exit, for_error
 from sockwire.cli.main import COMMANDS, main
+from tests.helpers import need_root
 
 
 def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -73,6 +74,19 @@ def test_families_text_and_json() -> None:
     doc = json.loads(_run("families", "--json").stdout)
     names = {f["name"] for f in doc["families"]}
     assert {"AF_UNIX", "AF_INET", "AF_NETLINK"} <= names
+    by_name = {f["name"]: f["types"] for f in doc["families"]}
+    # the kernel makes AF_UNIX SOCK_RAW a datagram socket: not listed as RAW
+    assert by_name["AF_UNIX"]["SOCK_RAW"] == "is SOCK_DGRAM"
+    assert "RAW" not in next(line for line in proc.stdout.splitlines() if "AF_UNIX" in line)
+
+
+def test_families_lists_raw_inet_for_root() -> None:
+    """Probed with ICMP: with protocol 0 every raw INET probe failed, even as root."""
+    need_root()
+    doc = json.loads(_run("families", "--json").stdout)
+    by_name = {f["name"]: f["types"] for f in doc["families"]}
+    assert by_name["AF_INET"]["SOCK_RAW"] == "ok"
+    assert by_name["AF_INET6"]["SOCK_RAW"] == "ok"
 
 
 def test_tour_unknown_stop_is_usage_error() -> None:

@@ -198,14 +198,24 @@ def test_hex_and_json_show_the_payload(d: str) -> None:
             server.close_stdin()
             assert client.finish() == 0
         assert server.finish() == 0
+    import json
+
+    # --json: only JSON lines; --hex puts the bytes into them
+    docs = [json.loads(line) for line in client.text.splitlines()]
+    sends = [doc for doc in docs if doc.get("call") == "send"]
+    assert sends and sends[0]["hex"] == b"hello".hex() and sends[0]["len"] == 5
+    with run("listen", f"unix:{path}", "--trace") as server:
+        server.address()
+        with run("connect", f"unix:{path}", "--hex") as client:
+            client.send(b"hello")
+            client.close_stdin()
+            server.wait_out(b"hello")
+            server.close_stdin()
+            assert client.finish() == 0
+        assert server.finish() == 0
     text = client.text
     assert "68 65 6c 6c 6f" in text and "hello" in text
     assert any(line.startswith("> ") and " send 5 bytes" in line for line in text.splitlines())
-    import json
-
-    docs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    sends = [doc for doc in docs if doc["call"] == "send"]
-    assert sends and sends[0]["hex"] == b"hello".hex()
 
 
 def test_peek_and_send_flags_show_in_the_trace() -> None:

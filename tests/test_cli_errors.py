@@ -73,13 +73,64 @@ def test_refused_and_not_found(d: str) -> None:
     assert proc.stderr.decode().count("\n") == 1
 
 
-def test_wrong_socket_type_names_the_right_scheme(d: str) -> None:
-    with run("recv", f"unix+seqpacket:{d}/q.sock", "--trace") as r:
+@pytest.mark.parametrize(
+    ("server", "client", "kind"),
+    [
+        ("unix+seqpacket", "unix", "SOCK_SEQPACKET"),
+        ("unix+dgram", "unix+seqpacket", "SOCK_DGRAM"),
+        ("unix", "unix+dgram", "SOCK_STREAM"),
+    ],
+)
+def test_wrong_socket_type_names_the_type_it_is(
+    d: str, server: str, client: str, kind: str
+) -> None:
+    """The EPROTOTYPE hint names the type the socket really is (from sock_diag, no probe)."""
+    path = f"{d}/q.sock"
+    with run("recv" if server != "unix" else "listen", f"{server}:{path}", "--trace") as r:
         r.address()
-        proc = sockwire("connect", f"unix:{d}/q.sock")
+        proc = sockwire("connect", f"{client}:{path}")
         assert proc.returncode == Exit.REFUSED
-        assert "(EPROTOTYPE)" in proc.stderr.decode() and "unix+seqpacket:" in proc.stderr.decode()
+        err = proc.stderr.decode()
+        assert "(EPROTOTYPE)" in err and err.count("\n") == 1
+        assert f"is a {kind} socket: use {server}:{path}" in err
         assert r.stop() == 143
+
+
+@pytest.mark.parametrize("what", ["directory", "regular file", "FIFO"])
+def test_a_path_that_is_not_a_socket_is_named_and_never_to_be_removed(d: str, what: str) -> None:
+    """Issue 14 defect 3: ECONNREFUSED on a non-socket said "a stale socket file? remove it"."""
+    path = {"directory": d, "regular file": f"{d}/file", "FIFO": f"{d}/fifo"}[what]
+    if what == "regular file":
+        with open(path, "w") as handle:
+            handle.write("precious\n")
+    elif what == "FIFO":
+        os.mkfifo(path)
+    for argv in (["connect", f"unix:{path}"], ["send", f"unix+dgram:{path}", "hi"]):
+        proc = sockwire(*argv, timeout=15)
+        assert proc.returncode == Exit.REFUSED
+        err = proc.stderr.decode()
+        assert err.count("\n") == 1
+        assert f"{path} is a {what}, not a socket" in err
+        assert "remove" not in err and "stale" not in err
+    assert os.path.exists(path)
+
+
+def test_unix_datagram_too_large_cites_its_own_limit(d: str) -> None:
+    """EMSGSIZE on a UNIX datagram socket: SO_SNDBUF minus 32, with the socket's figure."""
+    from sockwire import Socket, errors
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as receiver:
+        receiver.bind(f"{d}/g.sock")
+        with Socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            limit = sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32
+            with pytest.raises(errors.MessageTooLarge) as info:
+                sender.sendto(b"x" * (limit + 1), f"{d}/g.sock")
+            text = str(info.value)
+            assert f"SO_SNDBUF minus 32 bytes ({limit:,} bytes on this socket)" in text
+            assert "UNIX datagram" in text and "65,507" not in text and "SEQPACKET" not in text
+        udp = Socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with udp, pytest.raises(errors.MessageTooLarge, match="UDP datagram carries at most"):
+            udp.sendto(b"x" * 70000, ("127.0.0.1", 9))
 
 
 def test_framing_on_a_message_socket_is_a_usage_error(d: str) -> None:

@@ -95,19 +95,30 @@ def test_traced_relay_records_every_call() -> None:
 
 
 def test_observer_renders_trace_hex_and_json() -> None:
-    out = io.StringIO()
-    with Observer(out, trace_lines=True, hex_dump=True, json_lines=True):
-        a, b = socket.socketpair()
-        with Socket.adopt(a) as sa, Socket.adopt(b) as sb:
-            sa.send(b"hi there")
-            sb.recv(100)
-    text = out.getvalue()
+    def observed(**kw: bool) -> str:
+        out = io.StringIO()
+        with Observer(out, **kw):
+            a, b = socket.socketpair()
+            with Socket.adopt(a) as sa, Socket.adopt(b) as sb:
+                sa.send(b"hi there")
+                sb.recv(100)
+        return out.getvalue()
+
+    text = observed(trace_lines=True, hex_dump=True)
     assert "send(" in text and "recv(" in text
     assert "68 69 20 74 68 65 72 65" in text
     assert any(line.startswith("> ") for line in text.splitlines())
     assert any(line.startswith("< ") for line in text.splitlines())
-    docs = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    assert {"send", "recv", "close"} <= {doc["call"] for doc in docs}
+    # --json (with --trace too): JSON lines only; the bytes only with --hex
+    for hexed in (False, True):
+        docs = [
+            json.loads(line)
+            for line in observed(trace_lines=True, json_lines=True, hex_dump=hexed).splitlines()
+        ]
+        assert {"send", "recv", "close"} <= {doc["call"] for doc in docs}
+        send = next(doc for doc in docs if doc["call"] == "send")
+        assert send["len"] == 8 and send["event"] == "call"
+        assert ("hex" in send) == hexed and ("hi there" in json.dumps(send)) == hexed
 
 
 def test_observer_marks_a_broken_output() -> None:

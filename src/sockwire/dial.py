@@ -202,6 +202,8 @@ def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> Socket
             sock.settimeout(None)
             return sock
     assert last is not None
+    if ep.is_unix and ep.path is not None and not ep.is_abstract:
+        raise unix.explain_connect(last, ep.path)
     raise last
 
 

@@ -41,6 +41,7 @@ import builtins
 import errno as _errno
 import os
 import socket
+import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ __all__ = [
     "WouldBlock",
     "add_rules",
     "errno_name",
+    "file_kind",
     "rule",
     "translate",
 ]
@@ -249,6 +251,23 @@ class TruncatedError(SockwireError):
         super().__init__(what, hint, errno_name=errno_name)
 
 
+def file_kind(mode: int) -> str:
+    """What a stat() mode says a path is: ``a directory``, ``a FIFO``, ``a socket``..."""
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a socket"
+
+
 def errno_name(code: int | None) -> str:
     """``111 -> 'ECONNREFUSED'``; unknown numbers come back as ``'errno 999'``."""
     name = _errno_name_or_none(code)
@@ -304,13 +323,22 @@ _SEND_OPS = "send sendall sendto sendmsg write send_fds"
 _RECV_OPS = "recv recvfrom recvmsg recv_into read recv_fds"
 
 _RULES: tuple[Rule, ...] = (
-    # connect / bind: where the target is wrong or absent
+    # connect / bind: where the target is wrong or absent. (A UNIX connect or
+    # sendto to a path that is not a socket also says ECONNREFUSED: see
+    # _not_a_socket, which looks at the path before these rules apply.)
     _r(
         _errno.ECONNREFUSED,
         ConnectionRefused,
         "the socket file {target} exists but nobody is listening (a stale socket file?); "
         "start the server or remove the file",
         "connect",
+        _UNIX,
+    ),
+    _r(
+        _errno.ECONNREFUSED,
+        ConnectionRefused,
+        "nobody receives at {target} (a stale socket file?); start the receiver",
+        "sendto sendmsg",
         _UNIX,
     ),
     _r(
@@ -516,12 +544,15 @@ _RULES: tuple[Rule, ...] = (
     ),
     _r(_errno.EALREADY, WouldBlock, "a connection attempt is already in progress"),
     # sizes and resources
+    # EMSGSIZE: the limit depends on the family and type, so each scheme's hint
+    # (schemes.py: UNIX dgram/seqpacket len > sk_sndbuf - 32 in af_unix.c; UDP
+    # 65,535 minus the headers) comes first; {limit} in a hint is filled in from
+    # the socket's own SO_SNDBUF when the failing call could read it.
     _r(
         _errno.EMSGSIZE,
         MessageTooLarge,
-        "the message is larger than this socket can carry in one piece (SEQPACKET: "
-        "SO_SNDBUF minus 32 bytes; UDP: 65,507 bytes); send a smaller one or use a "
-        "framed stream",
+        "the message is larger than this socket can carry in one piece; send a smaller "
+        "one or use a framed stream",
     ),
     _r(
         _errno.ENOBUFS,
@@ -572,11 +603,16 @@ def translate(
     *,
     family: int | None = None,
     sock_type: int | None = None,
+    path: str | bytes | None = None,
+    limit: int | None = None,
 ) -> SockwireError:
     """Turn ``exc`` (usually an ``OSError``) from ``op`` on ``target`` into the tree.
 
     The result has ``exc`` as ``__cause__``; raise it with ``raise ... from exc``
     to keep the chain visible. A ``SockwireError`` passes through unchanged.
+    ``path``: the filesystem path a UNIX call named, so the hint can say what
+    is really there. ``limit``: the largest message the socket can send in one
+    piece, for EMSGSIZE.
     """
     if isinstance(exc, SockwireError):
         return exc
@@ -596,6 +632,10 @@ def translate(
     elif isinstance(exc, builtins.TimeoutError) and exc.errno is None:
         # socket.timeout is builtins.TimeoutError with no errno since 3.10
         result = TimeoutError(where, "the deadline passed before the call completed")
+    elif isinstance(exc, OSError) and (
+        wrong := _not_a_socket(exc, op, family, path, where, target_text)
+    ):
+        result = wrong
     elif isinstance(exc, OSError) and exc.errno is not None:
         rule = _find_rule(exc.errno, op, family, sock_type)
         if rule is None:
@@ -605,12 +645,50 @@ def translate(
                 errno=exc.errno,
             )
         else:
-            hint = rule.hint.format(target=target_text, op=op)
+            shown_limit = f" ({limit:,} bytes on this socket)" if limit is not None else ""
+            hint = rule.hint.format(target=target_text, op=op, limit=shown_limit)
             result = rule.error(where, hint, errno=exc.errno)
     else:
         result = SockwireError(where, str(exc) or type(exc).__name__)
     result.__cause__ = exc
     return result
+
+
+def _not_a_socket(
+    exc: OSError,
+    op: str,
+    family: int | None,
+    path: str | bytes | None,
+    where: str,
+    target: str,
+) -> SockwireError | None:
+    """ECONNREFUSED from a UNIX connect/sendto whose path is not a socket: say what it is.
+
+    The kernel answers ECONNREFUSED both for a socket nobody listens on and
+    for a directory, regular file or FIFO (net/unix/af_unix.c, unix_find_bsd:
+    ``if (!S_ISSOCK(inode->i_mode)) goto path_put`` with -ECONNREFUSED). Only
+    the first is a stale socket file worth removing; never suggest removing
+    the others. stat(), not lstat(): connect follows symbolic links too.
+    """
+    if exc.errno != _errno.ECONNREFUSED or family != socket.AF_UNIX or path is None:
+        return None
+    if (
+        op not in ("connect", "sendto", "sendmsg")
+        or path in ("", b"")
+        or path[:1] in ("\0", b"\0")
+    ):
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # gone meanwhile, or not ours to look at: the usual hint
+    if stat.S_ISSOCK(mode):
+        return None
+    return ConnectError(
+        where,
+        f"{target} is {file_kind(mode)}, not a socket; give the path of the server's socket file",
+        errno=exc.errno,
+    )
 
 
 def _is_tls_error(exc: BaseException) -> bool:
@@ -671,6 +749,10 @@ def _translate_tls(exc: BaseException, where: str) -> SockwireError:
             where,
             "the peer closed the TLS connection without close_notify; what it sent last "
             "may be cut short (did it refuse our certificate? its log says)",
+        )
+    if reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED":
+        return PermissionDenied(
+            where, "the server requires a client certificate: add ?certfile=&keyfile="
         )
     if reason in _TLS_REFUSED_US:
         return PermissionDenied(

@@ -55,6 +55,7 @@ __all__ = [
     "open_route_socket",
     "parse_attrs",
     "parse_messages",
+    "raise_nlmsg_error",
     "routes",
 ]
 
@@ -458,7 +459,12 @@ class Dump:
 
 
 def _raise_error(payload: bytes, kind: str) -> None:
-    """NLMSG_ERROR: a negative errno (0 is an acknowledgement) and the request's header."""
+    raise_nlmsg_error(payload, f"netlink {kind} dump", "NETLINK_ROUTE")
+
+
+def raise_nlmsg_error(payload: bytes, what: str, target: str = "") -> None:
+    """NLMSG_ERROR (or an NLMSG_DONE carrying one): a negative errno, raised as the
+    error tree's class; 0 is an acknowledgement and returns."""
     if len(payload) < _I32.size:
         raise BadFrame(f"NLMSG_ERROR of {len(payload)} bytes", "expected at least an errno")
     (error,) = _I32.unpack_from(payload)
@@ -468,7 +474,7 @@ def _raise_error(payload: bytes, kind: str) -> None:
     if not 0 < code < 4096:  # the kernel's MAX_ERRNO
         raise BadFrame(f"NLMSG_ERROR with error {error}", "expected a negative errno")
     exc = OSError(code, os.strerror(code))
-    raise translate(exc, f"netlink {kind} dump", "NETLINK_ROUTE") from exc
+    raise translate(exc, what, target) from exc
 
 
 # --------------------------------------------------------------------------

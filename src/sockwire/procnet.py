@@ -98,7 +98,13 @@ class Proc:
 
 @dataclass
 class Entry:
-    """One socket: ``netid`` as ss names it (u_str, tcp, udp6, nl, ...)."""
+    """One socket: ``netid`` as ss names it (u_str, tcp, udp6, nl, ...).
+
+    ``local`` is the name exactly as bound (a UNIX name is whatever its
+    owner chose: escape it with :func:`sockwire.escape.printable` before
+    printing; JSON keeps it exact). The fields after ``procs`` come from
+    sock_diag (:mod:`sockwire.sock_diag`); /proc/net leaves them None.
+    """
 
     netid: str
     state: str
@@ -110,6 +116,12 @@ class Entry:
     listening: bool = False
     uid: int | None = None
     procs: list[Proc] = field(default_factory=list)
+    recv_q: int | None = None  # a listener: pending connections; else bytes queued in
+    send_q: int | None = None  # a listener: its backlog; else bytes queued out
+    peer_inode: int | None = None  # UNIX: the other end of a connected pair
+    vfs: tuple[int, int] | None = None  # UNIX: (kernel dev_t, inode) of its socket file
+    port: int | None = None  # tcp/udp: the local port
+    peer_port: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -121,6 +133,9 @@ class Entry:
             "local": self.local,
             "peer": self.peer,
             "inode": self.inode,
+            "peer_inode": self.peer_inode,
+            "recv_q": self.recv_q,
+            "send_q": self.send_q,
             "uid": self.uid,
             "processes": [{"pid": p.pid, "command": p.command} for p in self.procs],
         }
@@ -167,10 +182,24 @@ def _dec(text: str, what: str) -> int:
 
 
 def parse_unix(text: str) -> list[Entry]:
-    """``/proc/net/unix`` -> entries. The header line is skipped; bad lines raise."""
-    entries = []
+    """``/proc/net/unix`` -> entries. The header line is skipped; bad lines raise.
+
+    The kernel prints a name byte for byte, newlines included, so anyone who
+    binds ``@x\nanything`` splits its line in two. A line that does not
+    parse, after a named socket, is taken for the rest of that name (folded
+    back, ``\n`` and all) rather than an error. A *well-formed* line inside
+    a name cannot be told from a real one in this text: that is why
+    ``inspect`` reads sockets over sock_diag and comes here only where
+    sock_diag is missing.
+    """
+    entries: list[Entry] = []
     for line in _lines(text):
-        entries.append(_unix_line(line))
+        try:
+            entries.append(_unix_line(line))
+        except ParseError:
+            if not entries or entries[-1].local == "*":
+                raise
+            entries[-1].local += "\n" + line
     return entries
 
 

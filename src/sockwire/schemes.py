@@ -526,8 +526,8 @@ register_scheme(
             rule(
                 errno.EMSGSIZE,
                 MessageTooLarge,
-                "a SEQPACKET message must fit the socket's send buffer (SO_SNDBUF less about "
-                "32 bytes): send smaller ones, or raise ?sndbuf= (net.core.wmem_max caps it)",
+                "a SEQPACKET message must fit the socket's send buffer (SO_SNDBUF minus 32 "
+                "bytes{limit}): send smaller ones, or raise ?sndbuf= (net.core.wmem_max caps it)",
                 family=_AF_UNIX,
                 sock_type=_SEQ,
             ),
@@ -550,9 +550,9 @@ register_scheme(
             rule(
                 errno.EMSGSIZE,
                 MessageTooLarge,
-                "a UNIX datagram must fit the sender's send buffer (SO_SNDBUF, about 208 KiB "
-                "by default): send smaller ones, raise ?sndbuf= (net.core.wmem_max caps it), "
-                "or use a stream",
+                "a UNIX datagram must fit the sender's send buffer (SO_SNDBUF minus 32 "
+                "bytes{limit}; about 208 KiB by default): send smaller ones, raise ?sndbuf= "
+                "(net.core.wmem_max caps it), or use a stream",
                 family=_AF_UNIX,
                 sock_type=_DGRAM,
             ),

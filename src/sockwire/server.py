@@ -962,7 +962,7 @@ def _endpoint_of(sock: Socket, address: Address) -> str:
         scheme = {"stream": "unix", "seqpacket": "unix+seqpacket", "dgram": "unix+dgram"}[
             _KINDS[int(sock.type)]
         ]
-        text = format_address(socket.AF_UNIX, address)
+        text = format_address(socket.AF_UNIX, address, exact=True)
         return f"{scheme}:{text}"
     assert isinstance(address, tuple)
     host = str(address[0])

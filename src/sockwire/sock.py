@@ -45,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeAlias
 
+from . import escape as _escape
 from . import trace
 from .errors import (
     ClosedError,
@@ -174,18 +175,25 @@ class Message:
         return bool(self.flags & MsgFlag.CTRUNC)
 
 
-def format_address(family: int, address: Address | None) -> str:
-    """Addresses as people write them: ``/run/x.sock``, ``@name``, ``[::1]:80``."""
+def format_address(family: int, address: Address | None, *, exact: bool = False) -> str:
+    """Addresses as people write them: ``/run/x.sock``, ``@name``, ``[::1]:80``.
+
+    A UNIX name is whatever its owner chose, newlines and terminal escapes
+    included: it comes back escaped (:func:`sockwire.escape.printable`), safe
+    to print or log. ``exact``: the name itself, for JSON (invalid UTF-8 as
+    lone surrogates, see :func:`sockwire.escape.exact`).
+    """
     if address is None or address in ("", b""):
         return "unnamed"
-    if family == socket.AF_UNIX:
+    if family == socket.AF_UNIX and isinstance(address, bytes | str):
+        show = _escape.exact if exact else _escape.printable
         if isinstance(address, bytes):
             if address.startswith(b"\0"):
-                return "@" + address[1:].decode("utf-8", "backslashreplace")
-            return address.decode("utf-8", "backslashreplace")
-        if isinstance(address, str) and address.startswith("\0"):
-            return "@" + address[1:]
-        return str(address)
+                return "@" + show(address[1:])
+            return show(address)
+        if address.startswith("\0"):
+            return "@" + show(address[1:])
+        return show(address)
     if isinstance(address, tuple):
         if family == socket.AF_INET6 and len(address) >= 2:
             return f"[{address[0]}]:{address[1]}"
@@ -937,9 +945,24 @@ class Socket:
         if _hooks:
             self._emit(call, args, "-1", errno=_ename(exc))
         target: object = self.label
+        path: str | bytes | None = None
         if address is not None:
             target = format_address(self._family, address)
-        raise translate(exc, call, target, family=self._family, sock_type=self._type) from exc
+            if self._family == socket.AF_UNIX and isinstance(address, str | bytes):
+                path = address
+        limit = None
+        if exc.errno == _errno.EMSGSIZE and self._family == socket.AF_UNIX:
+            with contextlib.suppress(OSError):  # only a better hint is at stake
+                limit = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) - 32
+        raise translate(
+            exc,
+            call,
+            target,
+            family=self._family,
+            sock_type=self._type,
+            path=path,
+            limit=limit,
+        ) from exc
 
 
 def _ename(exc: OSError) -> str:
@@ -999,6 +1022,11 @@ def socketpair(sock_type: int = socket.SOCK_STREAM) -> tuple[Socket, Socket]:
 # --------------------------------------------------------------------------
 
 _PROBE_TYPES = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW)
+#: A raw INET socket needs a real protocol: protocol 0 is EPROTONOSUPPORT even for root.
+_PROBE_PROTOCOLS: dict[tuple[int, int], int] = {
+    (socket.AF_INET, socket.SOCK_RAW): socket.IPPROTO_ICMP,
+    (socket.AF_INET6, socket.SOCK_RAW): socket.IPPROTO_ICMPV6,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1036,12 +1064,17 @@ def families(*, include_unsupported: bool = False) -> list[FamilyInfo]:
         types: dict[str, str] = {}
         for sock_type in _PROBE_TYPES:
             try:
-                probe = socket.socket(number, sock_type, 0)
+                probe = socket.socket(
+                    number, sock_type, _PROBE_PROTOCOLS.get((number, sock_type), 0)
+                )
             except OSError as exc:
                 types[type_name(sock_type)] = errno_name(exc.errno)
-            else:
-                probe.close()
-                types[type_name(sock_type)] = "ok"
+                continue
+            with probe:
+                got = probe.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE)
+            # AF_UNIX accepts SOCK_RAW and makes it SOCK_DGRAM (net/unix/af_unix.c,
+            # unix_create: "case SOCK_RAW: sock->type = SOCK_DGRAM"): not a raw socket
+            types[type_name(sock_type)] = "ok" if got == sock_type else f"is {type_name(got)}"
         info = FamilyInfo(number, name, types)
         if include_unsupported or info.supported:
             result.append(info)

@@ -46,6 +46,7 @@ from . import trace
 from .address import Endpoint
 from .errors import (
     AddressError,
+    ConnectionLost,
     NotFound,
     PermissionDenied,
     SockwireError,
@@ -55,6 +56,8 @@ from .errors import (
 from .sock import Socket
 
 __all__ = [
+    "RecordWatch",
+    "client_certificate_required",
     "client_context",
     "handshake_done",
     "handshake_failed",
@@ -280,13 +283,133 @@ def _wrap(
     return Socket.adopt(tls, label=label)
 
 
-def handshake_failed(exc: OSError, where: str, side: str, timeout: float) -> SockwireError:
-    """A failed handshake as the error tree says it (and the trace records it)."""
+def handshake_failed(
+    exc: OSError,
+    where: str,
+    side: str,
+    timeout: float,
+    *,
+    watch: RecordWatch | None = None,
+    sent_cert: bool = False,
+) -> SockwireError:
+    """A failed handshake as the error tree says it (and the trace records it).
+
+    ``watch``: what the peer's records showed, when the caller fed them
+    through a :class:`RecordWatch` (the CLI's memory-BIO sessions), so a
+    TLS 1.2 server's bare handshake_failure after asking for a certificate
+    we did not send reads as what it is, not as "no version in common".
+    """
     error = translate(exc, where)
     if isinstance(error, TimeoutError):
         error = TimeoutError(where, f"the peer did not finish it within {round(timeout, 2):g} s")
+    elif isinstance(error, ConnectionLost) and error.errno is None:
+        error = ConnectionLost(
+            where,
+            "the peer closed the connection during the TLS handshake (does it speak TLS? "
+            "did it refuse what we offered? its log says)",
+        )
+    elif (
+        side == "client"
+        and watch is not None
+        and watch.cert_requested
+        and not sent_cert
+        and _alert(exc) in ("SSLV3_ALERT_HANDSHAKE_FAILURE", "SSLV3_ALERT_BAD_CERTIFICATE")
+    ):
+        error = client_certificate_required(where)
     trace.note("tls", side, "handshake", result=f"failed: {type(error).__name__}")
     return error
+
+
+def client_certificate_required(where: str) -> PermissionDenied:
+    """The one diagnosis for a server that wants a certificate this client did not send."""
+    return PermissionDenied(
+        where, "the server requires a client certificate: add ?certfile=&keyfile="
+    )
+
+
+def _alert(exc: BaseException) -> str:
+    return str(getattr(exc, "reason", None) or "")
+
+
+class RecordWatch:
+    """The peer's TLS records as they arrive, before OpenSSL reads them: sans-IO.
+
+    Two facts OpenSSL does not expose through the ssl module:
+
+    * ``at_boundary``: the bytes so far end exactly after a whole record.
+      A TCP EOF without close_notify there lost no byte that was sent as a
+      record; inside a record it provably cut the stream short.
+    * ``cert_requested``: a plaintext CertificateRequest (handshake type 13)
+      came by. TLS 1.2 sends it in the clear, before ChangeCipherSpec; a
+      TLS 1.3 server says the same with the certificate_required alert, so
+      nothing encrypted needs reading.
+
+    Record layer (RFC 8446 5.1, RFC 5246 6.2): type(1) version(2)
+    length(2), then ``length`` bytes; handshake messages inside: type(1)
+    length(3). Nothing is buffered beyond a 5-byte record header and a
+    4-byte message header; message bodies are skipped, not kept.
+    """
+
+    HANDSHAKE, CHANGE_CIPHER_SPEC, APPLICATION_DATA = 22, 20, 23
+    CERTIFICATE_REQUEST = 13
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._left = 0
+        self._type = 0
+        self._msg_head = b""
+        self._msg_left = 0
+        self.encrypted = False
+        self.records = 0
+        self.handshake_types: set[int] = set()
+
+    @property
+    def at_boundary(self) -> bool:
+        return self._left == 0 and not self._head
+
+    @property
+    def cert_requested(self) -> bool:
+        return self.CERTIFICATE_REQUEST in self.handshake_types
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        i = 0
+        while i < len(view):
+            if self._left == 0:
+                take = min(5 - len(self._head), len(view) - i)
+                self._head += bytes(view[i : i + take])
+                i += take
+                if len(self._head) < 5:
+                    return
+                self._type = self._head[0]
+                self._left = int.from_bytes(self._head[3:5], "big")
+                self._head = b""
+                self.records += 1
+                if self._type in (self.CHANGE_CIPHER_SPEC, self.APPLICATION_DATA):
+                    self.encrypted = True  # what follows is not ours to read
+                continue
+            take = min(self._left, len(view) - i)
+            if self._type == self.HANDSHAKE and not self.encrypted:
+                self._messages(view[i : i + take])
+            self._left -= take
+            i += take
+
+    def _messages(self, chunk: memoryview) -> None:
+        j = 0
+        while j < len(chunk):
+            if self._msg_left == 0:
+                take = min(4 - len(self._msg_head), len(chunk) - j)
+                self._msg_head += bytes(chunk[j : j + take])
+                j += take
+                if len(self._msg_head) < 4:
+                    return
+                self.handshake_types.add(self._msg_head[0])
+                self._msg_left = int.from_bytes(self._msg_head[1:4], "big")
+                self._msg_head = b""
+                continue
+            skip = min(self._msg_left, len(chunk) - j)
+            self._msg_left -= skip
+            j += skip
 
 
 def handshake_done(side: str, tls: ssl.SSLSocket | ssl.SSLObject, started: float) -> None:

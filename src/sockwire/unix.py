@@ -3,12 +3,17 @@
 What every other tool gets slightly wrong, decided here once:
 
 * **Socket files** (:func:`bind_path`). An existing path is removed only when
-  it is provably stale: ``lstat`` says it is a socket, and two connects of
-  the same type, a short pause apart, both get ECONNREFUSED (one is not
-  enough: a live server between its ``bind()`` and ``listen()`` refuses too).
-  EAGAIN means a live listener with a full backlog, EPROTOTYPE a live socket
-  of another type: never stale. A live holder is an :class:`AddressInUse`
-  naming its pid (SO_PEERCRED of the probe). A regular file, directory,
+  it is provably stale: ``lstat`` says it is a socket, the kernel (sock_diag)
+  knows no socket of this network namespace bound to that inode, and two
+  connects of the same type, a short pause apart, both get ECONNREFUSED (one
+  is not enough: a live server between its ``bind()`` and ``listen()``
+  refuses too). The kernel is asked first so that a live one-shot server
+  (``nc -lU``) is never sent a probe connection it would take for its one
+  client; the probes remain for what sock_diag cannot see (a holder in
+  another network namespace, a kernel without unix_diag). EAGAIN means a
+  live listener with a full backlog, EPROTOTYPE a live socket of another
+  type: never stale. A live holder is an :class:`AddressInUse` naming its
+  pid. A regular file, directory,
   FIFO or symlink is refused and never followed or removed. asyncio's
   ``start_unix_server`` unlinks whatever is there, live or not
   (cpython#121252); sockwire never does. The directory must be safe too
@@ -49,6 +54,7 @@ import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import trace
 from .address import UNIX_PATH_MAX, Endpoint, parse
@@ -61,6 +67,7 @@ from .errors import (
     SockwireError,
     TimeoutError,
     TruncatedError,
+    file_kind,
     translate,
 )
 from .flags import type_name
@@ -73,6 +80,7 @@ __all__ = [
     "Passed",
     "PeerFilter",
     "Probe",
+    "Seen",
     "SocketFile",
     "UnixSocket",
     "accept_checked",
@@ -81,6 +89,8 @@ __all__ = [
     "bind_abstract",
     "bind_path",
     "enable_passcred",
+    "explain_connect",
+    "holders_of_file",
     "is_listening",
     "listen_fds",
     "peer_filter_from",
@@ -319,15 +329,18 @@ def bind_abstract(sock: Socket, name: str | bytes) -> None:
     """bind(2) to an abstract name; a taken name is AddressInUse naming its holder's pid.
 
     Abstract names vanish with their last socket, so there is never a stale
-    one to remove; the kernel's EADDRINUSE always means someone live.
+    one to remove; the kernel's EADDRINUSE always means someone live, and
+    nothing connects to find out (a probe connection would be a one-shot
+    server's only client). The holder's pid comes from sock_diag, when the
+    kernel has it.
     """
     raw = name if isinstance(name, bytes) else b"\0" + os.fsencode(name.removeprefix("@"))
     try:
         sock.bind(raw)
     except AddressInUse as exc:
-        found = probe(raw, sock.type)
         shown = format_address(socket.AF_UNIX, raw)
-        raise _in_use(shown, found, sock.type, abstract=True) from exc
+        holders = _kernel_view(lambda entries: _named(entries, raw))
+        raise _in_use_seen(shown, holders or [], abstract=True) from exc
 
 
 def _check_parent(path: str, unsafe_dir: bool) -> None:
@@ -374,17 +387,7 @@ def _check_parent(path: str, unsafe_dir: bool) -> None:
 def _refuse_non_socket(path: str, st: os.stat_result) -> None:
     if stat.S_ISSOCK(st.st_mode):
         return
-    kind = (
-        "a symbolic link"
-        if stat.S_ISLNK(st.st_mode)
-        else "a directory"
-        if stat.S_ISDIR(st.st_mode)
-        else "a regular file"
-        if stat.S_ISREG(st.st_mode)
-        else "a FIFO"
-        if stat.S_ISFIFO(st.st_mode)
-        else "a device or other non-socket file"
-    )
+    kind = file_kind(st.st_mode)
     raise AddressInUse(
         f"bind {path}",
         f"{path} already exists and is {kind}, not a socket; sockwire never follows or "
@@ -396,9 +399,17 @@ def _refuse_non_socket(path: str, st: os.stat_result) -> None:
 def _remove_if_stale(path: str, st: os.stat_result, sock_type: int, recheck: float) -> None:
     """Unlink ``path`` if it is a stale socket file; raise if someone holds it.
 
-    Returns without unlinking when the path vanished or changed meanwhile:
-    the caller looks again.
+    First the kernel's view (sock_diag): a socket of this network namespace
+    bound to this very inode is live, listening or not, and nobody is
+    connected to, so a one-shot server (``nc -lU``) keeps its one client.
+    Only when the kernel sees no holder here (none, or one in another
+    network namespace sharing the filesystem; or no unix_diag) do the two
+    connect probes decide. Returns without unlinking when the path vanished
+    or changed meanwhile: the caller looks again.
     """
+    held = holders_of_file(st)
+    if held:
+        raise _in_use_seen(path, held)
     first = probe(path, sock_type)
     if first.verdict == "gone":
         return
@@ -431,6 +442,131 @@ def _remove_if_stale(path: str, st: os.stat_result, sock_type: int, recheck: flo
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """A socket the kernel reports bound to a name, and the processes holding it."""
+
+    type: str  # stream, seqpacket, dgram
+    state: str  # LISTEN, UNCONN, ESTAB
+    listening: bool
+    pids: tuple[int, ...]
+    uid: int | None
+    backlog_full: bool = False
+
+
+def _kernel_view(pick: Callable[[list[Any]], list[Any]]) -> list[Seen] | None:
+    """The UNIX sockets ``pick`` chooses from a sock_diag dump, with their pids.
+
+    None when the kernel cannot say (no unix_diag, netlink refused).
+    """
+    from . import sock_diag
+    from .procnet import socket_owners
+
+    try:
+        entries = pick(sock_diag.unix_sockets())
+    except SockwireError:  # UnsupportedError, or netlink itself refused: fall back
+        return None
+    if not entries:
+        return []
+    owners = socket_owners()
+    return [
+        Seen(
+            type=e.type,
+            state=e.state,
+            listening=e.listening,
+            pids=tuple(sorted({p.pid for p in owners.get(e.inode, [])})),
+            uid=e.uid,
+            backlog_full=e.state == "LISTEN"
+            and e.recv_q is not None
+            and e.send_q is not None
+            and e.recv_q > e.send_q,
+        )
+        for e in entries
+    ]
+
+
+def _named(entries: list[Any], raw: bytes) -> list[Any]:
+    from .sock_diag import unix_name
+
+    want = unix_name(raw)
+    return [e for e in entries if e.local == want]
+
+
+def holders_of_file(st: os.stat_result) -> list[Seen] | None:
+    """The sockets of this network namespace bound to the socket file ``st`` describes.
+
+    ``[]``: none here (it may still be held from another network namespace);
+    None: the kernel cannot say. Nothing connects to the file.
+    """
+    from .sock_diag import bound_to
+
+    return _kernel_view(lambda entries: bound_to(st, entries))
+
+
+_SCHEMES = {"stream": "unix", "seqpacket": "unix+seqpacket", "dgram": "unix+dgram"}
+
+
+def explain_connect(exc: SockwireError, path: str) -> SockwireError:
+    """A connect error on the UNIX ``path``, made precise with what the kernel knows.
+
+    EPROTOTYPE says only "another type"; sock_diag says which (no probe
+    connect: the right type would be a one-shot server's client). Any other
+    error comes back unchanged.
+    """
+    if exc.errno_name != "EPROTOTYPE" or not path or path.startswith("\0"):
+        return exc
+    try:
+        st = os.stat(path)
+    except OSError:
+        return exc
+    seen = holders_of_file(st)
+    if not seen:
+        return exc
+    kind = seen[0].type
+    scheme = _SCHEMES.get(kind)
+    use = f": use {scheme}:{format_address(socket.AF_UNIX, path)}" if scheme else ""
+    better = type(exc)(
+        exc.what,
+        f"the socket at {format_address(socket.AF_UNIX, path)} is a SOCK_{kind.upper()} "
+        f"socket{use}",
+        errno=exc.errno,
+        errno_name=exc.errno_name,
+    )
+    better.__cause__ = exc.__cause__
+    return better
+
+
+def _in_use_seen(where: str, seen: list[Seen], *, abstract: bool = False) -> SockwireError:
+    """AddressInUse from what the kernel reported (``seen`` may be empty: unknown holder)."""
+    if seen:
+        first = seen[0]
+        role = (
+            "listening"
+            if first.state == "LISTEN"
+            else "receiving"
+            if first.type == "dgram"
+            else f"{first.state}, not listening"
+        )
+        if first.backlog_full:
+            role += ", its backlog is full"
+        holder = f"a live SOCK_{first.type.upper()} socket ({role})"
+        pids = sorted({pid for s in seen for pid in s.pids})
+        if pids:
+            holder += " of pid " + ", ".join(map(str, pids[:5]))
+        if first.uid is not None:
+            holder += f" (uid {first.uid})"
+    else:
+        holder, pids = "a live socket", []
+    never = "" if abstract else "; sockwire never removes a live socket"
+    return AddressInUse(
+        f"bind {where}",
+        f"{where} is held by {holder}{never}: stop it or choose another "
+        + ("name" if abstract else "path"),
+        errno_name="EADDRINUSE",
+        pid=pids[0] if pids else None,
+    )
 
 
 def _in_use(where: str, found: Probe, sock_type: int, *, abstract: bool = False) -> SockwireError:

@@ -139,7 +139,7 @@ def test_live_socket_of_another_type_is_never_removed(
     with dial.listen(f"unix+seqpacket:{path}"):
         before = _ident(path)
         for _ in range(REPEATS):
-            with pytest.raises(sockwire.AddressInUse, match="another type"):
+            with pytest.raises(sockwire.AddressInUse, match="live SOCK_SEQPACKET"):
                 dial.listen(f"unix:{path}")
             assert _ident(path) == before
     report("R17", live_never_unlinked=REPEATS)
@@ -188,15 +188,19 @@ def test_server_between_bind_and_listen_survives_the_second_probe(tmp_path: Path
         os.unlink(path)
 
 
-def test_server_that_never_listens_counts_as_stale(tmp_path: Path) -> None:
-    """The rule's documented edge: refused twice, a pause apart, is stale."""
+def test_server_that_never_listens_is_seen_by_the_kernel(tmp_path: Path) -> None:
+    """Bound but not listening: every connect is refused, yet sock_diag shows the
+    socket holding the file, so it is live (the probes alone would call it stale)."""
     path = tmp_path / "s.sock"
     for _ in range(REPEATS):
         with socket.socket(socket.AF_UNIX) as other:
             other.bind(str(path))
-            with dial.listen(f"unix:{path}"):
-                assert stat.S_ISSOCK(os.lstat(path).st_mode)
-        assert not os.path.lexists(path)
+            before = _ident(path)
+            with pytest.raises(sockwire.AddressInUse, match="not listening") as info:
+                dial.listen(f"unix:{path}")
+            assert info.value.pid == os.getpid()
+            assert _ident(path) == before
+        os.unlink(path)
 
 
 def test_abstract_name_in_use_names_the_holder() -> None:
@@ -419,8 +423,9 @@ def test_unknown_owner_is_an_address_error(tmp_path: Path) -> None:
 
 
 def test_a_socket_we_may_not_probe_is_left_alone(shared_dir: Path) -> None:
-    """uid 65534 cannot connect to root's 0600 socket, so cannot tell live from
-    stale: PermissionDenied, and the file stays (a sticky 1777 directory, as /tmp)."""
+    """uid 65534 cannot connect to root's 0600 socket, but the kernel's list
+    (sock_diag, open to every user) shows it live: AddressInUse naming uid 0,
+    and the file stays (a sticky 1777 directory, as /tmp)."""
     need_root()
     shared_dir.chmod(0o1777)
     path = shared_dir / "root.sock"
@@ -436,8 +441,10 @@ def test_a_socket_we_may_not_probe_is_left_alone(shared_dir: Path) -> None:
                     os.setresuid(NOBODY, NOBODY, NOBODY)
                     try:
                         dial.listen(f"unix:{path}").close()
-                    except sockwire.PermissionDenied as exc:
-                        code = 0 if "cannot tell whether it is live" in str(exc) else 2
+                    except sockwire.AddressInUse as exc:
+                        text = str(exc)
+                        code = 0 if "live SOCK_STREAM socket (listening)" in text else 2
+                        code = code if "(uid 0)" in text else 3
                 finally:
                     os._exit(code)
             _, status = os.waitpid(pid, 0)

@@ -27,8 +27,9 @@ import socket
 import sys
 
 from ..address import Endpoint
+from ..errors import SockwireError
 from ..sock import Peer, Socket
-from .observe import Observer, say
+from .observe import Observer, line, say
 from .options import (
     IoOptions,
     check_framing,
@@ -38,7 +39,7 @@ from .options import (
     server_endpoint,
 )
 from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handled_signals
-from .secured import Guard
+from .secured import Guard, Handshake
 from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
 __all__ = ["add_bridge_options", "run_bridge"]
@@ -80,9 +81,7 @@ def _linger_type(text: str) -> float:
 
 
 def _report(text: str) -> None:
-    with contextlib.suppress(OSError):
-        sys.stderr.write(f"sockwire: {text}\n")
-        sys.stderr.flush()
+    line("report", text)
 
 
 def _observer(opts: IoOptions) -> Observer:
@@ -186,7 +185,13 @@ def _client(
         args, opts, label, sock, hub, stdout, Stats(), raise_errors=True, framing=framing
     )
     loop.add(conn)
-    loop.run(lambda: conn.done)
+    try:
+        loop.run(lambda: conn.done)
+    except SockwireError:
+        # a TLS tunnel that failed closed the pump's end: its reason (an alert,
+        # a cut-short stream) is the error to report, not the pump's EPIPE
+        guard.check()
+        raise
     guard.check()
     return 0
 
@@ -266,13 +271,40 @@ def _stream_server(
 ) -> int:
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
+    handshakes: list[Handshake] = []
     with server_socket(ep, adopted=adopted) as listener:
         listener.setblocking(False)
 
         def on_accept(accepted: Socket, peer: Peer) -> None:
+            if ep.scheme == "tls+tcp":
+                # a client counts (and gets stdin) once its handshake is done
+
+                def established(sock: Socket) -> None:
+                    settle(handshake, failed=False)
+                    serve(sock, peer)
+
+                handshake = guard.handshake(
+                    accepted,
+                    peer,
+                    on_client=established,
+                    on_refused=lambda: settle(handshake, failed=True),
+                )
+                handshakes.append(handshake)
+                loop.add(handshake)
+                return
             sock = guard.accepted(accepted, peer)
             if sock is None:
                 return  # refused by ?allowed_uids=/?allowed_gids= (and logged)
+            serve(sock, peer)
+
+        def settle(handshake: Handshake, *, failed: bool) -> None:
+            if handshake in handshakes:
+                handshakes.remove(handshake)
+            if failed and acceptor.accepts_left is not None:
+                acceptor.accepts_left += 1  # not a client: wait for the next one
+            acceptor.resume()
+
+        def serve(sock: Socket, peer: Peer) -> None:
             conn = _connection(
                 args,
                 opts,
@@ -300,11 +332,14 @@ def _stream_server(
         acceptor = Acceptor(
             listener,
             on_accept,
-            room=lambda: len(active) < args.max_clients,
-            accepts_left=None if keep_open else 1,
+            room=lambda: len(active) + len(handshakes) < args.max_clients,
+            # without -k: exactly --max-clients clients (default 1), served at once, then exit
+            accepts_left=None if keep_open else args.max_clients,
             idle=opts.timeout,
         )
         loop.add(acceptor)
-        loop.run(lambda: not keep_open and acceptor.accepts_left == 0 and not active)
+        loop.run(
+            lambda: not keep_open and acceptor.accepts_left == 0 and not active and not handshakes
+        )
         guard.check()
     return 0

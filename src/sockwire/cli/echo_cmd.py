@@ -34,12 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import contextlib
     import socket
-    import sys
 
     from ..sock import Peer, Socket
-    from .observe import Observer
+    from .observe import Observer, line
     from .options import check_framing, io_options, packet_framing, server_endpoint
     from .pump import Acceptor, Conn, DatagramEcho, End, Flow, Loop, Stats, handled_signals
     from .secured import Guard
@@ -50,14 +48,16 @@ def run(args: argparse.Namespace) -> int:
     stats = Stats()
 
     def report(text: str) -> None:
-        with contextlib.suppress(OSError):
-            sys.stderr.write(f"sockwire: echo: {text}\n")
+        line("report", f"echo: {text}")
 
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
     with observer, handled_signals(), inherited(given) as (ep, adopted):
         framing = check_framing(ep, opts) if ep.is_stream else packet_framing(ep, opts)
         datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
-        loop = Loop(observer, on_usr1=lambda: report(stats.summary()))
+        loop = Loop(
+            observer,
+            on_usr1=lambda: line("summary", f"echo: {stats.summary()}", **stats.to_dict()),
+        )
         active: list[Conn] = []
         closed = [0]
 

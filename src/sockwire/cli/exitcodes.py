@@ -35,6 +35,7 @@ class Exit(enum.IntEnum):
     PERMISSION = 5  # file mode, capability or peer-credential policy refused
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # SIGTERM: a server stopped on request, after cleaning up (128 + SIGTERM)
+    HANGUP = 129  # SIGHUP: the same cleanup as SIGTERM (128 + SIGHUP)
     BROKEN_PIPE = 141  # our stdout was closed by its reader (128 + SIGPIPE), like `yes | head`
 
 
@@ -48,6 +49,7 @@ exit codes:
   5    permission denied: file mode, capability or peer-credential policy
   130  interrupted (Ctrl-C)
   143  terminated (SIGTERM): servers close their sockets and remove their files first
+  129  hangup (SIGHUP): the same cleanup as SIGTERM
   141  stdout closed by its reader (e.g. `| head`), as for tools killed by SIGPIPE
 """
 

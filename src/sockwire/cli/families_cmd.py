@@ -12,11 +12,14 @@ HELP = "the address families this kernel supports"
 DESCRIPTION = """\
 Probe every address family with socket() for each type (stream, dgram,
 seqpacket, raw) and list those this kernel knows: what works, and which
-need a capability (EPERM/EACCES). --all adds the families it lacks.
+need a capability (EPERM/EACCES). --all adds the families it lacks. Raw
+INET sockets are probed with a real protocol (ICMP; protocol 0 is refused
+even for root); a type the kernel silently turns into another (AF_UNIX
+SOCK_RAW becomes SOCK_DGRAM) is not listed as working.
 
 --json: {"families": [{"number", "name", "supported", "needs_capability",
-"types": {"SOCK_STREAM": "ok" or the errno name, ...}}]}. Exit status 0
-(the probe itself cannot fail); 2 for bad arguments.
+"types": {"SOCK_STREAM": "ok", the errno name, or "is SOCK_DGRAM", ...}}]}.
+Exit status 0 (the probe itself cannot fail); 2 for bad arguments.
 """
 
 

@@ -9,8 +9,11 @@ HELP = "accept a peer (or receive datagrams) and bridge it to stdin/stdout, like
 DESCRIPTION = """\
 Listen on ENDPOINT and copy stdin to the peer and the peer to stdout.
 
-Streams and seqpacket: one client, then exit (--keep-open: client after
-client; --max-clients N: N at once, stdin going to each). EOF on stdin
+Streams and seqpacket: one client, then exit (--max-clients N: N clients,
+served at once as they come, stdin going to each, then exit; --keep-open:
+client after client, at most --max-clients at once). On tls+tcp a client
+counts once its handshake is done: a failed one is logged and the listener
+goes on. EOF on stdin
 sends shutdown(SHUT_WR); the peer's output keeps coming until its EOF
 (--close-on-eof: close at once). The connection ends when both directions
 have; a peer that closed entirely ends it normally. Datagrams: print what

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from .._version import __version__
 from ..errors import SockwireError
+from ..escape import one_line
 from .exitcodes import EPILOG, Exit, for_error
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -47,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sockwire.cli.inspect_cmd",
         "the machine's sockets with their processes, or whether a socket file is live",
     ),
+    "scan": (
+        "sockwire.cli.scan_cmd",
+        "which TCP ports of a host accept a connection, like nc -z, concurrently",
+    ),
     "route": (
         "sockwire.cli.route_cmd",
         "links, addresses and routes from a NETLINK_ROUTE dump, like ip addr / ip route",
@@ -66,8 +71,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors use the one-line ``sockwire: ...`` form."""
 
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"sockwire: {message}\n")
+        if _json_run():
+            _line("error", message, exit=int(Exit.USAGE))
+        else:
+            self.print_usage(sys.stderr)
+            sys.stderr.write(f"sockwire: {one_line(message)}\n")
         raise SystemExit(Exit.USAGE)
 
 
@@ -113,6 +121,21 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return None
 
 
+class _OneLine(logging.Formatter):
+    """Each record as one inert line: the library escapes names it logs, and this
+    catches whatever else another user could have put in a message. Under
+    --json, one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if _json_run():
+            import json
+
+            doc = {"event": "log", "level": record.levelname.lower()}
+            doc["message"] = record.getMessage()
+            return json.dumps(doc)
+        return one_line(super().format(record))
+
+
 @contextlib.contextmanager
 def _log_to_stderr() -> Iterator[None]:
     """The library's warnings (a refused peer, say) as ``sockwire:`` lines, for this run.
@@ -121,7 +144,7 @@ def _log_to_stderr() -> Iterator[None]:
     """
     logger = logging.getLogger("sockwire")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("sockwire: %(message)s"))
+    handler.setFormatter(_OneLine("sockwire: %(message)s"))
     saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
@@ -137,8 +160,45 @@ def _log_to_stderr() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sockwire command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    with _log_to_stderr():
+    with _json_stderr(_wants_json(args_list)), _log_to_stderr():
         return _main(args_list)
+
+
+def _wants_json(args: list[str]) -> bool:
+    """``--json`` among the options (before a ``--``): every stderr line is JSON."""
+    end = args.index("--") if "--" in args else len(args)
+    return "--json" in args[:end]
+
+
+def _json_run() -> bool:
+    """Is this a --json run? (observe is imported only by runs that need it.)"""
+    observe = sys.modules.get("sockwire.cli.observe")
+    return observe is not None and bool(observe.json_mode())
+
+
+def _line(event: str, text: str, **fields: object) -> None:
+    from .observe import line
+
+    line(event, text, **fields)
+
+
+@contextlib.contextmanager
+def _json_stderr(on: bool) -> Iterator[None]:
+    if not on:
+        yield
+        return
+    from .observe import JsonStderr, set_json_mode
+
+    saved = sys.stderr
+    wrapper = JsonStderr(saved)
+    sys.stderr = wrapper
+    set_json_mode(True)
+    try:
+        yield
+    finally:
+        set_json_mode(False)
+        sys.stderr = saved
+        wrapper.close()
 
 
 def _main(args_list: list[str]) -> int:
@@ -155,27 +215,25 @@ def _main(args_list: list[str]) -> int:
             return Exit.USAGE
         return int(args.run(args))
     except KeyboardInterrupt:
-        sys.stderr.write("\n")
+        if _json_run():
+            _line("interrupted", "interrupted (Ctrl-C)", exit=int(Exit.INTERRUPTED))
+        else:
+            with contextlib.suppress(OSError):
+                sys.stderr.write("\n")
         return Exit.INTERRUPTED
     except BrokenPipeError:
         _silence_stdout()
         return Exit.BROKEN_PIPE
     except SockwireError as err:
-        _error_line(str(err))
-        return for_error(err)
+        code = for_error(err)
+        fields = {"what": err.what, "errno": err.errno_name, "hint": err.hint}
+        _line("error", str(err), kind=type(err).__name__, exit=int(code), **fields)
+        return code
     except OSError as err:  # stdin/stdout/file trouble outside a socket call
         name = err.strerror or type(err).__name__
         where = f" {err.filename}" if err.filename else ""
-        _error_line(f"{name}{where}")
+        _line("error", f"{name}{where}", exit=int(Exit.IO))
         return Exit.IO
-
-
-def _error_line(text: str) -> None:
-    try:
-        sys.stderr.write(f"sockwire: {text}\n")
-        sys.stderr.flush()
-    except OSError:
-        pass
 
 
 def _silence_stdout() -> None:

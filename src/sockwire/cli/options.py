@@ -123,7 +123,13 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
     watch.add_argument(
         "--hex", action="store_true", help="hex dump of every payload, with direction and time"
     )
-    watch.add_argument("--json", action="store_true", help="the same events as JSON lines")
+    watch.add_argument(
+        "--json",
+        action="store_true",
+        help="every stderr line one JSON object: the events (with lengths; bytes only with "
+        "--hex), listening, reports, summaries, the error (docs/JSON.md); recv prints "
+        "its messages as JSON",
+    )
     calls = parser.add_argument_group("socket calls")
     calls.add_argument(
         "--send-flags",

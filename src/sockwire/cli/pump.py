@@ -133,6 +133,17 @@ class Stats:
         if messages:
             self.messages[direction] = self.messages.get(direction, 0) + messages
 
+    def to_dict(self) -> dict[str, object]:
+        """The counts as the JSON ``summary`` event carries them."""
+        return {
+            "connections": self.connections,
+            "open": self.open,
+            "bytes": dict(self.bytes),
+            "messages": dict(self.messages),
+            "truncated": self.truncated,
+            "dropped": self.dropped,
+        }
+
     def summary(self) -> str:
         parts = [f"{self.connections} connections ({self.open} open)"]
         for direction in sorted(set(self.bytes) | set(self.messages)):
@@ -1331,16 +1342,19 @@ class _Terminated(SystemExit):
 
 @contextlib.contextmanager
 def handled_signals() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C (``finally`` blocks run), then exits with 143."""
+    """SIGTERM and SIGHUP unwind like Ctrl-C (``finally`` blocks run: sockets close,
+    socket files go), then exit with 128 + the signal: 143, 129 (as socat cleans
+    up on SIGHUP; a closed terminal must not leave a socket file behind)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def on_term(signum: int, frame: object) -> None:
-        raise _Terminated(128 + signal.SIGTERM)
+    def on_signal(signum: int, frame: object) -> None:
+        raise _Terminated(128 + signum)
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

@@ -19,7 +19,7 @@ A sender that never bound a name is shown as `unnamed`: normal, not an
 error (UNIX datagram receivers also show the sender's pid/uid/gid, from
 SCM_CREDENTIALS). A message longer than --bufsize is shown TRUNCATED with
 its full length (MSG_TRUNC). --format raw writes only the payloads; --format
-json one JSON object per message. Stops after --count messages; otherwise
+json (the default with --json) one JSON object per message. Stops after --count messages; otherwise
 datagrams are received until interrupted, and seqpacket and framed streams
 until the sender's EOF. On a framed stream a frame declared longer than
 --bufsize, or EOF inside a frame, is a one-line error (exit 1).
@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
         choices=("text", "raw", "json"),
-        default="text",
-        help="text: one described line per message (default); raw: payloads only; "
-        "json: JSON lines",
+        default=None,
+        help="text: one described line per message (default; with --json: json); raw: "
+        "payloads only; json: JSON lines",
     )
     parser.add_argument(
         "--connect",
@@ -54,25 +54,6 @@ def _backlog(text: str) -> int:
     from .options import backlog_type
 
     return int(backlog_type(text))
-
-
-def printable(data: bytes) -> str:
-    """Text as text; control bytes and invalid UTF-8 escaped, so one message is one line."""
-    text = data.decode("utf-8", "backslashreplace")
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def describe(
@@ -108,6 +89,10 @@ def describe(
 
 
 def text_line(doc: dict[str, Any], data: bytes) -> str:
+    """One message as one line: the sender's name and the payload escaped (another user
+    chose both: a newline or a terminal escape in them must not forge lines)."""
+    from ..escape import printable
+
     who = doc["from"]
     if "pid" in doc:
         who += f" (pid={doc['pid']} uid={doc['uid']} gid={doc['gid']})"
@@ -118,7 +103,7 @@ def text_line(doc: dict[str, Any], data: bytes) -> str:
         size += f", flags {doc['_other_flags']}"
     if doc.get("peeked"):
         size += ", peeked (left queued)"
-    return f"#{doc['n']} from {who} {size}: {printable(data)}"
+    return f"#{doc['n']} from {printable(who)} {size}: {printable(data)}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
     opts = io_options(args)
+    if args.format is None:  # --json: the messages are JSON too (stdout), the events stderr
+        args.format = "json" if opts.json else "text"
     given = endpoint(args.endpoint, args) if args.connect else server_endpoint(args.endpoint, args)
     with inherited(given) as (ep, adopted):
         framed: str | None = None
@@ -171,13 +158,14 @@ def run(args: argparse.Namespace) -> int:
         def show(sock: Socket, msg: Any, peer_creds: Any) -> None:
             nonlocal received
             received += 1
-            sender = format_address(sock.family, msg.address)
+            # exact in the document (JSON escapes it); text_line escapes it
+            sender = format_address(sock.family, msg.address, exact=True)
             doc = describe(received, sender, msg, peeked=opts.peek, creds=peer_creds)
             say(
                 "message",
                 f"#{received}",
                 f"{msg.size} bytes",
-                f"from {sender}",
+                f"from {format_address(sock.family, msg.address)}",
                 f"flags {MsgFlag(msg.flags)}",
             )
             if args.format == "raw":

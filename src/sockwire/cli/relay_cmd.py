@@ -77,16 +77,14 @@ def _relay(
     target_ep: Endpoint,
     adopted: Socket | None,
 ) -> int:
-    import contextlib
     import socket
-    import sys
     from dataclasses import replace
 
     from ..address import PACKET_FRAMINGS, STREAM_FRAMINGS
     from ..errors import SockwireError, UnsupportedError
     from ..sock import Peer
     from .exitcodes import UsageError
-    from .observe import Observer
+    from .observe import Observer, line
     from .options import check_framing, packet_framing
     from .pump import (
         Acceptor,
@@ -138,12 +136,10 @@ def _relay(
     use_splice = not (opts.watching or opts.peek or opts.send_flags) and not message
 
     def report(text: str) -> None:
-        with contextlib.suppress(OSError):
-            sys.stderr.write(f"sockwire: relay: {text}\n")
-            sys.stderr.flush()
+        line("report", f"relay: {text}")
 
     def summary() -> None:
-        report(stats.summary())
+        line("summary", f"relay: {stats.summary()}", **stats.to_dict())
 
     # the connect to TARGET runs inside the loop, so it is always bounded:
     # by --timeout/?timeout=, else by CONNECT_TIMEOUT

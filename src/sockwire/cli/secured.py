@@ -50,6 +50,7 @@ __all__ = [
     "CHUNK",
     "HANDSHAKE_TIMEOUT",
     "Guard",
+    "Handshake",
     "Tunnel",
     "end_writes",
     "is_tls",
@@ -92,11 +93,17 @@ class TlsSession:
     against ``socat OPENSSL:`` when our EOF crossed the client's first
     bytes. With BIOs, close_notify is sent only once everything fed in has
     been read out, so a half-close (TLS 1.3 allows one) never races.
+    Every byte from the peer goes through :meth:`feed`, so a
+    :class:`~sockwire.tls.RecordWatch` sees the records too (where a ragged
+    end fell; whether a certificate was asked for).
     """
 
     def __init__(self, ep: Endpoint, *, server_side: bool, label: str) -> None:
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
+        self.watch = tls.RecordWatch()
+        self.sent_cert = not server_side and ep.option("certfile") is not None
+        self.started = time.monotonic()
         self.side = "server" if server_side else "client"
         self.where = f"TLS handshake ({self.side}) with {label}"
         if server_side:
@@ -107,10 +114,23 @@ class TlsSession:
             self.incoming, self.outgoing, server_side=server_side, server_hostname=hostname
         )
 
+    def feed(self, data: bytes) -> None:
+        """Bytes from the peer, for OpenSSL and the record watch; b"" is TCP's EOF."""
+        if data:
+            self.watch.feed(data)
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
+
+    def failed(self, exc: OSError, timeout: float) -> SockwireError:
+        return tls.handshake_failed(
+            exc, self.where, self.side, timeout, watch=self.watch, sent_cert=self.sent_cert
+        )
+
     def handshake(self, raw: socket.socket, timeout: float) -> None:
         """Blocking, within ``timeout`` s in all; errors as the library's TLS gives them."""
-        started = time.monotonic()
-        deadline = started + timeout
+        self.started = time.monotonic()
+        deadline = self.started + timeout
         try:
             while True:
                 try:
@@ -119,23 +139,129 @@ class TlsSession:
                 except ssl.SSLWantReadError:
                     self._flush(raw, deadline)
                     raw.settimeout(max(0.001, deadline - time.monotonic()))
-                    data = raw.recv(CHUNK)
-                    if data:
-                        self.incoming.write(data)
-                    else:
-                        self.incoming.write_eof()
+                    self.feed(raw.recv(CHUNK))
             self._flush(raw, deadline)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 self._flush(raw, time.monotonic() + 0.1)  # our alert: the peer's log says why
-            raise tls.handshake_failed(exc, self.where, self.side, timeout) from exc
-        tls.handshake_done(self.side, self.obj, started)
+            raise self.failed(exc, timeout) from exc
+        tls.handshake_done(self.side, self.obj, self.started)
 
     def _flush(self, raw: socket.socket, deadline: float) -> None:
         data = self.outgoing.read()
         if data:
             raw.settimeout(max(0.001, deadline - time.monotonic()))
             raw.sendall(data)
+
+
+class Handshake:
+    """A TLS server handshake driven by the pump's poll loop: no thread, never blocking.
+
+    For ``listen``: a client is only a client once its handshake is done.
+    Until then it gets nothing from stdin (a failed health check must not
+    take what was meant for the real client) and it does not count as the
+    one client of a one-shot listener. ``on_done(socket, session)`` then
+    gets the established session; ``on_fail(error)`` a failure (the socket
+    closed). Bounded by ``timeout`` s (``--timeout``, else 10 s) and one
+    pending flight of records.
+    """
+
+    def __init__(
+        self,
+        sock: Socket,
+        session: TlsSession,
+        timeout: float,
+        *,
+        on_done: Callable[[Socket, TlsSession], None],
+        on_fail: Callable[[SockwireError], None],
+    ) -> None:
+        self.sock: Socket | None = sock
+        self.session = session
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.on_done = on_done
+        self.on_fail = on_fail
+        self.want = _IN
+        self.out = b""
+        self.established = False
+        sock.setblocking(False)
+
+    def interest(self) -> list[tuple[int, int]]:
+        return [] if self.sock is None else [(self.sock.fd, self.want)]
+
+    def ready(self, fd: int, revents: int) -> None:
+        if self.sock is None or fd != self.sock.fd:
+            return
+        try:
+            self._step(self.sock)
+        except OSError as exc:  # ssl.SSLError included; EPIPE, ECONNRESET
+            self._flush(self.sock)  # our alert, if it fits: the peer's log says why
+            self._fail(self.session.failed(exc, self.timeout))
+
+    def _step(self, sock: Socket) -> None:
+        while True:
+            if not self._flush(sock):
+                self.want = _OUT
+                return
+            if self.established:
+                self.sock = None  # handed over
+                tls.handshake_done(self.session.side, self.session.obj, self.started)
+                self.on_done(sock, self.session)
+                return
+            try:
+                self.session.obj.do_handshake()
+                self.established = True  # flush the last flight first
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            if self.session.outgoing.pending:
+                continue
+            try:
+                data = sock.raw.recv(CHUNK)
+            except BlockingIOError:
+                self.want = _IN
+                return
+            self.session.feed(data)
+
+    def _flush(self, sock: Socket) -> bool:
+        """Send what OpenSSL wrote; False while some of it waits for room."""
+        self.out += self.session.outgoing.read()
+        while self.out:
+            try:
+                sent = sock.raw.send(self.out, socket.MSG_NOSIGNAL)
+            except BlockingIOError:
+                return False
+            except OSError:
+                if not self.established:
+                    self.out = b""
+                    return True  # the failure shows at the next read, with its reason
+                raise
+            self.out = self.out[sent:]
+        return True
+
+    def _fail(self, error: SockwireError) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self.on_fail(error)
+
+    def deadline(self) -> float | None:
+        return None if self.sock is None else self.started + self.timeout
+
+    def expire(self, now: float) -> None:
+        if self.sock is not None and now >= self.started + self.timeout:
+            # a builtin TimeoutError, as a socket timeout raises it: translated to ours
+            late = TimeoutError(f"no handshake within {self.timeout:g} s")
+            self._fail(self.session.failed(late, self.timeout))
+
+    @property
+    def done(self) -> bool:
+        return self.sock is None
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
 
 
 class Tunnel:
@@ -187,7 +313,7 @@ class Tunnel:
         except SockwireError as exc:
             self._on_error(self, exc)
         except OSError as exc:
-            self._on_error(self, translate(exc, "tunnel", self.label))
+            self._on_error(self, translate(exc, "TLS with", self.label))
         finally:
             self._sock.close()
             self._inner.close()
@@ -252,10 +378,8 @@ class _Shuttle:
             return True
         except ssl.SSLWantReadError:
             if self.tcp_eof:
-                raise ConnectionLost(
-                    f"TLS from {self.label}",
-                    "the peer closed TCP without close_notify; what it sent last may be cut short",
-                ) from None
+                self._ragged_end()
+                return True
         else:
             # b"": the peer's close_notify (SSLZeroReturnError instead once ours went out)
             self.net_eof = not self.up
@@ -266,11 +390,51 @@ class _Shuttle:
             self.want_net |= _IN
             return False
         if data:
-            self.tls.incoming.write(data)
+            self.tls.feed(data)
         else:
-            self.tcp_eof = True
-            self.tls.incoming.write_eof()
+            self.tcp_eof = True  # not OpenSSL's EOF: _ragged_end judges it
         return True
+
+    def _ragged_end(self) -> None:
+        """TCP ended without close_notify, and OpenSSL holds nothing more to read.
+
+        ncat --ssl and many other peers end a session this way. If the
+        stream stopped after a whole record, every record the peer sent
+        arrived: its end, with a note for --trace. Stopped inside a record,
+        the stream was provably cut short: ConnectionLost. (A truncation at
+        a record boundary cannot be told from this; a framed stream still
+        catches an incomplete frame.)
+        """
+        assert self.tls is not None
+        if not self.tls.watch.at_boundary:
+            raise ConnectionLost(
+                f"TLS from {self.label}",
+                "the stream was cut short: TCP ended inside a TLS record, without "
+                "close_notify; the rest of that record never arrived",
+            )
+        say(
+            "note",
+            self.label,
+            "the peer closed TCP without TLS close_notify, after whole records: taken as its end",
+        )
+        self.net_eof = True
+
+    def _peer_alert(self) -> None:
+        """After EPIPE/ECONNRESET on a send: the peer that dropped us often said why
+        first, in an alert still queued here (its RST came after it). Read what is
+        left (bounded) and raise the alert, if there is one."""
+        if self.tls is None:
+            return
+        for _ in range(64):
+            try:
+                data = self.raw.recv(CHUNK)
+            except OSError:  # EAGAIN: all read; ECONNRESET: nothing more
+                break
+            if not data:
+                break
+            self.tls.feed(data)
+        with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+            self.tls.obj.read(CHUNK)  # an alert raises its SSLError here
 
     def _to_pump(self) -> bool:
         moved = False
@@ -287,7 +451,8 @@ class _Shuttle:
             self.up = self.up[sent:]
             moved = True
         if self.net_eof and not self.up and not self.told_pump:
-            say("eof", self.label, "TLS close_notify" if self.tls else "EOF")
+            how = "EOF" if self.tls is None else "TCP EOF" if self.tcp_eof else "TLS close_notify"
+            say("eof", self.label, how)
             with contextlib.suppress(OSError):
                 self.inner.shutdown(socket.SHUT_WR)
             self.told_pump = moved = True
@@ -335,6 +500,7 @@ class _Shuttle:
             if self.net_eof:  # it said it was done, then closed: nothing is lost
                 self.gone = True
                 return False
+            self._peer_alert()
             raise
         if self.tls is not None:
             self.wire = self.wire[sent:]
@@ -426,6 +592,41 @@ class Guard:
 
         tunnel = Tunnel(sock, label=label, session=None, handshake=steps, on_error=self._failed)
         return self._start(tunnel)
+
+    def handshake(
+        self,
+        sock: Socket,
+        peer: Peer,
+        *,
+        on_client: Callable[[Socket], None],
+        on_refused: Callable[[], None],
+    ) -> Handshake:
+        """A :class:`Handshake` for the pump's loop (``listen`` on ``tls+tcp``).
+
+        ``on_client(sock)``: the pump's end of the established session's
+        tunnel. ``on_refused()``: the handshake failed; it is logged as one
+        line and the listener goes on, one-shot or not (a health check or a
+        plain HTTP request is not the client it waits for).
+        """
+        label = f"{self.ep.display()} peer {peer}"
+        session = TlsSession(self.ep, server_side=True, label=label)
+
+        def done(established: Socket, session: TlsSession) -> None:
+            established.setblocking(True)
+            tunnel = Tunnel(
+                established, label=label, session=session, handshake=None, on_error=self._failed
+            )
+            on_client(self._start(tunnel))
+
+        def fail(exc: SockwireError) -> None:
+            say("error", label, str(exc))
+            if isinstance(exc, PermissionDenied):
+                log.warning("refused %s: %s", label, exc)  # as the library's serve() does
+            else:
+                self.report(str(exc))  # its "what" names the peer already
+            on_refused()
+
+        return Handshake(sock, session, self.timeout, on_done=done, on_fail=fail)
 
     def connected(self, sock: Socket, label: str) -> Socket:
         """A connected client socket for the pump: TLS runs here, blocking, then a tunnel.

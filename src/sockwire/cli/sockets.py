@@ -26,7 +26,7 @@ from ..errors import InvalidOperation
 from ..flags import type_name
 from ..sock import Socket
 from . import secured
-from .observe import say
+from .observe import line, say
 
 __all__ = [
     "bound_address",
@@ -139,7 +139,10 @@ def server_socket(
     try:
         if passcred and sock.family == socket.AF_UNIX:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        say("listening" if not datagram else "bound", bound_address(ep, sock), f"fd={sock.fd}")
+        address = bound_address(ep, sock)
+        say("listening" if not datagram else "bound", address, f"fd={sock.fd}")
+        # always, not only under --trace: with port 0 the chosen port is news
+        line("listening", f"listening on {address}", address=address)
         yield sock
     finally:
         sock.close()
