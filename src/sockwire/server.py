@@ -39,8 +39,9 @@ lock well-behaved clients out. So, by default:
   that has waited longest for its peer is **evicted** (idle: silent for
   0.25 s since accept, or quiet for 0.25 s since its last message): its
   reading side is shut down, so its handler sees the end of input at its
-  next ``recv`` (a message already arriving or queued is still read whole,
-  and replies may still be sent), and the newcomer takes the slot at once.
+  next ``recv`` (what was already queued is still read; a message it cuts
+  short is dropped, never delivered in part; replies may still be sent),
+  and the newcomer takes the slot at once.
   A handler at work, or one whose peer was active in the last 0.25 s, is
   never chosen; then the newcomer waits in the backlog. Measured: a good
   client behind 1,000 connections that trickle 2 bytes a second and
