@@ -80,6 +80,16 @@ class Proc:
                     f"{self.err.decode(errors='replace')}"
                 )
 
+    def wait_err_count(self, text: str, count: int, timeout: float = DEADLINE) -> list[str]:
+        """Wait until ``count`` stderr lines contain ``text``; those lines."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [line for line in self.text.splitlines() if text in line]
+            if len(lines) >= count:
+                return lines
+            if not self._read_some("err", deadline):
+                raise AssertionError(f"{self.argv} ended before {count} x {text!r}: {self.text}")
+
     def wait_out(self, data: bytes, timeout: float = DEADLINE) -> bytes:
         """Read stdout until it contains ``data``; returns everything so far."""
         deadline = time.monotonic() + timeout

@@ -65,3 +65,19 @@ def test_ratio_is_the_median_of_per_round_ratios() -> None:
     assert result.ratio(Comparison("a", "b", "m")) == (2.0, 1.0, 3.0)
     assert result.ratio(Comparison("a", "", "m")) == (20.0, 10.0, 30.0)
     assert result.ratio(Comparison("a", "missing", "m")) is None
+
+
+@pytest.mark.timeout(120)
+def test_startup_suite_reports_the_ratio() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "sockwire", "bench", "--quick", "--json", "--rounds=1", "startup"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    suite = json.loads(proc.stdout)["suites"]["startup"]
+    for key in ("sockwire-help", "sockwire-relay-help", "python-import-socket"):
+        assert suite["cases"][key]["startup_ms"]["median"] > 0
+    assert {r["target"] for r in suite["ratios"]} == {2.5}  # judged by the bench, not here

@@ -32,7 +32,9 @@ def _opts(**changes: object) -> IoOptions:
     return IoOptions(**values)  # type: ignore[arg-type]
 
 
-def _relay_once(sock_type: int, use_splice: bool, opts: IoOptions) -> tuple[bytes, bytes, Stats]:
+def _relay_once(
+    sock_type: int, use_splice: bool, opts: IoOptions, *, fast: bool = False
+) -> tuple[bytes, bytes, Stats]:
     client, x = socket.socketpair(socket.AF_UNIX, sock_type)
     y, target = socket.socketpair(socket.AF_UNIX, sock_type)
     sx, sy = Socket.adopt(x), Socket.adopt(y)
@@ -43,9 +45,25 @@ def _relay_once(sock_type: int, use_splice: bool, opts: IoOptions) -> tuple[byte
         a, b = End("a", sock=sx, opts=opts), End("b", sock=sy, opts=opts)
         stats = Stats()
         flows = [
-            Flow(a, b, opts, direction="fwd", stats=stats, message=message, use_splice=use_splice),
             Flow(
-                b, a, opts, direction="back", stats=stats, message=message, use_splice=use_splice
+                a,
+                b,
+                opts,
+                direction="fwd",
+                stats=stats,
+                message=message,
+                use_splice=use_splice,
+                fast=fast,
+            ),
+            Flow(
+                b,
+                a,
+                opts,
+                direction="back",
+                stats=stats,
+                message=message,
+                use_splice=use_splice,
+                fast=fast,
             ),
         ]
         conn = Conn("test", flows, [sx, sy], stats, raise_errors=True)
@@ -67,9 +85,13 @@ def _relay_once(sock_type: int, use_splice: bool, opts: IoOptions) -> tuple[byte
     return b"|".join(got_target), got_client, stats
 
 
-@pytest.mark.parametrize("use_splice", [True, False])
-def test_stream_relay_half_close(use_splice: bool) -> None:
-    to_target, to_client, stats = _relay_once(socket.SOCK_STREAM, use_splice, _opts())
+@pytest.mark.parametrize(
+    ("use_splice", "fast"),
+    [(True, True), (False, True), (False, False)],
+    ids=["splice", "raw-copy", "traced-copy"],
+)
+def test_stream_relay_half_close(use_splice: bool, fast: bool) -> None:
+    to_target, to_client, stats = _relay_once(socket.SOCK_STREAM, use_splice, _opts(), fast=fast)
     assert to_target.replace(b"|", b"") == b"onetwothree"
     assert to_client == b"answer"
     assert stats.bytes == {"fwd": 11, "back": 6}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -172,3 +173,69 @@ def test_unnamed_datagram_sender_is_relayed_and_replies_dropped(d: str) -> None:
         relay.p.send_signal(signal.SIGUSR1)
         assert "1 dropped" in relay.wait_err("sockwire: relay:")  # ... counted, not sent
         assert relay.stop() == 143
+
+
+def _full_target(kind: str, d: str) -> tuple[socket.socket, str, object]:
+    """A listener with backlog 0 that the test accepts from by hand: one queued
+    connection fills it (Linux admits backlog + 1), so the next connect waits."""
+    if kind == "unix":
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(f"{d}/t.sock")
+        endpoint, address = f"unix:{d}/t.sock", f"{d}/t.sock"
+    else:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        endpoint, address = f"tcp://127.0.0.1:{port}", ("127.0.0.1", port)
+    listener.listen(0)
+    listener.settimeout(15)
+    return listener, endpoint, address
+
+
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_a_pending_connect_does_not_freeze_the_relay(d: str, kind: str) -> None:
+    """Issue 14 defect 1: client B's connect to a TARGET with a full backlog used to
+    block the loop, so client A's echo waited until B's connect timed out."""
+    listener, target, address = _full_target(kind, d)
+    family = socket.AF_UNIX if kind == "unix" else socket.AF_INET
+    with listener, run("relay", f"unix:{d}/r.sock", f"{target}?timeout=4", "--trace") as relay:
+        relay.address()
+        with connect_when_ready(socket.AF_UNIX, socket.SOCK_STREAM, f"{d}/r.sock") as a:
+            a.settimeout(10)
+            server_a, _ = listener.accept()  # A's connection, served by the test
+            with server_a, socket.socket(family, socket.SOCK_STREAM) as filler:
+                filler.connect(address)  # now the backlog is full, and nobody accepts
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as b:
+                    b.connect(f"{d}/r.sock")
+                    relay.wait_err("connect(")  # B's connect to TARGET is under way ...
+                    started = time.monotonic()
+                    a.sendall(b"ping")  # ... and A is still served at once
+                    server_a.settimeout(10)
+                    assert server_a.recv(10) == b"ping"
+                    server_a.sendall(b"pong")
+                    assert a.recv(10) == b"pong"
+                    assert time.monotonic() - started < 2.0  # B's connect has 4 s to go
+                    b.settimeout(15)
+                    assert b.recv(10) == b""  # B: closed when its connect timed out
+                    assert time.monotonic() - started < 3 * 4
+                line = relay.wait_err("no connection within 4 s")
+                assert line.count(target) == 1  # said once, not "A -> B: A -> B:"
+                a.sendall(b"still here")  # A outlived B's failure
+                assert server_a.recv(20) == b"still here"
+        relay.p.send_signal(signal.SIGUSR1)
+        assert "2 connections" not in relay.wait_err("sockwire: relay: ")
+        assert relay.stop() == 143
+    assert "Traceback" not in relay.text
+
+
+def test_idle_timeout_is_reported_once_per_connection(d: str) -> None:
+    with run("echo", f"unix:{d}/e.sock", "--trace") as echo:
+        echo.address()
+        with run("relay", f"unix:{d}/r.sock", f"unix:{d}/e.sock", "--timeout", "1") as relay:
+            with connect_when_ready(socket.AF_UNIX, socket.SOCK_STREAM, f"{d}/r.sock") as c:
+                c.settimeout(10)
+                assert c.recv(10) == b""  # closed after 1 s without data
+            line = relay.wait_err("no data either way")
+            assert line.count(f"-> unix:{d}/e.sock") == 1, line
+            assert relay.stop() == 143
+        assert echo.stop() == 143

@@ -264,3 +264,33 @@ def test_a_frame_trickled_two_bytes_at_a_time_costs_its_own_size(mode: str) -> N
     assert got == [b"t" * size]
     # one accumulator (bytearray growth: up to 1/8 over) plus the message it becomes
     assert peak - base < 2.3 * size, f"{peak - base} bytes for a {size}-byte frame"
+
+
+@pytest.mark.parametrize("mode", [*FRAMED, "none"])
+def test_want_is_read_size_and_feed_into_is_feed(mode: str) -> None:
+    """The driver's hot-path API says what the reference methods say, at every cut."""
+
+    big = b"b" * (BIG + 5 if mode != "len16" else 65535)  # len16 carries 65535 at most
+
+    @settings(max_examples=300)
+    @given(
+        st.lists(st.binary(max_size=40) | st.just(big), max_size=5),
+        st.lists(st.integers(min_value=0), max_size=8),
+    )
+    def check(messages: list[bytes], cuts: list[int]) -> None:
+        if mode in _DELIM:
+            messages = [m.replace(_DELIM[mode], b"") for m in messages]
+        fc = make_codec(mode)
+        other = make_codec(mode).decoder
+        wire = encode_all(fc.encoder, messages)
+        got: list[bytes] = []
+        via_feed: list[bytes] = []
+        for piece in _chunks(wire, cuts):
+            fc.decoder.feed_into(piece, got.append)
+            via_feed += other.feed(piece)
+            assert fc.decoder.want == fc.decoder.read_size()
+        assert got == via_feed
+        if mode != "none":
+            assert got == messages
+
+    check()

@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import struct
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -249,12 +250,20 @@ class Decoder(ABC):
     def feed(self, data: BytesLike) -> list[bytes]:
         """Every message completed by ``data``; ``b""`` is EOF (raises inside a frame)."""
 
+    def feed_into(self, data: BytesLike, append: Callable[[bytes], object]) -> None:
+        """:meth:`feed`, each message handed to ``append`` (a driver's queue) in order."""
+        for msg in self.feed(data):
+            append(msg)
+
     def read_size(self) -> int:
         """How many bytes the driver should ask for next."""
         return READ_SIZE
 
     #: True when the next ``read_size()`` bytes are all one frame's body.
     exact = False
+    #: ``read_size()`` as of the last ``feed``: a driver's hot loop reads this
+    #: attribute instead of calling the method (the same number).
+    want = READ_SIZE
 
     @property
     @abstractmethod
@@ -351,11 +360,13 @@ class _BodyDecoder(Decoder):
         if self._need >= 0:
             start = self._body(data, 0, out)
             if self._need >= 0 or start == len(data):
+                self.want = self.read_size()
                 return out
         elif self._tail:
             data = self._tail + data  # a cut header: a few bytes in front of this read
             self._tail = b""
         self._parse(data, start, out)
+        self.want = self.read_size()
         return out
 
     def _body(self, data: bytes, start: int, out: list[bytes]) -> int:
@@ -430,15 +441,42 @@ class LengthPrefixDecoder(_BodyDecoder):
             "or hostile (raise max_size if such messages are expected)",
         )
 
-    def _parse(self, data: bytes, start: int, out: list[bytes]) -> None:
-        # The hot loop: one unpack and one slice per message, nothing else.
-        # A header cut short raises struct.error: rare (the read ended inside
-        # a header), and cheaper than a second length test per message.
+    def feed(self, data: BytesLike) -> list[bytes]:
+        out: list[bytes] = []
+        self.feed_into(data, out.append)
+        return out
+
+    def feed_into(self, data: BytesLike, append: Callable[[bytes], object]) -> None:
+        # The hot path: _BodyDecoder.feed with the parse loop inline, one
+        # Python call per read however many frames it holds. One unpack and
+        # one slice per message; a header cut short raises struct.error:
+        # rare (the read ended inside a header), and cheaper than a second
+        # length test per message.
+        if self._error is not None:
+            raise self._error
+        if not data:
+            self._eof_now()
+            return
+        if self._eof:
+            self._check_usable()
+        if type(data) is not bytes:
+            data = bytes(data)
+        start = 0
+        if self._need >= 0:
+            out: list[bytes] = []
+            start = self._body(data, 0, out)
+            if out:
+                append(out[0])
+            if self._need >= 0 or start == len(data):
+                self.want = self.read_size()
+                return
+        elif self._tail:
+            data = self._tail + data  # a cut header: a few bytes in front of this read
+            self._tail = b""
         width = self.width
         unpack_from = self._unpack_from
         max_size = self.max_size
         end = len(data)
-        append = out.append
         size = 0
         body = start
         self._header_only = False
@@ -453,12 +491,18 @@ class LengthPrefixDecoder(_BodyDecoder):
                 start = stop
         except struct.error:
             self._tail = data[start:]  # fewer than `width` bytes: a cut header
+            self.want = READ_SIZE
             return
-        if start == end:
+        if start < end:
+            if size > max_size:
+                raise self._fail(self._too_large(size))
+            out = []
+            self._start_body(data, start, body, size, out)
+            for msg in out:
+                append(msg)
+            self.want = self.read_size()
             return
-        if size > max_size:
-            raise self._fail(self._too_large(size))
-        self._start_body(data, start, body, size, out)
+        self.want = READ_SIZE
 
 
 class NetstringDecoder(_BodyDecoder):
@@ -616,6 +660,10 @@ class RawDecoder(Decoder):
         if self._eof:
             self._check_usable()
         return [_as_bytes(data)]
+
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        super().__init__(max_size)
+        self.want = self.read_size()
 
     def read_size(self) -> int:
         return min(READ_SIZE, max(1, self.max_size))

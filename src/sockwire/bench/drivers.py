@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from .harness import Case, Conn, Params, fork_pair, now_ns, percentile
 
-__all__ = ["memory", "oneway", "relay_case_runner", "roundtrip"]
+__all__ = ["memory", "oneway", "relay_case_runner", "roundtrip", "startup_case_runner"]
 
 WARMUP = 200
 
@@ -126,6 +126,8 @@ def memory(case: Case, params: Params) -> dict[str, float]:
 # --------------------------------------------------------------------------
 
 _CHUNK = 1 << 20
+#: SO_SNDBUF of the source and SO_RCVBUF of the sink: neither end limits the relay
+ENDS_BUFFER = 1 << 20
 
 
 def _sink(listener: socket.socket, report_fd: int) -> None:
@@ -159,7 +161,11 @@ def relay_case_runner(
     def run(params: Params) -> dict[str, float]:
         workdir = tempfile.mkdtemp(prefix="sockwire-bench-relay-")
         path = os.path.join(workdir, "relay.sock")
-        listener = socket.create_server(("127.0.0.1", 0))
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # set before listen(): an accepted socket inherits it (and the window scale)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ENDS_BUFFER)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
         port = listener.getsockname()[1]
         report_r, report_w = os.pipe()
         sink_pid = os.fork()
@@ -175,12 +181,16 @@ def relay_case_runner(
         listener.close()
         os.close(report_w)
         relay = subprocess.Popen(
-            list(argv(path, port)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            list(argv(path, port)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: `socat ...,fork` leaves children
         )
         try:
             _wait_for_socket(path, relay, 10.0)
             chunk = b"\0" * _CHUNK
             with socket.socket(socket.AF_UNIX) as source:
+                source.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, ENDS_BUFFER)
                 source.connect(path)
                 started = time.monotonic()
                 for _ in range(params.total // _CHUNK):
@@ -196,16 +206,46 @@ def relay_case_runner(
                 raise RuntimeError(f"the sink got {total} bytes, not {params.total}")
             return {"bytes_per_s": total / (finished - started)}
         finally:
-            relay.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(relay.pid, signal.SIGTERM)
             try:
                 relay.wait(10)
             except subprocess.TimeoutExpired:
                 relay.kill()
                 relay.wait()
+            with contextlib.suppress(ProcessLookupError):  # a forked child still running
+                os.killpg(relay.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(sink_pid, signal.SIGKILL)
             os.waitpid(sink_pid, 0)
             os.close(report_r)
             shutil.rmtree(workdir, ignore_errors=True)
+
+    return run
+
+
+# --------------------------------------------------------------------------
+# Start-up: wall time of a short command, from fork to exit
+# --------------------------------------------------------------------------
+
+
+def startup_case_runner(argv: Sequence[str]) -> Callable[[Params], dict[str, float]]:
+    """A Case.run: the median wall time of ``count`` runs of ``argv`` (output discarded)."""
+
+    def run(params: Params) -> dict[str, float]:
+        times = []
+        for _ in range(max(1, params.count)):
+            started = time.perf_counter()
+            subprocess.run(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+                check=True,
+            )
+            times.append(time.perf_counter() - started)
+        times.sort()
+        return {"startup_ms": times[len(times) // 2] * 1000}
 
     return run

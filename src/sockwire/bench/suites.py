@@ -6,7 +6,9 @@ join when sockwire's asyncio API exists).
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from collections.abc import Callable
 
 from . import contenders, drivers, peers
@@ -131,7 +133,7 @@ def relay() -> list[Suite]:
             "socat unix -> tcp (default 8 KiB buffer)",
             "peer",
             run=drivers.relay_case_runner(
-                lambda path, port: ["socat", f"UNIX-LISTEN:{path}", f"TCP:127.0.0.1:{port}"]
+                lambda path, port: ["socat", f"UNIX-LISTEN:{path},fork", f"TCP:127.0.0.1:{port}"]
             ),
             missing=socat_missing,
         ),
@@ -144,7 +146,7 @@ def relay() -> list[Suite]:
                     "socat",
                     "-b",
                     "262144",
-                    f"UNIX-LISTEN:{path}",
+                    f"UNIX-LISTEN:{path},fork",
                     f"TCP:127.0.0.1:{port}",
                 ]
             ),
@@ -159,7 +161,7 @@ def relay() -> list[Suite]:
             cases,
             [
                 Comparison("sockwire-relay", "socat", "bytes_per_s", 1.3),
-                Comparison("sockwire-relay", "socat-256k", "bytes_per_s"),
+                Comparison("sockwire-relay", "socat-256k", "bytes_per_s", 1.2),
             ],
             None,
             full=Params(MIB, 0, None, None, total=1024 * MIB),
@@ -191,11 +193,53 @@ def memory() -> list[Suite]:
     ]
 
 
+def startup() -> list[Suite]:
+    """``sockwire --help`` and ``sockwire relay --help`` beside the interpreter's own start."""
+    script = os.path.join(os.path.dirname(sys.executable), "sockwire")
+    command = [script] if os.access(script, os.X_OK) else [sys.executable, "-m", "sockwire"]
+    cases = [
+        Case(
+            "sockwire-help",
+            "sockwire --help",
+            "sockwire",
+            run=drivers.startup_case_runner([*command, "--help"]),
+        ),
+        Case(
+            "sockwire-relay-help",
+            "sockwire relay --help",
+            "sockwire",
+            run=drivers.startup_case_runner([*command, "relay", "--help"]),
+        ),
+        Case(
+            "python-import-socket",
+            "python -c 'import socket'",
+            "peer",
+            run=drivers.startup_case_runner([sys.executable, "-c", "import socket"]),
+        ),
+    ]
+    return [
+        Suite(
+            "startup",
+            "start-up to exit, median of 31 runs (11 quick; milliseconds, lower is better)",
+            [("startup_ms", "ms", False)],
+            cases,
+            [
+                Comparison("sockwire-help", "python-import-socket", "startup_ms", 2.5, "<="),
+                Comparison("sockwire-relay-help", "python-import-socket", "startup_ms", 2.5, "<="),
+            ],
+            None,
+            full=Params(0, 31, None, None),
+            quick=Params(0, 11, None, None),
+        )
+    ]
+
+
 SUITES: dict[str, Callable[[], list[Suite]]] = {
     "latency": latency,
     "throughput": throughput,
     "relay": relay,
     "memory": memory,
+    "startup": startup,
 }
 
 

@@ -78,7 +78,7 @@ from ..errors import (
     TimeoutError,
     translate,
 )
-from ..framing import DEFAULT_MAX_SIZE, BytesLike
+from ..framing import DEFAULT_MAX_SIZE, READ_SIZE, BytesLike
 from ..packet import MAX_PACKET, DatagramStats
 from ..sock import Socket
 from .core import (
@@ -105,6 +105,7 @@ log = logging.getLogger("sockwire")
 #: PEP 703's free-threaded one): the fast send path relies on it.
 _GIL = getattr(sys, "_is_gil_enabled", lambda: True)()
 _OPEN = State.OPEN
+_CLOSED = State.CLOSED
 
 
 def _fast_sender(
@@ -296,9 +297,10 @@ class Channel:
         _CHANNELS.add(self)
 
     def _install_fast_paths(self) -> None:
-        """Per-instance closures for send/recv of raw bytes: one Python call per message."""
+        """Per-instance closures for send/recv: one Python call per message on the hot path."""
+        core = self._core
+        self._receive = self._receiver()  # type: ignore[method-assign,assignment]
         if self._dumps is None:
-            core = self._core
             lock = self._send_lock
             fast = _fast_sender(core, self._flush, self._write, lock, self._send_timed)
             if fast is not None:
@@ -307,19 +309,7 @@ class Channel:
             if batch is not None:
                 self.send_many = batch  # type: ignore[method-assign]
         if self._loads is None:
-            pending = self._pending
-            popleft = self._popleft
-            receive = self._receive
-
-            def recv(timeout: float | None = None) -> Any:
-                if pending:
-                    try:
-                        return popleft()
-                    except IndexError:  # another thread took the last one
-                        pass
-                return receive(timeout)
-
-            self.recv = recv  # type: ignore[method-assign]
+            self.recv = self._receive  # type: ignore[method-assign]
 
     # ---- construction
 
@@ -690,61 +680,132 @@ class Channel:
             return self._loads(msg)
         return msg
 
-    def _receive(self, timeout: float | None) -> bytes:
-        """The one receive loop: wait (deadlines, read limits), read, parse, until a message."""
+    def _receiver(self) -> Callable[[float | None], bytes]:
+        """The one receive loop, as a closure over everything it touches.
+
+        It hands out a message already parsed, or: flushes what ``send``
+        buffered, waits (deadlines, read limits: :meth:`_wait_readable`),
+        reads, and gives the bytes to the core, until a message is whole.
+        Every name it needs is a closure cell (no attribute lookups): this is
+        the round-trip path, where per-call Python work shows. On a plain
+        socket it reads with the seam's own ``recv_into`` into the seam's
+        buffer (one C call, no Python frame of the seam's); everything the
+        bytes mean is the core's and the decoder's.
+        """
+        channel = self
         core = self._core
-        pending = self._pending
+        pending = core.pending
+        popleft = pending.popleft
         io = self._io
-        timer = self._timer
         lock = self._recv_lock
-        timed = timeout is not None or timer is not None
-        if timeout is None:
-            deadline = None
-            lock.acquire()
-        else:
-            deadline = clock() + timeout
-            if not lock.acquire(timeout=max(0.0, timeout)):
-                raise core.read_expired("caller", self.label, timeout, None)
-        try:
-            while not pending:
-                if core.state is not _OPEN:
-                    core.check("recv")
-                # flush before blocking: the peer may wait for it (not if another
-                # thread is writing: see "Thread contract" in the module docstring)
-                if core.out and self._send_lock.acquire(False):
-                    try:
-                        self._flush_locked()
-                    finally:
-                        self._send_lock.release()
-                mid = False
-                if timed:
-                    mid = core.in_message()
-                    self._wait_readable(deadline, timeout, mid)
+        send_lock = self._send_lock
+        packets = self._packets
+        buf = self._packet_buf
+        decoder = core.decoder
+        feed_into = decoder.feed_into if decoder is not None else None
+        append = pending.append
+        receive = core.receive
+        receive_packet = core.receive_packet
+        fail = core.fail
+        translate_error = self._translate
+        wait_readable = self._wait_readable
+        recv_error = self._recv_error
+        broken = self._break
+        # the seam's C-level calls where it has them (a plain socket): no Python
+        # frame of the seam's on the round trip
+        recv_into: Callable[[memoryview, int], int] | None = getattr(io, "recv_into", None)
+        view: memoryview | None = getattr(io, "view", None)
+        sendall: Callable[[bytes, int], None] | None = getattr(io, "sendall", None)
+        send_all = io.send_all
+        nosignal = socket.MSG_NOSIGNAL
+        label = self.label
+
+        def recv(timeout: float | None = None) -> Any:
+            if pending:
                 try:
-                    if self._packets:
-                        buf = self._packet_buf
-                        assert buf is not None
-                        size, address = io.recv_packet(buf)
-                        eof = size < 0 or (not size and core.zero_is_eof)
-                        core.receive_packet(buf, size, address, eof=eof)
-                    else:
-                        want, exact = core.read_size()
-                        # no MSG_WAITALL under a deadline: it would not return in time
-                        core.receive(io.recv(want, exact and not timed))
-                except OSError as exc:
-                    raise self._recv_error(exc) from exc
-                except (ProtocolError, ConnectionLost):
-                    self._break()
-                    raise
-                if timer is not None:
-                    timer.received(clock(), mid, core.in_message(), bool(pending))
-                if core.state is State.CLOSED:
-                    raise ClosedError(
-                        f"recv on {self.label}", "the channel was closed during the call"
-                    )
-            return pending.popleft()
-        finally:
-            lock.release()
+                    return popleft()
+                except IndexError:  # another thread took the last one
+                    pass
+            timer = channel._timer
+            timed = timeout is not None or timer is not None
+            if timeout is None:
+                deadline = None
+                lock.acquire()
+            else:
+                deadline = clock() + timeout
+                if not lock.acquire(timeout=max(0.0, timeout)):
+                    raise core.read_expired("caller", label, timeout, None)
+            try:
+                while not pending:
+                    if core.state is not _OPEN:
+                        core.check("recv")
+                    # flush before blocking: the peer may wait for it (not if another
+                    # thread is writing: see "Thread contract" in the module docstring)
+                    if core.out and send_lock.acquire(False):
+                        try:
+                            # core.take() inlined (one snapshot; appends made after
+                            # it stay): the round trip's one flush
+                            out = core.out
+                            data = bytes(out)
+                            del out[: len(data)]
+                            if sendall is not None:
+                                sendall(data, nosignal)
+                            else:
+                                send_all((data,))
+                        except OSError as exc:
+                            raise translate_error(exc, "send") from exc
+                        finally:
+                            send_lock.release()
+                    mid = False
+                    if timed:
+                        mid = core.in_message()
+                        wait_readable(deadline, timeout, mid)
+                    try:
+                        if packets:
+                            assert buf is not None
+                            size, address = io.recv_packet(buf)
+                            eof = size < 0 or (not size and core.zero_is_eof)
+                            receive_packet(buf, size, address, eof=eof)
+                        else:
+                            assert decoder is not None
+                            assert feed_into is not None
+                            want = decoder.want
+                            if decoder.exact and not timed:
+                                # a big body, no deadline: one recv(n, MSG_WAITALL) is
+                                # the message itself (never under a deadline: it would
+                                # not return in time)
+                                data = io.recv(want, True)
+                            elif recv_into is not None and view is not None:
+                                # a big body under a deadline: piece by piece
+                                size = want if want < READ_SIZE else READ_SIZE
+                                data = view[: recv_into(view, size)].tobytes()
+                            else:
+                                data = io.recv(want, False)
+                            if data:
+                                # the decoder's public API, straight into the queue; the
+                                # core keeps the state (EOF: core.receive, the reference)
+                                try:
+                                    feed_into(data, append)
+                                except ProtocolError as exc:
+                                    raise fail(exc) from None
+                            else:
+                                receive(data)
+                    except OSError as exc:
+                        raise recv_error(exc) from exc
+                    except (ProtocolError, ConnectionLost):
+                        broken()
+                        raise
+                    if timer is not None:
+                        timer.received(clock(), mid, core.in_message(), bool(pending))
+                    if core.state is _CLOSED:
+                        raise ClosedError(
+                            f"recv on {label}", "the channel was closed during the call"
+                        )
+                return popleft()
+            finally:
+                lock.release()
+
+        return recv
 
     def _wait_readable(self, deadline: float | None, timeout: float | None, mid: bool) -> None:
         """Wait until a read will not block, or raise what the nearest deadline means."""
@@ -849,8 +910,13 @@ class Channel:
         _CHANNELS.discard(self)
         # the fast-path closures refer back to this channel: drop the cycle;
         # the class's methods answer from now on (with ClosedError)
-        for name in ("send", "send_many", "recv"):
+        for name in ("send", "send_many", "recv", "_receive"):
             self.__dict__.pop(name, None)
+
+    def _receive(self, timeout: float | None = None) -> bytes:
+        """Stands in for the receive loop once close() dropped it: ClosedError."""
+        self._core.check("recv")
+        raise AssertionError("unreachable: a closed channel's check raises")
 
     def _flush_on_close(self) -> None:
         """Bounded: a peer that never reads must not hang close()."""

@@ -30,7 +30,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from .. import trace
@@ -140,7 +140,11 @@ class SocketIO:
         self.family = sock.family
         self.type = sock.type
         self._recv = raw.recv
-        self._recv_into = raw.recv_into
+        #: the C-level fast path a driver may call directly: read into :attr:`view`
+        #: (a subclass that must see every call sets it to None)
+        self.recv_into: Callable[[memoryview, int], int] | None = raw.recv_into
+        #: the same for writing a whole bytes object: ``sendall(data, flags)``
+        self.sendall: Callable[[bytes, int], None] | None = raw.sendall
         self._buf = bytearray(READ_SIZE)
         self.view = memoryview(self._buf)
         self._fd = raw.fileno()
@@ -157,7 +161,8 @@ class SocketIO:
         if waitall:
             return self._recv(size, socket.MSG_WAITALL)
         view = self.view
-        return view[: self._recv_into(view, size if size < READ_SIZE else READ_SIZE)].tobytes()
+        count = self.raw.recv_into(view, size if size < READ_SIZE else READ_SIZE)
+        return view[:count].tobytes()
 
     def recv_packet(self, buf: memoryview) -> tuple[int, Address | None]:
         # never MSG_TRUNC with recv(): it would return the padding as data (see sock.py)
@@ -243,6 +248,11 @@ class TracedSocketIO(SocketIO):
     uses this seam, so the frames beneath the messages are visible as
     strace-like lines. Errors stay ``OSError`` here: the Channel translates.
     """
+
+    def __init__(self, sock: Socket, *, empty_messages: bool = False) -> None:
+        super().__init__(sock, empty_messages=empty_messages)
+        self.recv_into = None  # every read goes through recv(), every write
+        self.sendall = None  # through send_all(): both report each call
 
     def _emit(
         self, call: str, args: tuple[str, ...], result: str, data: bytes | None = None

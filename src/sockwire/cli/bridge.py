@@ -29,6 +29,7 @@ import sys
 from ..address import Endpoint
 from ..errors import SockwireError
 from ..sock import Peer, Socket
+from .children import ExecSpec, exec_spec
 from .observe import Observer, line, say
 from .options import (
     IoOptions,
@@ -42,42 +43,7 @@ from .pump import Acceptor, Conn, End, Flow, Item, Loop, Stats, StdinHub, handle
 from .secured import Guard, Handshake
 from .sockets import connect_socket, inherited, is_listening, is_unix, server_socket
 
-__all__ = ["add_bridge_options", "run_bridge"]
-
-
-def add_bridge_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("stdin and stdout")
-    group.add_argument(
-        "--close-on-eof",
-        action="store_true",
-        help="close the connection as soon as stdin ends (default: send shutdown(SHUT_WR) "
-        "and keep printing until the peer's EOF)",
-    )
-    group.add_argument(
-        "--split",
-        choices=("line", "read"),
-        default="line",
-        help="datagram/seqpacket: one message per stdin line (default) or per read",
-    )
-    group.add_argument(
-        "--format",
-        choices=("line", "raw"),
-        help="messages written to stdout: line (each followed by a newline; the default with "
-        "--framing) or raw (as they came; the default otherwise)",
-    )
-    group.add_argument(
-        "--linger",
-        type=_linger_type,
-        default=0.5,
-        metavar="S",
-        help="datagram client: wait S seconds after stdin's EOF for answers (default 0.5)",
-    )
-
-
-def _linger_type(text: str) -> float:
-    from .options import _linger
-
-    return _linger(text)
+__all__ = ["run_bridge"]
 
 
 def _report(text: str) -> None:
@@ -96,10 +62,16 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
         framing = packet_framing(ep, opts) if message else check_framing(ep, opts)
         stats = Stats()
         datagram = ep.type in (socket.SOCK_DGRAM, socket.SOCK_RAW)
+        spec = exec_spec(args.exec, args.system, args.pty)
+        _check_eof_policy(args, ep, spec, framing, datagram)
         loop = Loop(observer)
         guard = Guard(ep, report=_report, raise_errors=not (listen and args.keep_open))
         try:
-            hub = StdinHub(opts, split=args.split)
+            if spec is not None:
+                from .spawn import run_children
+
+                return run_children(args, opts, ep, adopted, loop, guard, spec, listen=listen)
+            hub = StdinHub(opts, split=args.split, crlf=args.crlf)
             loop.add(hub)
             # the descriptors themselves: data never goes through sys.stdout's buffer
             fmt = args.format or ("line" if framing != "none" else "raw")
@@ -118,6 +90,49 @@ def run_bridge(args: argparse.Namespace, *, listen: bool) -> int:
         finally:
             loop.close()
             guard.close()
+
+
+def _check_eof_policy(
+    args: argparse.Namespace, ep: Endpoint, spec: ExecSpec | None, framing: str, datagram: bool
+) -> None:
+    """The stdin options against each other and against --exec/--system (usage errors)."""
+    from .exitcodes import UsageError
+
+    given = [
+        name
+        for name, value in (
+            ("--close-on-eof", args.close_on_eof),
+            ("--quit-after", args.quit_after is not None),
+            ("--no-shutdown", args.no_shutdown),
+            ("--crlf", args.crlf),
+        )
+        if value
+    ]
+    if spec is not None:
+        what = "--exec" if args.exec is not None else "--system"
+        if given or framing != "none":
+            raise UsageError(
+                f"{what} with {(given or ['--framing'])[0]}",
+                "the program reads and writes the socket itself; the stdin options and "
+                "--framing are for sockwire's own stdin/stdout",
+            )
+        if datagram:
+            raise UsageError(
+                f"{what} on {ep.display()}",
+                "a program per connection needs connections: use a stream or seqpacket endpoint",
+            )
+        if spec.pty and not ep.is_stream:
+            raise UsageError(
+                f"--pty on {ep.display()}",
+                "a terminal carries bytes, not messages: use a stream endpoint",
+            )
+        return
+    if args.close_on_eof and (args.no_shutdown or args.quit_after is not None):
+        other = "--no-shutdown" if args.no_shutdown else "--quit-after"
+        raise UsageError(
+            f"--close-on-eof with {other}",
+            "--close-on-eof already ends the connection at stdin's EOF (as --quit-after 0)",
+        )
 
 
 def _connection(
@@ -143,7 +158,7 @@ def _connection(
         direction="stdin->peer",
         stats=stats,
         message=message,
-        on_eof="close" if args.close_on_eof else "shutdown",
+        on_eof="close" if args.close_on_eof else "none" if args.no_shutdown else "shutdown",
     )
     from_peer = Flow(
         end,
@@ -162,8 +177,10 @@ def _connection(
         stats,
         raise_errors=raise_errors,
         idle=opts.timeout,
-        linger=args.linger if end.datagram else 0.0,
+        linger=args.linger if end.datagram and args.quit_after is None else 0.0,
         report=_report,
+        quit_after=args.quit_after,
+        quit_flow=to_peer,
     )
     hub.subscribe(to_peer)
     conn.on_close = lambda _c: hub.unsubscribe(to_peer)
@@ -250,6 +267,8 @@ def _datagram_server(
             stats,
             raise_errors=True,
             idle=opts.timeout,
+            quit_after=args.quit_after,
+            quit_flow=to_peer,
         )
         hub.subscribe(to_peer)
         loop.add(conn)

@@ -17,12 +17,17 @@ per stdin line (--split read: per read); after stdin's EOF, answers are
 awaited for --linger seconds. With --framing F, stdin lines (or reads)
 become frames and each frame received is written out followed by a
 newline (--format raw: as it is).
+
+After stdin's EOF: --quit-after S ends the connection at most S seconds
+later (socat -t, nc -q); --no-shutdown sends no shutdown(SHUT_WR) (nc
+without -N). -C sends line ends as CRLF. --exec CMD / --system LINE hand the
+connected socket to a program as its stdin and stdout instead (nc -e/-c);
+the command then exits with the program's status.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .bridge import add_bridge_options
-    from .options import add_family_options, add_io_options
+    from .options import add_bridge_options, add_family_options, add_io_options
 
     parser.description = DESCRIPTION
     parser.add_argument(

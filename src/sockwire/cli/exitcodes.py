@@ -1,29 +1,31 @@
 """Exit codes of every sockwire command, and which error maps to which.
 
 Documented in ``sockwire --help`` and the README; scripts rely on them.
+
+Light on purpose: ``sockwire --help`` imports it (for the epilog) and
+nothing of the library; :class:`UsageError` and :func:`for_error` load the
+error tree on first use.
 """
 
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING, Any
 
-from ..errors import (
-    AddressError,
-    ConnectError,
-    PermissionDenied,
-    SockwireError,
-    TimeoutError,
-)
+if TYPE_CHECKING:
+    from ..errors import SockwireError
+    from ._usage import UsageError
 
 __all__ = ["EPILOG", "Exit", "UsageError", "for_error"]
 
 
-class UsageError(SockwireError):
-    """The command line asks for something that cannot work: fix the arguments.
+def __getattr__(name: str) -> Any:
+    """``UsageError`` on first use (it pulls in the error tree)."""
+    if name == "UsageError":
+        from ._usage import UsageError
 
-    For mistakes argparse cannot see alone (a flag that does not fit the
-    endpoint's type, a message command on a byte stream without framing).
-    """
+        return UsageError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Exit(enum.IntEnum):
@@ -56,6 +58,9 @@ exit codes:
 
 def for_error(err: SockwireError) -> Exit:
     """The exit code for an error, by what the user should do about it."""
+    from ..errors import AddressError, ConnectError, PermissionDenied, TimeoutError
+    from ._usage import UsageError
+
     if isinstance(err, AddressError | UsageError):
         return Exit.USAGE
     if isinstance(err, TimeoutError):

@@ -23,12 +23,16 @@ becomes one frame, and each frame received is written out followed by a
 newline (--format raw: as it is). ENDPOINT may be fd:N or systemd:[NAME]
 (a passed listener, or one passed connection, inetd style). A socket file
 this command created is removed when it exits.
+
+--exec CMD / --system LINE: each connection goes to its own program, the
+socket as its stdin and stdout (socat EXEC:/SYSTEM:, nc -e/-c; --pty: a
+terminal instead). `listen -k --exec cat` is an echo server. Without -k
+the command exits with the program's status.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .bridge import add_bridge_options
-    from .options import add_io_options, add_server_options
+    from .options import add_bridge_options, add_io_options, add_server_options
 
     parser.description = DESCRIPTION
     parser.add_argument(

@@ -1,24 +1,24 @@
 """Entry point: parse arguments, run one command, turn errors into one line and an exit code.
 
-Nothing here imports a command's module until that command is chosen.
+Nothing here imports a command's module until that command is chosen, and
+nothing of the library until a command runs: ``sockwire --help`` and
+``sockwire CMD --help`` cost argparse and little else
+(``tests/test_cli_startup.py`` holds the list of what they may not import).
+Under ``--json`` every line on stderr is one JSON object (``observe.JsonStderr``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
-import logging
-import os
 import sys
-from collections.abc import Iterator, Sequence
-from types import ModuleType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from .._version import __version__
-from ..errors import SockwireError
-from ..escape import one_line
-from .exitcodes import EPILOG, Exit, for_error
+from .exitcodes import EPILOG, Exit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -74,12 +74,16 @@ class _Parser(argparse.ArgumentParser):
         if _json_run():
             _line("error", message, exit=int(Exit.USAGE))
         else:
+            from ..escape import one_line
+
             self.print_usage(sys.stderr)
             sys.stderr.write(f"sockwire: {one_line(message)}\n")
         raise SystemExit(Exit.USAGE)
 
 
 def _load(name: str) -> ModuleType:
+    import importlib
+
     return importlib.import_module(COMMANDS[name][0])
 
 
@@ -121,47 +125,53 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return None
 
 
-class _OneLine(logging.Formatter):
-    """Each record as one inert line: the library escapes names it logs, and this
-    catches whatever else another user could have put in a message. Under
-    --json, one JSON object."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if _json_run():
-            import json
-
-            doc = {"event": "log", "level": record.levelname.lower()}
-            doc["message"] = record.getMessage()
-            return json.dumps(doc)
-        return one_line(super().format(record))
-
-
-@contextlib.contextmanager
-def _log_to_stderr() -> Iterator[None]:
+def _install_log_handler() -> Callable[[], None]:
     """The library's warnings (a refused peer, say) as ``sockwire:`` lines, for this run.
 
-    Restored afterwards: main() also runs inside other programs (tests).
+    Each record is one inert line: the library escapes names it logs, and
+    the formatter catches whatever else another user could have put in a
+    message; under --json, one JSON object. Returns the undo: main() also
+    runs inside other programs (tests).
     """
+    import logging
+
+    from ..escape import one_line
+
+    class OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            if _json_run():
+                import json
+
+                doc = {"event": "log", "level": record.levelname.lower()}
+                doc["message"] = record.getMessage()
+                return json.dumps(doc)
+            return one_line(super().format(record))
+
     logger = logging.getLogger("sockwire")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLine("sockwire: %(message)s"))
+    handler.setFormatter(OneLine("sockwire: %(message)s"))
     saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
     logger.propagate = False
-    try:
-        yield
-    finally:
+
+    def undo() -> None:
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+    return undo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sockwire command line; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    with _json_stderr(_wants_json(args_list)), _log_to_stderr():
+    restore = _json_stderr() if _wants_json(args_list) else None
+    try:
         return _main(args_list)
+    finally:
+        if restore is not None:
+            restore()
 
 
 def _wants_json(args: list[str]) -> bool:
@@ -182,29 +192,27 @@ def _line(event: str, text: str, **fields: object) -> None:
     line(event, text, **fields)
 
 
-@contextlib.contextmanager
-def _json_stderr(on: bool) -> Iterator[None]:
-    if not on:
-        yield
-        return
+def _json_stderr() -> Callable[[], None]:
+    """sys.stderr becomes a JsonStderr for this run; returns the undo."""
     from .observe import JsonStderr, set_json_mode
 
     saved = sys.stderr
     wrapper = JsonStderr(saved)
     sys.stderr = wrapper
     set_json_mode(True)
-    try:
-        yield
-    finally:
+
+    def restore() -> None:
         set_json_mode(False)
         sys.stderr = saved
         wrapper.close()
 
+    return restore
+
 
 def _main(args_list: list[str]) -> int:
-    parser = build_parser(_chosen(args_list))
     try:
-        args, extra = parser.parse_known_args(args_list)
+        parser = build_parser(_chosen(args_list))
+        args, extra = parser.parse_known_args(args_list)  # --help exits here
         more = getattr(args, "_more", None)
         if extra and more and not any(e.startswith("-") and e != "-" for e in extra):
             setattr(args, more, [*getattr(args, more), *extra])
@@ -213,32 +221,52 @@ def _main(args_list: list[str]) -> int:
         if getattr(args, "run", None) is None:
             parser.print_help(sys.stderr)
             return Exit.USAGE
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001  # every kind is mapped
+        return _failed(exc)
+    undo = _install_log_handler()
+    try:
         return int(args.run(args))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001  # every kind is mapped
+        return _failed(exc)
+    finally:
+        undo()
+
+
+def _failed(exc: BaseException) -> int:
+    """One line and the exit code for what ended a command; anything else is a bug: raised."""
+    from ..errors import SockwireError
+    from .exitcodes import for_error
+
+    if isinstance(exc, KeyboardInterrupt):
         if _json_run():
             _line("interrupted", "interrupted (Ctrl-C)", exit=int(Exit.INTERRUPTED))
         else:
+            import contextlib
+
             with contextlib.suppress(OSError):
                 sys.stderr.write("\n")
         return Exit.INTERRUPTED
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return Exit.BROKEN_PIPE
-    except SockwireError as err:
-        code = for_error(err)
-        fields = {"what": err.what, "errno": err.errno_name, "hint": err.hint}
-        _line("error", str(err), kind=type(err).__name__, exit=int(code), **fields)
+    if isinstance(exc, SockwireError):
+        code = for_error(exc)
+        fields = {"what": exc.what, "errno": exc.errno_name, "hint": exc.hint}
+        _line("error", str(exc), kind=type(exc).__name__, exit=int(code), **fields)
         return code
-    except OSError as err:  # stdin/stdout/file trouble outside a socket call
-        name = err.strerror or type(err).__name__
-        where = f" {err.filename}" if err.filename else ""
+    if isinstance(exc, OSError):  # stdin/stdout/file trouble outside a socket call
+        name = exc.strerror or type(exc).__name__
+        where = f" {exc.filename}" if exc.filename else ""
         _line("error", f"{name}{where}", exit=int(Exit.IO))
         return Exit.IO
+    raise exc
 
 
 def _silence_stdout() -> None:
     # The reader went away; point stdout at /dev/null so the interpreter's
     # final flush does not raise a second BrokenPipeError at exit.
+    import os
+
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -6,25 +6,26 @@ call. Flags that shadow an endpoint query option (``--backlog``, ``--mode``,
 ``--timeout``) are merged with :func:`sockwire.address.merge_options`: giving
 both with different values is a usage error.
 
-Kept light: ``sockwire --help`` never imports this module.
+Kept light: ``sockwire CMD --help`` imports this module for the argument
+definitions, so the library (address, flags, errors) is imported inside the
+functions that check values, never at the top.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import socket
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..address import FRAMINGS, PACKET_FRAMINGS, STREAM_FRAMINGS, Endpoint, merge_options, parse
-from ..flags import MsgFlag, parse_msg_flags
-from .exitcodes import UsageError
+if TYPE_CHECKING:
+    from ..address import Endpoint
+    from ..flags import MsgFlag
 
 __all__ = [
+    "HELP_STREAM_FRAMINGS",
     "MAX_BUFSIZE",
     "SEND_FLAGS",
     "IoOptions",
+    "add_bridge_options",
     "add_family_options",
     "add_io_options",
     "add_server_options",
@@ -39,7 +40,9 @@ __all__ = [
 MAX_BUFSIZE = 64 * 1024 * 1024
 DEFAULT_BUFSIZE = 256 * 1024
 #: The flags that make sense on a send; the rest are receive-side or reported flags.
-SEND_FLAGS = (MsgFlag.OOB, MsgFlag.DONTROUTE, MsgFlag.DONTWAIT, MsgFlag.NOSIGNAL, MsgFlag.EOR)
+SEND_FLAGS = ("OOB", "DONTROUTE", "DONTWAIT", "NOSIGNAL", "EOR")
+#: The byte-stream framings, for help texts (``address.STREAM_FRAMINGS`` decides what is valid)
+HELP_STREAM_FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul")
 _MAX_ARG = 4096
 
 
@@ -62,6 +65,8 @@ def _bounded_int(lo: int, hi: int, what: str) -> Any:
 
 
 def _seconds(text: str) -> float:
+    import math
+
     try:
         value = float(text) if len(text) <= 32 else math.nan
     except ValueError:
@@ -80,6 +85,8 @@ def _linger(text: str) -> float:
 
 
 def _send_flags(text: str) -> MsgFlag:
+    from ..flags import MsgFlag, parse_msg_flags
+
     if len(text) > 200:
         raise argparse.ArgumentTypeError("too long a list of flags")
     try:
@@ -87,18 +94,19 @@ def _send_flags(text: str) -> MsgFlag:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     allowed = MsgFlag.NONE
-    for flag in SEND_FLAGS:
-        allowed |= flag
+    for name in SEND_FLAGS:
+        allowed |= MsgFlag[name]
     extra = flags & ~allowed
     if extra:
         raise argparse.ArgumentTypeError(
-            f"{MsgFlag(extra)} is not a flag for sending; valid: "
-            + ", ".join(str(f.name) for f in SEND_FLAGS)
+            f"{MsgFlag(extra)} is not a flag for sending; valid: " + ", ".join(SEND_FLAGS)
         )
     return flags
 
 
 def _framing(text: str) -> str:
+    from ..address import FRAMINGS
+
     lowered = text.lower()
     if lowered not in FRAMINGS:
         raise argparse.ArgumentTypeError(f"framing must be one of: {', '.join(FRAMINGS)}")
@@ -134,7 +142,7 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
     calls.add_argument(
         "--send-flags",
         type=_send_flags,
-        default=MsgFlag.NONE,
+        default=None,
         metavar="FLAGS",
         help="MSG_* flags for every send, comma-separated: OOB, DONTROUTE, DONTWAIT, "
         "NOSIGNAL, EOR (MSG_NOSIGNAL is always added)",
@@ -168,12 +176,80 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
             default="none",
             metavar="F",
             help="message framing (same as ?framing=): on a byte stream "
-            + ", ".join(f for f in STREAM_FRAMINGS if f != "none")
+            + ", ".join(HELP_STREAM_FRAMINGS)
             + " (each message one frame; a frame declared longer than --bufsize ends the "
             "connection with an error); on seqpacket/datagram sockets sockwire (the sockwire "
             "packet header, as a library Channel with ?framing=sockwire). Default none: bytes "
             "as they come on a stream, one message per packet otherwise",
         )
+
+
+def add_bridge_options(parser: argparse.ArgumentParser) -> None:
+    """listen/connect: how stdin and stdout meet the socket."""
+    group = parser.add_argument_group("stdin and stdout")
+    group.add_argument(
+        "--close-on-eof",
+        action="store_true",
+        help="close the connection as soon as stdin ends (default: send shutdown(SHUT_WR) "
+        "and keep printing until the peer's EOF)",
+    )
+    group.add_argument(
+        "--split",
+        choices=("line", "read"),
+        default="line",
+        help="datagram/seqpacket: one message per stdin line (default) or per read",
+    )
+    group.add_argument(
+        "--format",
+        choices=("line", "raw"),
+        help="messages written to stdout: line (each followed by a newline; the default with "
+        "--framing) or raw (as they came; the default otherwise)",
+    )
+    group.add_argument(
+        "--linger",
+        type=_linger,
+        default=0.5,
+        metavar="S",
+        help="datagram client: wait S seconds after stdin's EOF for answers (default 0.5)",
+    )
+    group.add_argument(
+        "--quit-after",
+        type=_linger,
+        metavar="S",
+        help="after stdin's EOF, wait at most S seconds for the peer, then end the connection "
+        "normally (socat -t S, nc -q S; 0: at once)",
+    )
+    group.add_argument(
+        "--no-shutdown",
+        action="store_true",
+        help="on stdin's EOF keep our write side open (no shutdown(SHUT_WR)): the peer's EOF "
+        "or --quit-after ends the connection (nc without -N)",
+    )
+    group.add_argument(
+        "-C",
+        "--crlf",
+        action="store_true",
+        help="send stdin's line ends as CRLF (nc -C), for line protocols such as SMTP or HTTP",
+    )
+    child = parser.add_argument_group("a program per connection (instead of stdin/stdout)")
+    exclusive = child.add_mutually_exclusive_group()
+    exclusive.add_argument(
+        "--exec",
+        metavar="CMD",
+        help="run CMD (split like a shell command line, no shell) for each connection with the "
+        "socket as its stdin and stdout (socat EXEC:, nc -e)",
+    )
+    exclusive.add_argument(
+        "--system",
+        metavar="LINE",
+        help="the same, but LINE runs under /bin/sh -c (socat SYSTEM:, nc -c)",
+    )
+    child.add_argument(
+        "--pty",
+        action="store_true",
+        help="give the program a pseudo-terminal instead of the socket (socat EXEC:...,pty): "
+        "for programs that want a terminal (shells, passwd); sockwire copies between the two",
+    )
 
 
 def add_family_options(parser: argparse.ArgumentParser) -> None:
@@ -227,9 +303,8 @@ def add_server_options(
     )
 
 
-@dataclass(frozen=True)
-class IoOptions:
-    """The checked values of :func:`add_io_options`."""
+class IoOptions(NamedTuple):
+    """The checked values of :func:`add_io_options` (a NamedTuple: no dataclasses import)."""
 
     trace: bool
     hex: bool
@@ -246,11 +321,13 @@ class IoOptions:
 
 
 def io_options(args: argparse.Namespace) -> IoOptions:
+    from ..flags import MsgFlag
+
     return IoOptions(
         trace=bool(getattr(args, "trace", False)),
         hex=bool(getattr(args, "hex", False)),
         json=bool(getattr(args, "json", False)),
-        send_flags=getattr(args, "send_flags", MsgFlag.NONE),
+        send_flags=getattr(args, "send_flags", None) or MsgFlag.NONE,
         peek=bool(getattr(args, "peek", False)),
         timeout=getattr(args, "timeout", None),
         bufsize=int(getattr(args, "bufsize", DEFAULT_BUFSIZE)),
@@ -260,6 +337,9 @@ def io_options(args: argparse.Namespace) -> IoOptions:
 
 def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> Endpoint:
     """Parse ``text`` and merge --timeout and -4/-6 into it (``timeout=False``: a listener's)."""
+    from ..address import merge_options, parse
+    from .exitcodes import UsageError
+
     if len(text) > _MAX_ARG:
         # parse() would refuse it too; this keeps the message short and certain
         raise UsageError(
@@ -283,6 +363,9 @@ def endpoint(text: str, args: argparse.Namespace, *, timeout: bool = True) -> En
 
 def server_endpoint(text: str, args: argparse.Namespace) -> Endpoint:
     """Like :func:`endpoint`, plus --backlog and --mode (which must fit the scheme)."""
+    from ..address import merge_options
+    from .exitcodes import UsageError
+
     ep = endpoint(text, args, timeout=False)
     flags: dict[str, object] = {}
     if getattr(args, "backlog", None) is not None:
@@ -304,6 +387,9 @@ def check_framing(ep: Endpoint, opts: IoOptions) -> str:
 
     Giving both with different values is a usage error.
     """
+    from ..address import STREAM_FRAMINGS
+    from .exitcodes import UsageError
+
     given = ep.option("framing")
     framing = opts.framing
     if given is not None and framing not in ("none", given):
@@ -329,6 +415,11 @@ def packet_framing(ep: Endpoint, opts: IoOptions) -> str:
     send); ``--framing sockwire`` (or ``?framing=sockwire``) adds the
     sockwire packet header, as a library Channel with that option does.
     """
+    import socket
+
+    from ..address import PACKET_FRAMINGS
+    from .exitcodes import UsageError
+
     framing = check_framing(ep, opts)
     if framing not in PACKET_FRAMINGS or (framing != "none" and ep.type == socket.SOCK_RAW):
         raise UsageError(

@@ -29,9 +29,18 @@ and never enter Python. A byte stream and a message socket need framing
 on the stream side so boundaries survive: --framing len32 (or ?framing=
 on that endpoint) makes each seqpacket message or datagram one frame, and
 each frame one message. Two framed streams may differ (?framing=line on
-one side, len32 on the other: translated). Each connect to TARGET is made
-in turn, bounded by --timeout (default 10 s). LISTEN may be fd:N or
-systemd: (a passed listener, or one passed connection).
+one side, len32 on the other: translated). Connects to TARGET never hold up
+other clients: each runs inside the loop, bounded by --timeout or TARGET's
+?timeout= (default 10 s); a failed one closes that client, reported on
+stderr. LISTEN may be fd:N or systemd: (a passed listener, or one passed
+connection).
+
+file:PATH and - (stdio) work as either side opposite a byte stream: as
+TARGET, every client's bytes are appended to PATH (created mode 0600) or
+written to stdout (stdin then goes to every client); as LISTEN, PATH (or
+stdin) feeds one connection to TARGET, whose answer goes to stdout.
+`relay unix:/a file:/tmp/log` records a stream; `relay file:/tmp/log
+unix:/b` replays it.
 """
 
 
@@ -39,8 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .options import add_family_options, add_io_options, add_server_options, count_type
 
     parser.description = DESCRIPTION
-    parser.add_argument("listen", metavar="LISTEN", help="where clients come from")
-    parser.add_argument("target", metavar="TARGET", help="where each client is connected to")
+    parser.add_argument(
+        "listen", metavar="LISTEN", help="where clients come from (or file:PATH, - for stdin)"
+    )
+    parser.add_argument(
+        "target",
+        metavar="TARGET",
+        help="where each client is connected to (or file:PATH to append to, - for stdout)",
+    )
     add_server_options(parser, keep_open=False, max_clients=64)
     parser.add_argument(
         "--count",
@@ -55,9 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .exitcodes import UsageError
     from .options import endpoint, io_options, server_endpoint
+    from .relay_files import file_side, run_file_relay
     from .sockets import inherited
 
     opts = io_options(args)
+    listen_file, target_file = file_side(args.listen), file_side(args.target)
+    if listen_file is not None or target_file is not None:  # CLI-only sides, never addresses
+        return run_file_relay(args, opts, listen_file or args.listen, target_file or args.target)
     listen_given = server_endpoint(args.listen, args)
     target_ep = endpoint(args.target, args)
     if target_ep.scheme in ("fd", "systemd"):
@@ -78,11 +97,12 @@ def _relay(
     adopted: Socket | None,
 ) -> int:
     import socket
-    from dataclasses import replace
 
     from ..address import PACKET_FRAMINGS, STREAM_FRAMINGS
     from ..errors import SockwireError, UnsupportedError
-    from ..sock import Peer
+    from ..secure import check_client
+    from ..sock import Address, Peer
+    from .dialer import Dialer, addresses
     from .exitcodes import UsageError
     from .observe import Observer, line
     from .options import check_framing, packet_framing
@@ -96,8 +116,9 @@ def _relay(
         Stats,
         handled_signals,
         is_message,
+        labelled,
     )
-    from .secured import Guard
+    from .secured import Guard, needed
     from .sockets import connect_socket, is_listening, server_socket
 
     for ep in (listen_ep, target_ep):
@@ -110,7 +131,7 @@ def _relay(
         # the stream side(s), sockwire the packet side(s); ?framing= is per side
         flag = opts.framing
         fits = flag in PACKET_FRAMINGS if msg else flag in STREAM_FRAMINGS
-        side = opts if fits or listen_msg == target_msg else replace(opts, framing="none")
+        side = opts if fits or listen_msg == target_msg else opts._replace(framing="none")
         return packet_framing(ep, side) if msg else check_framing(ep, side)
 
     listen_framing = side_framing(listen_ep, listen_msg)
@@ -141,24 +162,29 @@ def _relay(
     def summary() -> None:
         line("summary", f"relay: {stats.summary()}", **stats.to_dict())
 
-    # the connect to TARGET runs inside the loop, so it is always bounded:
-    # by --timeout/?timeout=, else by CONNECT_TIMEOUT
+    # every connect to TARGET is bounded: by --timeout/?timeout=, else CONNECT_TIMEOUT
+    connect_timeout = target_ep.float_option("timeout", None) or float(CONNECT_TIMEOUT)
     dial_ep = target_ep
     if target_ep.option("timeout") is None:
         dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)
 
     listen_guard = Guard(listen_ep, report=report, raise_errors=False)
     target_guard = Guard(target_ep, report=report, raise_errors=False)
+    if needed(target_ep):
+        check_client(target_ep)  # a missing key file fails now, not at each client
 
     def open_target() -> Socket:
+        """A datagram session's socket (connect on a datagram socket never waits)."""
         sock = target_guard.connected(connect_socket(dial_ep, tls=False), target_ep.display())
         sock.setblocking(False)
         return sock
 
     closed = [0]
     active: list[Conn] = []
+    dialing: dict[Dialer, Socket] = {}  # connects to TARGET under way, and their clients
     acceptor: Acceptor | None = None
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
+    targets: list[tuple[int, Address]] = []
 
     def on_close(conn: Conn) -> None:
         active.remove(conn)
@@ -172,13 +198,52 @@ def _relay(
         if client is None:  # refused by ?allowed_uids=/?allowed_gids= (and logged)
             closed[0] += 1
             return
-        try:
-            target = open_target()
-        except SockwireError as exc:
-            report(f"{label}: {exc}")
+        if not targets:
+            targets.extend(addresses(dial_ep))  # once: getaddrinfo blocks
+
+        def connected(target: Socket) -> None:
+            dialing.pop(dialer, None)
+            try:
+                target = target_guard.connected_later(target, target_ep.display())
+            except SockwireError as exc:
+                failed(exc)
+                return
+            relay_pair(label, client, target)
+
+        def failed(exc: SockwireError) -> None:
+            dialing.pop(dialer, None)
+            report(labelled(str(peer), exc))  # the error names TARGET
             client.close()
             closed[0] += 1
-            return
+            if acceptor is not None:
+                acceptor.resume()
+
+        dialer = Dialer(
+            dial_ep,
+            targets,
+            timeout=connect_timeout,
+            on_connected=connected,
+            on_failed=failed,
+            watch=client,
+        )
+        dialing[dialer] = client
+        loop.add(dialer)
+        dialer.start()
+
+    def splice_into(dst: Socket) -> bool:
+        """splice(2) toward ``dst``, or read/send through one buffer?
+
+        Measured on Linux 6.18 (unix -> relay -> tcp, 1 GiB, paired rounds
+        against socat -b 262144): splicing into TCP sends each 4 KiB page as
+        its own fragment (skb_splice_from_iter), and relay and receiver both
+        paid for it: 0.77x socat, where read + send through a 256 KiB buffer
+        gave 0.94x. Into a UNIX stream splice stays ahead (1.0x socat, the
+        buffer 0.65x). So: splice toward UNIX sockets, copy toward TCP.
+        """
+        return dst.family == socket.AF_UNIX
+
+    def relay_pair(label: str, client: Socket, target: Socket) -> None:
+        target.setblocking(False)
         a = End(label, sock=client, opts=opts, framing=listen_framing)
         b = End(target_ep.display(), sock=target, opts=opts, framing=target_framing)
         flows = [
@@ -190,7 +255,8 @@ def _relay(
                 stats=stats,
                 message=message,
                 required=not a.datagram,
-                use_splice=use_splice,
+                use_splice=use_splice and splice_into(target),
+                fast=use_splice,
             ),
             Flow(
                 b,
@@ -200,7 +266,8 @@ def _relay(
                 stats=stats,
                 message=message,
                 required=not b.datagram,
-                use_splice=use_splice,
+                use_splice=use_splice and splice_into(client),
+                fast=use_splice,
             ),
         ]
         conn = Conn(
@@ -245,7 +312,7 @@ def _relay(
                 acceptor = Acceptor(
                     listener,
                     on_accept,
-                    room=lambda: len(active) < args.max_clients,
+                    room=lambda: len(active) + len(dialing) < args.max_clients,
                     accepts_left=args.count,
                 )
                 loop.add(acceptor)
@@ -253,6 +320,8 @@ def _relay(
                 return 0
         finally:
             loop.close()
+            for client in dialing.values():
+                client.close()
             listen_guard.close()
             target_guard.close()
             summary()

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from ..sock import Socket
@@ -118,8 +117,7 @@ def parse_target(text: str) -> tuple[str, list[int]]:
         raise UsageError(f"scan {text[:60]}", str(exc)) from None
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):  # not a dataclass: `scan --help` must not import dataclasses
     port: int
     state: str  # open, closed, filtered
     errno: str | None

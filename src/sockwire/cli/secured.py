@@ -645,6 +645,33 @@ class Guard:
         tunnel = Tunnel(sock, label=label, session=session, handshake=None, on_error=self._failed)
         return self._start(tunnel)
 
+    def connected_later(self, sock: Socket, label: str) -> Socket:
+        """Like :meth:`connected`, but the handshakes run in the tunnel's thread.
+
+        For a server's loop (relay's TARGET): a slow or silent peer must not
+        hold up the other clients. Credentials alone need no I/O and are
+        checked here; a failure of the rest reaches ``on_error`` and the
+        pump sees the tunnel end.
+        """
+        if not needed(self.ep):
+            return sock
+        ep, timeout = self.ep, self.timeout
+        if not _io_needed(ep):
+            sock, _ = secure.secure_client(sock, ep, timeout=timeout)
+            return sock
+
+        def steps(connected: Socket) -> TlsSession | None:
+            connected.setblocking(True)
+            if ep.scheme != "tls+tcp":
+                secure.secure_client(connected, ep, timeout=timeout)  # credentials, HMAC
+                return None
+            session = TlsSession(ep, server_side=False, label=label)
+            session.handshake(connected.raw, timeout)
+            return session
+
+        tunnel = Tunnel(sock, label=label, session=None, handshake=steps, on_error=self._failed)
+        return self._start(tunnel)
+
     def _start(self, tunnel: Tunnel) -> Socket:
         # a server runs for days: keep only the tunnels still running
         self.tunnels = [t for t in self.tunnels if t.alive]
@@ -657,7 +684,9 @@ class Guard:
             if self._first_error is None:
                 self._first_error = exc
         if not self.raise_errors and not isinstance(exc, PermissionDenied):
-            self.report(f"{tunnel.label}: {exc}")  # a refusal was logged with its reason
+            from .pump import labelled
+
+            self.report(labelled(tunnel.label, exc))  # a refusal was logged with its reason
 
     def check(self) -> None:
         """After the pump: raise the first tunnel failure (``raise_errors`` only)."""
