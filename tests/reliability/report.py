@@ -34,6 +34,18 @@ ELSEWHERE: dict[str, tuple[str, dict[str, float]]] = {
         "R1",
         {"garbage_packet_examples": 2000},
     ),
+    "tests/test_framing.py::test_a_frame_trickled_two_bytes_at_a_time_costs_its_own_size[": (
+        "R4",
+        {"trickled_frames_bounded": 1},
+    ),
+    "tests/test_packet.py::test_a_flood_of_empty_fragments_costs_no_memory": (
+        "R4",
+        {"empty_fragment_floods_bounded": 1},
+    ),
+    "tests/test_packet.py::test_fragments_cost_max_size_plus_one_packet": (
+        "R4",
+        {"fragmented_messages_bounded": 1},
+    ),
     "tests/test_channel_fake.py::test_capped_io_is_byte_identical_full_size": (
         "R10",
         {"messages_0_64KiB": 10_000, "messages_1MiB": 20, "byte_identical": 1},
