@@ -217,3 +217,36 @@ def test_tls_and_authfile_go_through_the_security_seam() -> None:
             pass  # a real TLS client met a plain server: a handshake failure is right
         else:
             pytest.fail("a TLS connect to a plain server must not succeed")
+
+
+def test_serve_and_connect_parse_each_endpoint_string_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Parsed once, then the Endpoint goes down: no layer re-parses the string."""
+    import sockwire
+    from sockwire import address
+
+    parsed: list[str] = []
+    real = address._check_option_fit  # runs once per string parse() really parses
+
+    def counting(ep: address.Endpoint, whole: str) -> None:
+        parsed.append(whole)
+        real(ep, whole)
+
+    monkeypatch.setattr(address, "_check_option_fit", counting)
+
+    def echo(channel: sockwire.Channel, peer: sockwire.Peer) -> None:
+        for msg in channel:
+            channel.send(msg)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="sw-once-") as d,
+        sockwire.serve(f"unix:{d}/s.sock?mode=0600&backlog=8", echo).start() as server,
+    ):
+        assert len(parsed) == 1, parsed
+        endpoint = server.endpoint
+        parsed.clear()
+        with sockwire.connect(endpoint, retries=3) as channel:
+            channel.send(b"once")
+            assert channel.recv(timeout=10) == b"once"
+        assert len(parsed) == 1, parsed

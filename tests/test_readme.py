@@ -1,4 +1,5 @@
-"""The README's quickstart and "Patterns" snippets run, and print what their comments say.
+"""The README's quickstart, "Patterns" and "Talking to ZeroMQ" snippets run, and print
+what their comments say.
 
 Each runs in a fresh interpreter inside an empty temporary directory (the
 snippets use relative socket paths and port 0), so nothing is shared.
@@ -32,7 +33,7 @@ def _snippets(titles: tuple[str, ...] = ("Patterns",)) -> list[str]:
     ]
 
 
-RUN = ("Library quickstart", "Patterns")
+RUN = ("Library quickstart", "Patterns", "Talking to ZeroMQ")
 
 
 def test_the_section_has_a_quickstart_for_each_pattern() -> None:

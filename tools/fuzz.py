@@ -114,6 +114,13 @@ def _seeds() -> dict[str, list[bytes]]:
             wire.Credit(10),
         )
     ]
+    from sockwire import zmtp
+
+    ready = zmtp.encode_command(b"READY", zmtp.encode_metadata([("Socket-Type", b"PAIR")]))
+    seeds["zmtp"] = [
+        b"\x0a" + ready + b"\x01\x03abc\x00\x02hi\x04\x06\x04PING\x00\x0a",
+        b"\x03" + ready + b"\x00\x05hello",
+    ]
     seeds["json_codec"] = [
         b'{"a":[1,2.5,"\\u00e9",null,true]}',
         b'"\\ud83d\\ude00"',

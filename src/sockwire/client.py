@@ -180,7 +180,7 @@ def connect_once(
         if ep.type != socket.SOCK_DGRAM:  # no connection to secure
             shake = handshake_timeout if handshake_timeout is not None else timeout
             if shake is None:
-                shake = ep.float_option("timeout", None)
+                shake = ep.get("timeout")
             sock, proven = secure.secure_client(
                 sock, ep, timeout=shake if shake is not None else 10.0
             )

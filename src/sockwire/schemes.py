@@ -1047,3 +1047,6 @@ register_scheme(
         examples=("vsock://2:5000", "vsock://any:5000", "vsock://3:0", "vsock://host:1024"),
     )
 )
+
+# ZeroMQ's zmq+tcp and zmq+ipc, built from tcp and unix (sockwire/zmq_schemes.py)
+from . import zmq_schemes as _zmq_schemes  # noqa: E402, F401

@@ -7,10 +7,12 @@ this checkout cannot run yet is reported as missing, never silently dropped.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .harness import Case, Conn, Ends
 from .peers import tcp_pair
@@ -18,7 +20,7 @@ from .peers import tcp_pair
 if TYPE_CHECKING:
     from ..channel import Channel
 
-__all__ = ["channel", "relay_command"]
+__all__ = ["channel", "relay_command", "zmq_socket"]
 
 
 def _channel_missing() -> str | None:
@@ -95,3 +97,76 @@ def channel(transport: str, *, one_core: bool = False) -> Case:
 
 def relay_command(path: str, port: int) -> Sequence[str]:
     return [sys.executable, "-m", "sockwire", "relay", f"unix:{path}", f"tcp://127.0.0.1:{port}"]
+
+
+# --------------------------------------------------------------------------
+# ZeroMQ sockets (sockwire.zmq), against themselves and against pyzmq
+# --------------------------------------------------------------------------
+
+
+class _ZmqSocketConn:
+    """A sockwire.zmq.Socket as a benchmark Conn (sends buffered; flush at the end)."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+
+    def send(self, data: bytes) -> None:
+        self.sock.send(data)
+
+    def recv(self) -> bytes:
+        return self.sock.recv()[0]  # type: ignore[no-any-return]
+
+    def flush(self) -> None:
+        self.sock.flush(timeout=30)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _zmq_address(transport: str, workdir: str) -> str:
+    if transport == "ipc":
+        return f"ipc://{workdir}/zmq.sock"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def zmq_socket(
+    parent_kind: str, child_kind: str, transport: str, *, child: str = "sockwire"
+) -> Case:
+    """sockwire.zmq: the parent's type bound, the child's connected; the child is
+    another sockwire socket or (``child="pyzmq"``) a libzmq one."""
+
+    def make() -> Ends:
+        workdir = tempfile.mkdtemp(prefix="sockwire-bench-")
+        address = _zmq_address(transport, workdir)
+
+        def parent() -> Conn:
+            from ..zmq import Socket
+
+            return _ZmqSocketConn(Socket(parent_kind, f"zmq+{address}?bind=1"))
+
+        def child_end() -> Conn:
+            if child == "pyzmq":
+                from .peers import pyzmq_end
+
+                return pyzmq_end(child_kind, address)
+            from ..zmq import Socket
+
+            return _ZmqSocketConn(Socket(child_kind, f"zmq+{address}"))
+
+        return Ends(parent, child_end, lambda: shutil.rmtree(workdir, ignore_errors=True))
+
+    if child == "pyzmq":
+        key = f"sockwire-{parent_kind.lower()}-pyzmq-{child_kind.lower()}-{transport}"
+        label = f"sockwire {parent_kind} -> pyzmq {child_kind}, {transport}"
+    else:
+        key = f"sockwire-zmq-{parent_kind.lower()}-{transport}"
+        label = f"sockwire {parent_kind}/{child_kind}, {transport}"
+    return Case(key, label, "sockwire", make=make, missing=_zmq_missing)
+
+
+def _zmq_missing() -> str | None:
+    if importlib.util.find_spec("zmq") is None:
+        return "pyzmq is not installed (pip install 'sockwire[bench]')"
+    return None

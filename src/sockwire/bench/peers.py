@@ -30,6 +30,7 @@ __all__ = [
     "c_pingpong",
     "mp_connection",
     "pyzmq",
+    "pyzmq_end",
     "socket_ends",
     "stdlib_framed_tcp",
     "stdlib_framed_unix",
@@ -185,6 +186,16 @@ class _ZmqConn:
     def close(self) -> None:
         self.sock.close(linger=1000)
         self.context.term()
+
+
+def pyzmq_end(kind: str, address: str) -> Conn:
+    """One connected pyzmq socket (the libzmq end of a mixed case)."""
+    import zmq
+
+    context = zmq.Context()
+    sock = context.socket(getattr(zmq, kind))
+    sock.connect(address)
+    return _ZmqConn(context, sock)
 
 
 def pyzmq(parent_kind: str, child_kind: str, transport: str) -> Case:

@@ -193,6 +193,51 @@ def memory() -> list[Suite]:
     ]
 
 
+def zmtp() -> list[Suite]:
+    """sockwire.zmq against libzmq (pyzmq): the issue's three ratios."""
+    oneway = [
+        contenders.zmq_socket("PUSH", "PULL", "ipc"),
+        contenders.zmq_socket("PUSH", "PULL", "tcp"),
+        contenders.zmq_socket("PUSH", "PULL", "tcp", child="pyzmq"),
+        peers.pyzmq("PUSH", "PULL", "ipc"),
+        peers.pyzmq("PUSH", "PULL", "tcp"),
+    ]
+    roundtrip = [
+        contenders.zmq_socket("REQ", "REP", "tcp", child="pyzmq"),
+        contenders.zmq_socket("REQ", "REP", "tcp"),
+        peers.pyzmq("REQ", "REP", "tcp"),
+    ]
+    return [
+        Suite(
+            "zmtp",
+            "ZeroMQ PUSH/PULL, 64 B messages one way (higher is better)",
+            [("msgs_per_s", "msg/s", True)],
+            oneway,
+            [
+                Comparison("sockwire-zmq-push-ipc", "pyzmq-push-ipc", "msgs_per_s", 2.0),
+                Comparison("sockwire-zmq-push-tcp", "pyzmq-push-tcp", "msgs_per_s", 2.0),
+                Comparison("sockwire-push-pyzmq-pull-tcp", "pyzmq-push-tcp", "msgs_per_s", 1.0),
+            ],
+            drivers.oneway,
+            full=Params(64, 200_000, None, None),
+            quick=Params(64, 20_000, None, None),
+        ),
+        Suite(
+            "zmtp-reqrep",
+            "ZeroMQ REQ/REP, 64 B round trip (microseconds; lower is better)",
+            [("mean_us", "us", False), ("p50_us", "us", False), ("p99_us", "us", False)],
+            roundtrip,
+            [
+                Comparison("sockwire-req-pyzmq-rep-tcp", "pyzmq-req-tcp", "mean_us", 1.0, "<="),
+                Comparison("sockwire-zmq-req-tcp", "pyzmq-req-tcp", "mean_us", None, "<="),
+            ],
+            drivers.roundtrip,
+            full=Params(64, 5000, None, None),
+            quick=Params(64, 1000, None, None),
+        ),
+    ]
+
+
 def startup() -> list[Suite]:
     """``sockwire --help`` and ``sockwire relay --help`` beside the interpreter's own start."""
     script = os.path.join(os.path.dirname(sys.executable), "sockwire")
@@ -239,6 +284,7 @@ SUITES: dict[str, Callable[[], list[Suite]]] = {
     "throughput": throughput,
     "relay": relay,
     "memory": memory,
+    "zmtp": zmtp,
     "startup": startup,
 }
 

@@ -10,7 +10,7 @@ from .exitcodes import Exit
 
 HELP = "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C"
 
-SUITE_NAMES = ("latency", "throughput", "relay", "memory", "startup")
+SUITE_NAMES = ("latency", "throughput", "relay", "memory", "startup", "zmtp")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

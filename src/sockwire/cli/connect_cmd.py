@@ -27,7 +27,7 @@ the command then exits with the program's status.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_bridge_options, add_family_options, add_io_options
+    from .options import add_bridge_options, add_family_options, add_io_options, add_zmq_options
 
     parser.description = DESCRIPTION
     parser.add_argument(
@@ -36,9 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_bridge_options(parser)
     add_io_options(parser)
     add_family_options(parser)
+    add_zmq_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.endpoint.startswith("zmq+"):  # ZeroMQ: cli/zmq_io.py
+        from .zmq_io import run_bridge as run_zmq
+
+        return run_zmq(args, bind=False)
     from .bridge import run_bridge
 
     return run_bridge(args, listen=False)

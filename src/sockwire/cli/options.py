@@ -29,6 +29,7 @@ __all__ = [
     "add_family_options",
     "add_io_options",
     "add_server_options",
+    "add_zmq_options",
     "check_framing",
     "endpoint",
     "io_options",
@@ -428,3 +429,15 @@ def packet_framing(ep: Endpoint, opts: IoOptions) -> str:
             "framing is none (the default) or sockwire (the sockwire packet header)",
         )
     return framing
+
+
+def add_zmq_options(parser: argparse.ArgumentParser) -> None:
+    """``--separator``: how frames of a multipart message share one line."""
+    group = parser.add_argument_group("ZeroMQ endpoints (zmq+tcp://, zmq+ipc://)")
+    group.add_argument(
+        "--separator",
+        metavar="SEP",
+        help="zmq+ only: frames of a multipart message on one line are separated by SEP "
+        "(input is split at it; output joins with it; default: input is one frame, "
+        "output joins with a tab)",
+    )

@@ -27,7 +27,7 @@ until the sender's EOF. On a framed stream a frame declared longer than
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options, count_type
+    from .options import add_io_options, add_zmq_options, count_type
 
     parser.description = DESCRIPTION
     parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")
@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backlog", type=_backlog, metavar="N", help="listen() queue (seqpacket)")
     group.add_argument("--mode", metavar="OCTAL", help="file mode of a UNIX socket file")
     add_io_options(parser)
+    add_zmq_options(parser)
 
 
 def _backlog(text: str) -> int:
@@ -108,6 +109,10 @@ def text_line(doc: dict[str, Any], data: bytes) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.endpoint.startswith("zmq+"):  # ZeroMQ: cli/zmq_io.py
+        from .zmq_io import run_recv
+
+        return run_recv(args)
     import socket
     import sys
     from collections import deque

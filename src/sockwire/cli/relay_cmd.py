@@ -68,6 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.listen.startswith("zmq+") or args.target.startswith("zmq+"):  # cli/zmq_io.py
+        from .zmq_io import run_relay
+
+        return run_relay(args)
     from .exitcodes import UsageError
     from .options import endpoint, io_options, server_endpoint
     from .relay_files import file_side, run_file_relay
@@ -163,7 +167,7 @@ def _relay(
         line("summary", f"relay: {stats.summary()}", **stats.to_dict())
 
     # every connect to TARGET is bounded: by --timeout/?timeout=, else CONNECT_TIMEOUT
-    connect_timeout = target_ep.float_option("timeout", None) or float(CONNECT_TIMEOUT)
+    connect_timeout = target_ep.get("timeout") or float(CONNECT_TIMEOUT)
     dial_ep = target_ep
     if target_ep.option("timeout") is None:
         dial_ep = target_ep.with_options(timeout=CONNECT_TIMEOUT)

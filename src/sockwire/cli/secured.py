@@ -707,7 +707,7 @@ class Guard:
 
 def handshake_timeout(ep: Endpoint) -> float:
     """``?timeout=``/--timeout bounds the handshakes too; else :data:`HANDSHAKE_TIMEOUT`."""
-    return ep.float_option("timeout", None) or HANDSHAKE_TIMEOUT
+    return ep.get("timeout") or HANDSHAKE_TIMEOUT
 
 
 def secure_connected(sock: Socket, ep: Endpoint) -> Socket:

@@ -26,7 +26,7 @@ library side says ?framing=sockwire: then give --framing sockwire too.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_family_options, add_io_options
+    from .options import add_family_options, add_io_options, add_zmq_options
 
     parser.description = DESCRIPTION
     parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. unix+dgram:/tmp/log.sock")
@@ -39,9 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_io_options(parser)
     add_family_options(parser)
+    add_zmq_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.endpoint.startswith("zmq+"):  # ZeroMQ: cli/zmq_io.py
+        from .zmq_io import run_send
+
+        return run_send(args)
     import os
     import socket
     import sys

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from sockwire import auth, netlink, procnet, sock_diag
+from sockwire import auth, netlink, procnet, sock_diag, zmtp
 from sockwire.address import parse
 from sockwire.codecs import get_codec
 from sockwire.errors import (
@@ -177,6 +177,22 @@ def json_codec(data: bytes) -> None:
     codec.encode(value)
 
 
+def zmtp_peer(data: bytes) -> None:
+    """ZMTP 3.1 after a valid NULL greeting, in pieces: events, or ProtocolError/PermissionDenied.
+
+    (tools/fuzz_zmtp.py is the zmtp module's own quick loop; this is the same
+    entry point under the battery's atheris runner and corpus.)
+    """
+    if not data:
+        return
+    kinds = zmtp.SOCKET_TYPES
+    conn = zmtp.Connection(kinds[data[0] % len(kinds)], max_size=MAX)
+    body = zmtp.greeting(b"NULL", False) + data[1:]
+    with contextlib.suppress(ProtocolError, PermissionDenied):
+        for piece in _chunks(body, data[0]):
+            conn.feed(piece)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "framing": framing,
     "packet": packet,
@@ -187,4 +203,5 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "sock_diag": diag,
     "pattern_wire": pattern_wire,
     "json_codec": json_codec,
+    "zmtp": zmtp_peer,
 }
