@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: tour test lint typecheck unit soak bench clean venv
+.PHONY: tour test lint typecheck unit soak fuzz fuzz-seed bench clean venv
 
 venv: $(STAMP)
 
@@ -39,8 +39,31 @@ bench: $(STAMP)
 		echo "socat missing: the relay suite will report it as missing"
 	@$(BIN)/sockwire bench $(BENCH_ARGS)
 
+# The reliability battery (tests/reliability, README "Reliability"): the fast tier
+# runs in `make test`; `make soak` runs the full numbers (marker soak), then the
+# whole fast suite 3 times in random order (row H); `make fuzz` runs every
+# fuzz target FUZZ_RUNS times under atheris (row R2; findings land in .fuzz/).
+FUZZ_RUNS ?= 1000000
+
 soak: $(STAMP)
 	$(BIN)/pytest -m soak
+	@for round in 1 2 3; do \
+		echo "H: the suite in random order, round $$round"; \
+		$(BIN)/pytest -q -p random_order --random-order-bucket=global || exit 1; \
+	done
+
+fuzz: $(STAMP)
+	@mkdir -p .fuzz
+	@for target in $$($(BIN)/python tools/fuzz.py list); do \
+		$(BIN)/python tools/fuzz.py run $$target $(FUZZ_RUNS) > .fuzz/$$target.log 2>&1 \
+			|| { tail -60 .fuzz/$$target.log; echo "R2 $$target: FINDING (.fuzz/$$target.log)"; exit 1; }; \
+		echo "R2 $$target: $$(sed -n 's/^stat::number_of_executed_units: *//p' .fuzz/$$target.log) execs," \
+			"$$(sed -n 's/^stat::new_units_added: *//p' .fuzz/$$target.log) new inputs, 0 findings"; \
+	done
+
+# the seed corpus from real data, in a private network namespace (root)
+fuzz-seed: $(STAMP)
+	unshare -n sh -c 'ip link set lo up && $(BIN)/python tools/fuzz.py seed'
 
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .hypothesis .fuzz

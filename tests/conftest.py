@@ -20,6 +20,9 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+# rows of the reliability battery proven by tests outside tests/reliability/
+from tests.reliability.report import pytest_runtest_logreport  # noqa: F401
+
 #: Every ``async def`` test runs once per loop kind (see pytest_pyfunc_call).
 AIO_LOOPS = ("asyncio", "uvloop")
 

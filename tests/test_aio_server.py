@@ -164,6 +164,7 @@ async def test_a_datagram_with_passed_fds_leaks_none(tmp_path: Path) -> None:
                         os.close(fd)
         await _until(lambda: server.stats.handled == 20)
         assert len(os.listdir("/proc/self/fd")) == before
+        assert server.stats.fds_refused == 20
 
 
 async def _until(ready: object, limit: float = WAIT) -> None:
@@ -386,6 +387,28 @@ async def test_max_connections_bounds_the_handlers_and_the_rest_wait(tmp_path: P
                 await client.close()
     assert running[1] == 2
     assert server.stats.accepted == 5
+
+
+async def test_a_connection_without_a_first_message_is_closed(tmp_path: Path) -> None:
+    first = 0.2
+    ep = f"unix:{tmp_path}/s.sock"
+    async with aio.serve(ep, echo, first_message_timeout=first) as server:
+        silent = await aio.connect(ep)
+        talker = await aio.connect(ep)
+        try:
+            await talker.send(b"hello")
+            assert await talker.recv(timeout=WAIT) == b"hello"
+            started = time.monotonic()
+            with pytest.raises(ConnectionLost):
+                await silent.recv(timeout=WAIT)
+            assert time.monotonic() - started < 3 * first + 0.5
+            await asyncio.sleep(first)  # past the deadline: the talker is not touched
+            await talker.send(b"still here")
+            assert await talker.recv(timeout=WAIT) == b"still here"
+        finally:
+            await silent.close()
+            await talker.close()
+    assert server.stats.no_first_message == 1
 
 
 async def test_idle_timeout_closes_a_silent_connection(tmp_path: Path) -> None:

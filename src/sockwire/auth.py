@@ -55,6 +55,9 @@ State rules (the machines below enforce them; a driver only moves bytes)::
 
     both
     any waiting  more bytes than the step needs     FAILED       ProtocolError
+    any waiting  SEQPACKET: a packet that is not    FAILED       ProtocolError
+                 exactly the whole message
+                 (receive_packet)
     any waiting  EOF (b"")                          FAILED       ConnectionLost
     DONE         receive()                          DONE         InvalidOperation (not ours)
     FAILED       anything                           FAILED       the same error again
@@ -230,6 +233,35 @@ class _Machine:
         self._buf = b""
         self._need = 0
         return buf
+
+    def receive(self, data: bytes) -> bytes:
+        """Bytes from the peer (``b""``: EOF); the bytes to send back (maybe none)."""
+        raise NotImplementedError
+
+    def receive_packet(self, data: bytes, size: int | None = None) -> bytes:
+        """One whole SEQPACKET packet (``size``: its real length, MSG_TRUNC); as ``receive``.
+
+        On SEQPACKET each handshake message is exactly one packet
+        (docs/PROTOCOL.md 6.2): a message split over several packets, or a
+        packet with bytes after the message, is refused (ProtocolError),
+        after the magic and version checks so that a stranger still hears
+        what it is. A 0-byte read is EOF.
+        """
+        length = len(data) if size is None else size
+        if not data or self.error is not None or not self._need:
+            return self.receive(data)  # EOF, an earlier failure, or not waiting
+        wanted = self.wanted()
+        if self._buf or length != wanted:
+            self._check_prefix((self._buf + bytes(data))[: self._need])
+            raise self._fail(
+                ProtocolError(
+                    f"a {length}-byte packet in the {self.role} auth handshake's "
+                    f"{self.state} step",
+                    f"on SEQPACKET each handshake message is one packet of exactly {wanted} "
+                    "bytes; the peer does not follow the sockwire auth protocol",
+                ),
+            )
+        return self.receive(data)
 
     def _check_prefix(self, buf: bytes) -> None:
         """Refuse a wrong magic or version at the first wrong byte."""
@@ -462,6 +494,8 @@ def _drive(
 ) -> None:
     raw = sock.raw
     flags = 0 if _is_tls(raw) else socket.MSG_NOSIGNAL  # ssl refuses flags
+    packets = sock.type == socket.SOCK_SEQPACKET  # one handshake message per packet
+    buf = bytearray(SERVER_HELLO_SIZE)  # the largest message of either side
     deadline = time.monotonic() + timeout
     where = f"{machine.role} auth handshake with {label}"
 
@@ -485,8 +519,13 @@ def _drive(
                 if machine.done:
                     return
                 raw.settimeout(left())
-                data = raw.recv(machine.wanted())
-                out = machine.receive(data)
+                if packets:
+                    # MSG_TRUNC: the packet's real length, so trailing junk is seen
+                    want = machine.wanted()
+                    size = raw.recv_into(buf, want, socket.MSG_TRUNC)
+                    out = machine.receive_packet(bytes(buf[: min(size, want)]), size)
+                else:
+                    out = machine.receive(raw.recv(machine.wanted()))
         except SockwireError as exc:
             trace.note("auth", machine.role, "failed", result=type(exc).__name__)
             if machine.farewell:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,48 @@ def _json_dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+#: A ``\uD800``-``\uDFFF`` escape: the only way JSON text spells a surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _json_loads(payload: bytes) -> Any:
+    """Strict JSON: only what ``_json_dumps`` could have written comes back.
+
+    ``json.loads`` on bytes decodes with ``surrogatepass`` and turns a lone
+    ``"\\ud800"`` escape into a str that cannot be encoded again, so an echo
+    handler's reply failed with a traceback per message. Here the payload
+    must be valid UTF-8 (strict), and when it holds a surrogate escape every
+    string in the result must be encodable (a proper pair is; a lone half is
+    not). The check costs nothing for payloads without such escapes.
+    """
+    text = str(payload, "utf-8")  # strict: an encoded surrogate is refused here
+    value = json.loads(text)
+    if _SURROGATE_ESCAPE.search(payload):
+        _refuse_lone_surrogates(value)
+    return value
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    """Walk ``value`` (iteratively: nesting depth is the peer's choice) for a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = ord(item[exc.start])
+                raise ValueError(
+                    f"a lone UTF-16 surrogate \\u{bad:04x} in a string (JSON that no "
+                    "encoder writes: it cannot be encoded as UTF-8 again)"
+                ) from None
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+
+
 def _msgpack() -> Codec:
     try:
         import msgpack  # type: ignore[import-not-found,import-untyped,unused-ignore]
@@ -98,7 +141,7 @@ def _pickle_loads(payload: bytes) -> Any:
 
 
 _BYTES = Codec("bytes", None, None)
-_JSON = Codec("json", _json_dumps, json.loads)
+_JSON = Codec("json", _json_dumps, _json_loads)
 _PICKLE = Codec("pickle", _pickle_dumps, _pickle_loads, needs_auth=True)
 
 

@@ -23,10 +23,34 @@ What happens to a new connection, in order (nothing is read before step 3)::
 them: the Channel is a blocking API, and a thread per connection keeps a
 handler a plain function that may block (on the peer, a database, a lock)
 without stalling the others. The bound is enforced *before* accept(): at the
-limit the server stops accepting and new clients wait in the kernel's
-listen backlog (``?backlog=``), which is the backpressure a client sees as a
-slow connect, instead of an accepted-then-dropped connection. Thousands of
-connections are the asyncio driver's job (``aio/``), not this one's.
+limit new clients wait in the kernel's listen backlog (``?backlog=``).
+Thousands of connections are the asyncio driver's job (``aio/``), not this
+one's.
+
+**Failing safe when full** (:mod:`sockwire.admission`). Slots held by
+connections that send nothing, or one empty frame now and then, must not
+lock well-behaved clients out. So, by default:
+
+* a new connection's first message must arrive within
+  ``first_message_timeout`` (10 s) of accept, or it is closed;
+* a connection with nothing to read for ``idle_timeout`` (300 s) between
+  messages is closed (the Channel's read limit);
+* at the limit, while someone waits to connect, the **idle** connection
+  that has waited longest for its peer is **evicted** (idle: silent for
+  0.25 s since accept, or quiet for 0.25 s since its last message): its
+  reading side is shut down, so its handler sees the end of input at its
+  next ``recv`` (what was already queued is still read; a message it cuts
+  short is dropped, never delivered in part; replies may still be sent),
+  and the newcomer takes the slot at once.
+  A handler at work, or one whose peer was active in the last 0.25 s, is
+  never chosen; then the newcomer waits in the backlog. Measured: a good
+  client behind 1,000 connections that trickle 2 bytes a second and
+  reconnect the moment they are cut is served in about 4 s.
+
+``evict=False`` keeps the old rule (wait in the backlog, never evict); the
+patterns use it, since their links are live by heartbeat and a subscriber
+that only listens must not be cut. Counted in ``stats.evicted`` and
+``stats.no_first_message``.
 
 **Shutdown** (:meth:`Server.shutdown`): stop accepting (the listener is closed,
 a UNIX socket file removed); every handler waiting *between* messages sees
@@ -44,6 +68,7 @@ unless we are stopping.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import dataclasses
 import logging
@@ -54,11 +79,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from . import dial, secure, unix
 from .accepting import ACCEPT_BACKOFF, on_accept_error
 from .address import Endpoint, parse
+from .admission import DEFAULT_IDLE_TIMEOUT, FIRST_MESSAGE_TIMEOUT, Admission, Slot
 from .channel import MAX_PACKET, Channel, ChannelCore, ReadLimits
 from .codecs import Codec, get_codec
 from .errors import (
@@ -89,6 +115,8 @@ log = logging.getLogger("sockwire")
 DEFAULT_GRACE = 5.0
 #: After the grace period: how long closed handlers get to unwind before we give up on them.
 ABORT_WAIT = 5.0
+#: Full: how long to wait for an evicted connection to leave before choosing another.
+EVICT_WAIT = 0.5
 
 _KINDS = {
     int(socket.SOCK_STREAM): "stream",
@@ -106,19 +134,24 @@ class ServerStats:
 
     Connections: ``accepted``, ``refused`` (peer filter), ``handshake_failed``
     (TLS/HMAC), ``handled`` (handler returned), ``dropped`` (the peer went
-    away, broke the protocol or hit a limit: logged at INFO), ``failed``
+    away, broke the protocol or hit a limit: logged at INFO), ``evicted``
+    (made room for a newcomer at the limit), ``no_first_message`` (closed
+    by the first-message deadline), ``failed``
     (the handler raised anything else: logged with its traceback),
     ``aborted`` (closed by shutdown after the grace period), ``active`` and
     ``peak`` (handlers running now / at most). Accept loop:
     ``accept_attempts`` and ``accept_backoffs`` (EMFILE and friends).
     Datagrams: ``messages``, ``replies``, ``unanswerable`` (a reply for an
     unnamed sender), ``reply_dropped`` (the sender's queue was full or it is
-    gone) and ``invalid`` (undecodable for the codec); header-level loss is
-    in :attr:`Server.datagram_stats`.
+    gone), ``invalid`` (undecodable for the codec) and ``fds_refused``
+    (datagrams that came with passed fds: the fds are never taken, the data
+    is served); header-level loss is in :attr:`Server.datagram_stats`.
     """
 
     accepted: int = 0
     refused: int = 0
+    evicted: int = 0
+    no_first_message: int = 0
     handshake_failed: int = 0
     handled: int = 0
     dropped: int = 0
@@ -133,18 +166,33 @@ class ServerStats:
     unanswerable: int = 0
     reply_dropped: int = 0
     invalid: int = 0
+    fds_refused: int = 0
 
 
 class _Conn:
-    """One accepted connection: its thread, and its socket/Channel for shutdown."""
+    """One accepted connection: its thread, its slot, and its socket/Channel for shutdown."""
 
-    __slots__ = ("channel", "peer", "sock", "thread")
+    __slots__ = ("channel", "peer", "slot", "sock", "thread")
 
-    def __init__(self, sock: Socket, peer: Peer) -> None:
+    def __init__(self, sock: Socket, peer: Peer, slot: Slot) -> None:
         self.sock = sock
         self.peer = peer
+        self.slot = slot
         self.channel: Channel | None = None
         self.thread: threading.Thread | None = None
+
+    def evict(self) -> None:
+        """End its input (server lock held, so its thread cannot be closing the socket).
+
+        In the handshake both directions are shut down (the handshake fails);
+        after it only the reading side: the handler's next ``recv`` between
+        messages sees the end, what is queued is still read, replies still go.
+        ``socket.socket.shutdown`` on purpose: ``SSLSocket.shutdown`` would
+        also drop the TLS session that a last reply still needs.
+        """
+        how = socket.SHUT_RD if self.channel is not None else socket.SHUT_RDWR
+        with contextlib.suppress(OSError, SockwireError):
+            socket.socket.shutdown(self.sock.raw, how)
 
     def abort(self) -> None:
         """Wake and close what the handler blocks on (from the shutdown thread)."""
@@ -173,7 +221,7 @@ class Server:
         handler: Handler,
         *,
         max_connections: int = 64,
-        idle_timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         frame_deadline: float | None = 60.0,
         peer_filter: Callable[[Peer], bool] | None = None,
         codec: str | Codec = "bytes",
@@ -183,17 +231,27 @@ class Server:
         backlog: int | None = None,
         grace: float = DEFAULT_GRACE,
         name: str | None = None,
+        first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
+        evict: bool = True,
     ) -> None:
         ep = parse(endpoint)
         if max_connections < 1:
             raise InvalidOperation(f"max_connections={max_connections}", "allow at least 1")
-        for what, value in (("idle_timeout", idle_timeout), ("frame_deadline", frame_deadline)):
+        for what, value in (
+            ("idle_timeout", idle_timeout),
+            ("frame_deadline", frame_deadline),
+            ("first_message_timeout", first_message_timeout),
+        ):
             if value is not None and value <= 0:
                 raise InvalidOperation(f"{what}={value}", "give a positive number of seconds")
         self._ep = ep
         self.handler = handler
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
+        self.first_message_timeout = first_message_timeout
+        self.evict = evict
+        # the idle limit is the Channel's own (ReadLimits); the policy does the rest
+        self._admission = Admission(max_connections, first_message=first_message_timeout)
         self.frame_deadline = frame_deadline
         self.codec = codec
         self.framing = framing if framing is not None else ep.option("framing")
@@ -238,21 +296,25 @@ class Server:
 
     @staticmethod
     def _check_codec(ep: Endpoint, codec: str | Codec) -> None:
-        name = codec if isinstance(codec, str) else codec.name
-        if name == "pickle" and not secure.can_authenticate(ep):
+        # resolve the name first (unknown names fail here, not per connection):
+        # "Pickle" is pickle, and the check asks the codec, not the spelling
+        resolved = get_codec(codec, authenticated=True)
+        if resolved.needs_auth and not secure.can_authenticate(ep):
             raise PermissionDenied(
-                f"serve {ep.display()} with codec=pickle",
+                f"serve {ep.display()} with codec={resolved.name}",
                 "pickle runs code chosen by the sender, so it needs authenticated peers: "
                 "add ?authfile= (HMAC handshake), use tls+tcp:// with ?cafile= (client "
                 "certificates from your CA), or on UNIX ?allowed_uids=/?allowed_gids=",
             )
-        get_codec(codec, authenticated=True)  # unknown names fail here, not per connection
 
     @staticmethod
     def _open(ep: Endpoint, backlog: int | None) -> Socket:
         if ep.scheme in ("fd", "systemd"):
             sock = dial.adopt(ep)
-            if sock.type == socket.SOCK_DGRAM or unix.is_listening(sock):
+            if sock.type == socket.SOCK_DGRAM:
+                _passcred(sock)
+                return sock
+            if unix.is_listening(sock):
                 return sock
             sock.detach()
             raise InvalidOperation(
@@ -260,11 +322,7 @@ class Server:
             )
         if ep.type == socket.SOCK_DGRAM:
             sock = dial.bind(ep)
-            if ep.is_unix:
-                # a sender that autobinds may send before we enable SO_PASSCRED
-                # otherwise; with it on, every datagram carries credentials
-                with contextlib.suppress(SockwireError):
-                    unix.enable_passcred(sock)
+            _passcred(sock)
             return sock
         return dial.listen(ep, backlog=backlog)
 
@@ -385,16 +443,25 @@ class Server:
         poller.register(listener.fd, select.POLLIN)
         poller.register(self._stop_r, select.POLLIN)
         stats = self.stats
+        admission = self._admission
         while True:
             with self._cond:
-                # the bound, before accept(): at the limit new clients wait in the backlog
-                while stats.active >= self.max_connections and not self._stopping:
-                    self._cond.wait()
                 if self._stopping:
                     return
-            ready = {fd for fd, _ in poller.poll()}
+                now = time.monotonic()
+                for slot in admission.expired(now):
+                    self._evict(slot)
+                full = self._full()
+                deadline = admission.next_deadline()
+            wait_ms = None if deadline is None else max(0.0, deadline - now) * 1000 + 1
+            ready = {fd for fd, _ in poller.poll(wait_ms)}
             if self._stop_r in ready:
                 return
+            if listener.fd not in ready:
+                continue  # a first-message deadline came: sweep
+            if full:
+                self._make_room()
+                continue
             stats.accept_attempts += 1
             try:
                 if self._filters:
@@ -408,7 +475,9 @@ class Server:
                 if self.stopping:
                     return
                 if action == "backoff":
-                    stats.accept_backoffs += 1
+                    with self._cond:  # wait_for() callers may watch this count
+                        stats.accept_backoffs += 1
+                        self._cond.notify_all()
                     if stats.accept_backoffs % 100 == 1:
                         log.warning(
                             "%s: accept failed (%s), backing off %g s (%d times so far): %s",
@@ -429,11 +498,55 @@ class Server:
             self._reap()
             self._start_connection(conn, peer)
 
+    def _full(self) -> bool:
+        """No slot for a newcomer (lock held).
+
+        A connection told to go still has its thread for a moment, but its
+        slot is already the newcomer's: waiting for each evicted handler to
+        finish would make every eviction cost a thread's exit, and a
+        newcomer behind N reconnecting attackers wait N of them. Threads
+        stay bounded: never more than twice ``max_connections``.
+        """
+        active = self.stats.active
+        leaving = sum(1 for r in self._conns.values() if r.slot.evicted is not None)
+        return active - leaving >= self.max_connections or active >= 2 * self.max_connections
+
+    def _make_room(self) -> None:
+        """Full, and someone waits to connect: evict one idle connection, or wait.
+
+        After an eviction the loop accepts at once (see :meth:`_full`). With
+        no idle connection, wait until one may become idle, a slot frees,
+        or at most EVICT_WAIT, so that first-message deadlines are still
+        swept.
+        """
+        with self._cond:
+            now = time.monotonic()
+            if self.evict and not self._stopping:
+                victim = self._admission.victim(now)
+                if victim is not None:
+                    self._evict(victim)
+                    if not self._full():
+                        return
+            wake = [now + EVICT_WAIT, self._admission.next_deadline()]
+            if self.evict:
+                wake.append(self._admission.next_victim())
+            wait = max(0.0, min(t for t in wake if t is not None) - now)
+            self._cond.wait_for(lambda: not self._full() or self._stopping, wait)
+
+    def _evict(self, slot: Slot) -> None:
+        """Tell the connection of ``slot`` (marked evicted) to go (lock held)."""
+        record = self._conns.get(cast(int, slot.key))
+        if record is None:
+            return
+        log.info("%s: %s: %s", self.name, record.peer, slot.evicted)
+        record.evict()
+
     def _start_connection(self, conn: Socket, peer: Peer) -> None:
-        record = _Conn(conn, peer)
         with self._cond:
             key = self._next_id
             self._next_id += 1
+            # the handshake waits for the peer too: it counts as waiting from accept
+            record = _Conn(conn, peer, self._admission.add(key, time.monotonic()))
             self._conns[key] = record
             self.stats.active += 1
             self.stats.peak = max(self.stats.peak, self.stats.active)
@@ -465,6 +578,7 @@ class Server:
                 self._count("handshake_failed")
                 log.info("%s: handshake with %s failed: %s", self.name, record.peer, exc)
                 return
+            record.slot.busy()  # until the handler asks for a message
             record.sock = sock
             try:
                 channel = Channel.from_socket(
@@ -482,29 +596,53 @@ class Server:
             channel.set_read_limits(
                 ReadLimits(self.idle_timeout, self.frame_deadline, self._stop_r)
             )
+            _watch_recv(channel, record.slot)
             with self._cond:
                 record.channel = channel
             self.handler(channel, record.peer)
-            self._count("handled")
+            self._count(self._ended_by_policy(record) or "handled")
         except ClosedError as exc:  # shutdown closed it after the grace period
             log.debug("%s: handler for %s stopped: %s", self.name, record.peer, exc)
         except (ConnectionLost, ProtocolError, TimeoutError, PermissionDenied) as exc:
-            self._count("dropped")
-            log.info("%s: connection from %s ended: %s", self.name, record.peer, exc)
+            why = self._ended_by_policy(record)
+            self._count(why or "dropped")
+            if why is None:
+                log.info("%s: connection from %s ended: %s", self.name, record.peer, exc)
         except Exception:
             self._count("failed")
             log.exception("%s: handler failed for %s", self.name, record.peer)
         finally:
+            with self._cond:  # out of the policy's view: never evicted while being closed
+                self._admission.remove(key)
             if channel is not None:
                 channel.close()
             else:
                 record.sock.close()
             self._finished(key)
 
+    @staticmethod
+    def _ended_by_policy(record: _Conn) -> str | None:
+        """The stats field when the admission policy ended this connection, else None."""
+        reason = record.slot.evicted
+        if reason is None:
+            return None
+        return "no_first_message" if record.slot.messages == 0 and "first" in reason else "evicted"
+
     def _count(self, field: str) -> None:
         """One more of ``field`` in stats, from a handler thread (several run at once)."""
         with self._cond:
             setattr(self.stats, field, getattr(self.stats, field) + 1)
+            self._cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[Server], bool], timeout: float | None = None) -> bool:
+        """Block until ``predicate(self)`` holds; False if ``timeout`` passed first.
+
+        Re-checked whenever a connection ends or a handler's count changes
+        (``server.wait_for(lambda s: s.stats.active == 0, 5)``): for tests,
+        health checks and embedding, instead of polling ``stats``.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self), timeout)
 
     def _finished(self, key: int) -> None:
         with self._cond:
@@ -542,15 +680,14 @@ class Server:
             max_size=self.max_size,
             packet_limit=min(MAX_PACKET, sock.packet_limit() or MAX_PACKET),
         )
-        want_creds = sock.family == socket.AF_UNIX
-        anc_size = socket.CMSG_SPACE(12) if want_creds else 0
+        anc_size = _DGRAM_ANCILLARY if sock.family == socket.AF_UNIX else 0
         stats = self.stats
         while True:
             ready = {fd for fd, _ in poller.poll()}
             if self._stop_r in ready:
                 return
             try:
-                size, _, creds, address = _recv_datagram(raw, buf, anc_size)
+                size, rflags, creds, address = _recv_datagram(raw, buf, anc_size)
             except BlockingIOError:
                 continue
             except OSError as exc:
@@ -559,6 +696,8 @@ class Server:
                 error = translate(exc, "recvmsg", self._ep.display(), family=sock.family)
                 log.debug("%s: receive failed: %s", self.name, error)
                 continue
+            if rflags & socket.MSG_CTRUNC:
+                stats.fds_refused += 1  # the datagram itself is still served
             core.receive_packet(buf, size, address)
             if not core.pending:
                 continue  # truncated, or without the sockwire header: counted in core.stats
@@ -687,7 +826,7 @@ def serve(
     handler: Handler,
     *,
     max_connections: int = 64,
-    idle_timeout: float | None = None,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     frame_deadline: float | None = 60.0,
     peer_filter: Callable[[Peer], bool] | None = None,
     codec: str | Codec = "bytes",
@@ -696,6 +835,8 @@ def serve(
     handshake_timeout: float = 10.0,
     backlog: int | None = None,
     grace: float = DEFAULT_GRACE,
+    first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
+    evict: bool = True,
 ) -> Server:
     """Listen on (or bind) ``endpoint`` and return a :class:`Server`, ready to run.
 
@@ -703,8 +844,11 @@ def serve(
     ``handler(message, peer)`` per datagram, its return value (unless None)
     sent back. Run it with ``server.serve_forever()`` or ``server.start()``
     (background thread); stop it with ``server.shutdown(timeout)`` or a
-    ``with`` block. Limits: ``max_connections`` handlers at once;
-    ``idle_timeout`` ends a connection with nothing to read for that long;
+    ``with`` block. Limits: ``max_connections`` handlers at once (at the
+    limit the longest-waiting connection is evicted for a newcomer, unless
+    ``evict=False``); ``first_message_timeout`` (10 s) closes a connection
+    whose first message has not arrived by then; ``idle_timeout`` (300 s)
+    ends a connection with nothing to read for that long;
     ``frame_deadline`` breaks one whose started message does not finish in
     time; ``peer_filter(peer)`` (with ``?allowed_uids=``/``?allowed_gids=``)
     refuses peers before any byte is read.
@@ -722,12 +866,37 @@ def serve(
         handshake_timeout=handshake_timeout,
         backlog=backlog,
         grace=grace,
+        first_message_timeout=first_message_timeout,
+        evict=evict,
     )
 
 
 # --------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------
+
+_UCRED_SIZE = 12  # struct ucred: pid, uid, gid
+#: The datagram loop's control buffer: room for SCM_CREDENTIALS and nothing
+#: else. With SO_PASSCRED on, the kernel writes the credentials first and
+#: discards passed fds that find no room (MSG_CTRUNC, fput in the kernel):
+#: no sender can make the server hold a descriptor. Should SO_PASSCRED be
+#: off, the same 32 bytes hold up to 4 fds; those are closed at once.
+_DGRAM_ANCILLARY = socket.CMSG_SPACE(_UCRED_SIZE)
+
+
+def _passcred(sock: Socket) -> None:
+    """SO_PASSCRED on a UNIX datagram server, bound here or inherited (fd:, systemd:).
+
+    Every datagram then carries its sender's credentials (a sender that
+    autobinds may send before we enable it otherwise), and they fill the
+    control buffer so passed fds never arrive (see ``_DGRAM_ANCILLARY``).
+    """
+    if sock.family != socket.AF_UNIX:
+        return
+    try:
+        unix.enable_passcred(sock)
+    except SockwireError as exc:  # not expected on Linux; fds are still closed on arrival
+        log.warning("SO_PASSCRED on %s failed: %s", sock, exc)
 
 
 def _recv_datagram(
@@ -736,18 +905,56 @@ def _recv_datagram(
     """One datagram into ``buf``: (real size, flags, SCM_CREDENTIALS, sender or None).
 
     MSG_TRUNC in the flags makes Linux return the real length of a datagram
-    larger than ``buf`` (the core counts it as truncated).
+    larger than ``buf`` (the core counts it as truncated). Passed fds that
+    found room in the control buffer are closed before anything else
+    happens; MSG_CTRUNC in the returned flags says fds (or more) were sent.
     """
     size, ancdata, flags, address = raw.recvmsg_into([buf], anc_size, socket.MSG_TRUNC)
     creds = None
     for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(data) >= 12:
+        if level != socket.SOL_SOCKET:
+            continue
+        if kind == socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % 4
+            for fd in array.array("i", data[:usable]):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            flags |= socket.MSG_CTRUNC
+        elif kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED_SIZE:
             found = parse_ucred(data)
             if found.pid != 0:  # queued before SO_PASSCRED: no credentials, not pid 0
                 creds = found
     if address in (None, "", b""):
         address = None
     return size, flags, creds, address
+
+
+def _watch_recv(channel: Channel, slot: Slot) -> None:
+    """Let the admission policy see when the handler waits for its peer.
+
+    Wraps the Channel's ``recv`` on the instance (iteration calls it too):
+    two attribute writes and a clock read per message. A TimeoutError of the
+    handler's own ``timeout=`` leaves the slot waiting: it still waits for
+    its peer, and a loop of short timeouts must not hide an idle connection.
+    """
+    inner = channel.recv
+    monotonic = time.monotonic
+
+    def recv(timeout: float | None = None) -> Any:
+        if slot.waiting is None:
+            slot.waiting = monotonic()
+        try:
+            msg = inner(timeout)
+        except TimeoutError:
+            raise
+        except BaseException:
+            slot.waiting = None
+            raise
+        slot.messages += 1
+        slot.waiting = None
+        return msg
+
+    channel.recv = recv  # type: ignore[method-assign]
 
 
 def _endpoint_of(sock: Socket, address: Address) -> str:

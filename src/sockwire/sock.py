@@ -11,7 +11,10 @@ A thin typed layer over ``socket.socket`` that keeps the names of the notes
 * truncation is never silent: on datagram and seqpacket sockets ``recv``,
   ``recvfrom`` and ``recv_into`` raise :class:`TruncatedError` carrying the
   head and the full size, and ``recvmsg`` reports ``MSG_TRUNC``/``MSG_CTRUNC``
-  on the returned :class:`Message`.
+  on the returned :class:`Message`; ``read`` does the same on message sockets,
+  where read(2) would cut a message silently;
+* a passed fd is never leaked: ``recvmsg`` closes every fd beyond ``maxfds``
+  that the control buffer happened to have room for.
 
 ``send``/``sendto``/``sendmsg`` always add ``MSG_NOSIGNAL``, so a dead peer is
 an error (``ConnectionLost``), never a SIGPIPE that kills the process.
@@ -160,6 +163,8 @@ class Message:
     size: int = 0
     #: control messages other than fds and credentials: (level, type, data)
     ancillary: list[tuple[int, int, bytes]] = field(default_factory=list)
+    #: passed fds that arrived beyond ``maxfds`` and were closed unread
+    discarded: int = 0
 
     @property
     def truncated(self) -> bool:
@@ -490,8 +495,19 @@ class Socket:
     # ---- plain descriptor I/O
 
     def read(self, size: int) -> bytes:
-        """read(2) on the descriptor: a socket is a file descriptor like any other."""
+        """read(2) on the descriptor: a socket is a file descriptor like any other.
+
+        On datagram and seqpacket sockets read(2) discards the rest of a longer
+        message without a word; here that is a :class:`TruncatedError`, as
+        for ``recv`` (the same call underneath: read(2) is recv(2) without flags).
+        """
         self._check_open("read")
+        if self._type in _MESSAGE_TYPES:
+            buf = bytearray(size)
+            count, _, mflags, _ = self._recvmsg_into("read", buf, 0, 0, (str(size),))
+            data = bytes(buf[: min(count, size)])
+            self._check_trunc("read", data, count, size, mflags, (str(size),))
+            return data
         try:
             data = os.read(self._fd, size)
         except OSError as exc:
@@ -714,7 +730,9 @@ class Socket:
         """recvmsg(2): data, up to ``maxfds`` passed fds, sender credentials, flags.
 
         Truncation is reported on the Message (``truncated``/``ctruncated``),
-        with ``size`` the full length; fds that arrive belong to the caller.
+        with ``size`` the full length; up to ``maxfds`` fds that arrive belong
+        to the caller, any beyond them (even with ``maxfds=0``) are closed
+        here, counted in ``Message.discarded`` and flagged ``MSG_CTRUNC``.
         ``ancillary``: room in bytes for other control messages (e.g. the TTL
         or hop limit of IP_RECVTTL/IPV6_RECVHOPLIMIT), returned in
         ``Message.ancillary``. ``buffer``: a reusable bytearray of at least
@@ -752,6 +770,16 @@ class Socket:
                 message.creds = parse_ucred(payload)
             else:
                 message.ancillary.append((level, kind, payload))
+        if len(message.fds) > maxfds:
+            # Any room in the control buffer takes passed fds: the room left
+            # for credentials when SO_PASSCRED is off (4 fds), ``ancillary``,
+            # the 8-byte alignment slack of CMSG_SPACE. The kernel installs
+            # what fits; fds nobody asked for are closed here, never leaked,
+            # and reported as the kernel reports the ones that did not fit.
+            unasked = message.fds[maxfds:]
+            del message.fds[maxfds:]
+            message.discarded = _close_fds(unasked)
+            message.flags |= MsgFlag.CTRUNC
         if _hooks:
             result = str(count)
             extra: dict[str, Any] = {"flags": str(message.flags)}
@@ -949,6 +977,16 @@ def _fd_text(fds: Sequence[int], shown: int = 8) -> str:
         return "[" + ", ".join(map(str, fds)) + "]"
     head = ", ".join(map(str, fds[: shown - 1]))
     return f"[{head}, ..., {fds[-1]}] ({len(fds)} fds)"
+
+
+def _close_fds(fds: Iterable[int]) -> int:
+    """Close received fds nobody asked for; how many."""
+    count = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        count += 1
+    return count
 
 
 def _none_if_unnamed(address: Any) -> Address | None:

@@ -16,7 +16,10 @@ What every other tool gets slightly wrong, decided here once:
   pid. A regular file, directory,
   FIFO or symlink is refused and never followed or removed. asyncio's
   ``start_unix_server`` unlinks whatever is there, live or not
-  (cpython#121252); sockwire never does.
+  (cpython#121252); sockwire never does. The directory must be safe too
+  (as OpenSSH's StrictModes): it and each ancestor up to ``/`` belong to
+  root or to us, and none is writable by everyone without the sticky bit;
+  ``?unsafe_dir=1`` opts out.
 * **Mode, owner, group** are in force before anyone can connect: the mode is
   set with fchmod() on the unbound socket (bind() creates the file with it,
   masked by the umask), and when an owner or group is asked for, the file is
@@ -284,8 +287,10 @@ def bind_path(
     socket, is refused (see the module docstring). ``mode``, ``owner`` and
     ``group`` are in force before the call returns, and no intermediate
     state lets anyone connect who could not connect at the end. A parent
-    directory that others may write without the sticky bit is refused
-    unless ``unsafe_dir``: anyone there could swap the file for their own.
+    directory (or any ancestor) that belongs to another non-root user, or
+    that others may write without the sticky bit, is refused unless
+    ``unsafe_dir``: they could swap the file for their own and receive our
+    clients' first messages.
     """
     size = len(os.fsencode(path))
     if size > UNIX_PATH_MAX:
@@ -339,19 +344,44 @@ def bind_abstract(sock: Socket, name: str | bytes) -> None:
 
 
 def _check_parent(path: str, unsafe_dir: bool) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    try:
-        st = os.stat(parent)
-    except OSError:
-        return  # bind() will say what is wrong with the directory
-    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX and not unsafe_dir:
-        raise PermissionDenied(
-            f"bind {path}",
-            f"the directory {parent} (mode {stat.S_IMODE(st.st_mode):04o}) is writable by "
-            "everyone and has no sticky bit, so anyone could replace the socket file with "
-            "their own; use a directory only the server can write (or one with the sticky "
-            "bit, like /tmp), or opt in with ?unsafe_dir=1",
-        )
+    """Refuse a directory someone else could use to swap the socket file (OpenSSH StrictModes).
+
+    Walks the real path (symlinks resolved, as OpenSSH's ``safe_path``) from
+    the parent up to ``/``. Each directory must belong to root or to us (the
+    owner of a directory may rename or remove anything in it, sticky bit or
+    not) and must not be writable by everyone without the sticky bit. The
+    walk does not stop at a root-owned directory: whoever owns *its* parent
+    can rename it away and put their own in its place, socket file and all.
+    A directory we cannot stat is left to bind() to report.
+    """
+    if unsafe_dir:
+        return
+    me = os.geteuid()
+    current = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    for _ in range(current.count("/") + 1):  # bounded by the path's depth
+        try:
+            st = os.stat(current)
+        except OSError:
+            return  # bind() will say what is wrong with the directory
+        if st.st_uid not in (0, me):
+            raise PermissionDenied(
+                f"bind {path}",
+                f"the directory {current} belongs to uid {st.st_uid}, another user, who could "
+                "replace the socket file with their own and receive what clients send; use a "
+                "directory owned by this user or root, or opt in with ?unsafe_dir=1",
+            )
+        if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+            raise PermissionDenied(
+                f"bind {path}",
+                f"the directory {current} (mode {stat.S_IMODE(st.st_mode):04o}) is writable "
+                "by everyone and has no sticky bit, so anyone could replace the socket file "
+                "with their own; use a directory only the server can write (or one with the "
+                "sticky bit, like /tmp), or opt in with ?unsafe_dir=1",
+            )
+        up = os.path.dirname(current)
+        if up == current:
+            return
+        current = up
 
 
 def _refuse_non_socket(path: str, st: os.stat_result) -> None:
@@ -833,7 +863,9 @@ def recvfrom_peer(sock: Socket, bufsize: int = 65536, *, flags: int = 0) -> tupl
     Never an error for an unnamed sender (netcat fails with "connect:
     Invalid argument" there): :attr:`Peer.unnamed` says it, and
     :func:`reply` refuses clearly. Credentials need SO_PASSCRED
-    (:func:`enable_passcred`) before the sender sent.
+    (:func:`enable_passcred`) before the sender sent. Passed fds are never
+    taken: without SO_PASSCRED the credentials' room in the control buffer
+    would hold 4 of them, and ``Socket.recvmsg`` closes every one.
     """
     msg = sock.recvmsg(bufsize, creds=True, flags=flags)
     if msg.truncated:
@@ -941,7 +973,7 @@ def recv_fds(
         raise InvalidOperation(f"recv_fds maxfds={maxfds}", f"choose 0 to {SCM_MAX_FD}")
     msg = sock.recvmsg(bufsize, maxfds=maxfds, flags=flags)
     if msg.ctruncated or len(msg.fds) > maxfds:
-        closed = _close_all(msg.fds)
+        closed = _close_all(msg.fds) + msg.discarded
         raise TruncatedError(
             f"recv_fds on fd {sock.fd}",
             f"the message carried more fds than the {maxfds} asked for; the {closed} that "

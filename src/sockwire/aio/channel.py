@@ -209,6 +209,7 @@ class Channel:
         "authenticated",
         "close_timeout",
         "codec",
+        "fresh",
         "kind",
         "label",
         "read_limit",
@@ -277,6 +278,8 @@ class Channel:
         self._limits_at = 0.0
         self._limits_handle: asyncio.TimerHandle | None = None
         self._draining = False
+        #: True until a whole message has arrived (a server's first-message deadline)
+        self.fresh = True
         # writing
         self._units: deque[list[BytesLike]] = deque()  # writes the kernel has not taken
         self._queued = 0  # their bytes
@@ -715,7 +718,11 @@ class Channel:
                     else:
                         self._write_out()
                 timer = self._timer
-                if timer is not None and (self._mid or self._idle):
+                if timer is not None and (
+                    self._mid or (self._idle and self._limits_handle is None)
+                ):
+                    # lazily: an armed timer fires by the (only ever later) idle
+                    # instant and re-arms; a message begun may bring it forward
                     self._arm_limits(loop)
                 fut = loop.create_future()
                 self._waiters.append(fut)
@@ -807,8 +814,12 @@ class Channel:
             timer = self._timer
             if timer is not None:
                 mid = decoder.in_frame
-                if mid or self._mid or self._idle:
+                if mid or self._mid:
                     self._received(mid)
+                elif self._idle:
+                    # ReadTimer.received() between whole messages: only the idle clock
+                    assert self._loop is not None
+                    timer.last_rx = self._loop.time()
             self._unread += got
             if pending and self._unread >= self.read_limit:
                 self._stop_reading()
@@ -816,6 +827,8 @@ class Channel:
         if pending or core.state is not _OPEN:
             if core.state is not _OPEN:
                 self._stop_reading()
+            elif pending:
+                self.fresh = False
             waiters = self._waiters  # _wake(), inline
             if waiters:
                 self._waiters = []
@@ -864,6 +877,7 @@ class Channel:
             self._stop_reading()
             self._wake()
         elif pending:
+            self.fresh = False
             self._wake()
 
     def _received(self, mid: bool) -> None:

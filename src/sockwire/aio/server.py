@@ -31,6 +31,13 @@ peer)`` per datagram (a coroutine function or a plain one) and send back
 what it returns (None: nothing), one datagram at a time, as the blocking
 server does; a reply the sender's queue cannot take is dropped and counted.
 
+**Limits**, with the blocking server's defaults (:mod:`sockwire.admission`):
+a connection with no whole message ``first_message_timeout`` (10 s) after
+accept is closed (``stats.no_first_message``), one silent ``idle_timeout``
+(300 s) between messages ends, one whose message does not finish within
+``frame_deadline`` (60 s) breaks. With 10,000 slots there is no eviction
+at the limit: new clients wait in the backlog.
+
 **Shutdown** (:meth:`Server.shutdown`): the listener is closed (a UNIX socket
 file removed); a ``recv`` waiting between messages ends (ConnectionLost,
 ``async for`` stops) while one in the middle of a message still gets it
@@ -44,7 +51,6 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-import os
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -53,6 +59,7 @@ from .. import secure, unix
 from .. import server as _sync
 from ..accepting import ACCEPT_BACKOFF, on_accept_error
 from ..address import Endpoint, parse
+from ..admission import DEFAULT_IDLE_TIMEOUT, FIRST_MESSAGE_TIMEOUT
 from ..channel import ChannelCore, ReadLimits
 from ..codecs import get_codec
 from ..errors import (
@@ -63,12 +70,11 @@ from ..errors import (
     ProtocolError,
     SockwireError,
     TimeoutError,
-    WouldBlock,
     translate,
 )
 from ..framing import DEFAULT_MAX_SIZE
 from ..packet import MAX_PACKET
-from ..sock import SCM_MAX_FD, Peer, Socket
+from ..sock import Peer, Socket
 from .channel import Channel
 from .client import Opening
 from .loops import read_buffer
@@ -114,7 +120,7 @@ class Server:
         handler: Handler,
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
-        idle_timeout: float | None = None,
+        idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         frame_deadline: float | None = 60.0,
         peer_filter: Callable[[Peer], bool] | None = None,
         codec: str | Any = "bytes",
@@ -124,11 +130,16 @@ class Server:
         backlog: int | None = None,
         grace: float = _sync.DEFAULT_GRACE,
         name: str | None = None,
+        first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
     ) -> None:
         ep = parse(endpoint)
         if max_connections < 1:
             raise InvalidOperation(f"max_connections={max_connections}", "allow at least 1")
-        for what, value in (("idle_timeout", idle_timeout), ("frame_deadline", frame_deadline)):
+        for what, value in (
+            ("idle_timeout", idle_timeout),
+            ("frame_deadline", frame_deadline),
+            ("first_message_timeout", first_message_timeout),
+        ):
             if value is not None and value <= 0:
                 raise InvalidOperation(f"{what}={value}", "give a positive number of seconds")
         self._ep = ep
@@ -136,6 +147,7 @@ class Server:
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
         self.frame_deadline = frame_deadline
+        self.first_message_timeout = first_message_timeout
         self.codec = codec
         self.framing = framing if framing is not None else ep.option("framing")
         self.max_size = max_size
@@ -333,6 +345,23 @@ class Server:
         stats.active += 1
         stats.peak = max(stats.peak, stats.active)
         record.task = self._loop.create_task(self._run_connection(key, record))
+        if self.first_message_timeout is not None and self.kind != "dgram":
+            self._loop.call_later(self.first_message_timeout, self._first_message_due, key)
+
+    def _first_message_due(self, key: int) -> None:
+        """The first-message deadline: a connection without a whole message by now goes."""
+        record = self._conns.get(key)
+        if record is None or (record.channel is not None and not record.channel.fresh):
+            return
+        self.stats.no_first_message += 1
+        log.info(
+            "%s: %s sent no whole message within %g s (first-message deadline); closed",
+            self.name,
+            record.peer,
+            self.first_message_timeout,
+        )
+        if record.task is not None:
+            record.task.cancel()
 
     async def _run_connection(self, key: int, record: _Conn) -> None:
         channel: Channel | None = None
@@ -409,11 +438,13 @@ class Server:
             max_size=self.max_size,
             packet_limit=min(MAX_PACKET, sock.packet_limit() or MAX_PACKET),
         )
-        is_unix = sock.family == socket.AF_UNIX
-        if is_unix:
+        anc_size = 0
+        if sock.family == socket.AF_UNIX:
             # with SO_PASSCRED every datagram carries its sender's credentials; an
             # inherited socket (fd:, systemd:) may not have it on yet
             unix.enable_passcred(sock)
+            anc_size = _sync._DGRAM_ANCILLARY
+        view = memoryview(read_buffer())[:MAX_PACKET]
         ready = self._datagram_ready
         loop.add_reader(sock.fd, ready.set)
         try:
@@ -423,28 +454,25 @@ class Server:
                 for _ in range(DATAGRAM_BATCH):
                     if self._stopping:
                         return
-                    buf = read_buffer()
                     try:
-                        # room for fds too: any a sender passes are closed, never kept
-                        msg = sock.recvmsg(
-                            MAX_PACKET,
-                            creds=is_unix,
-                            maxfds=SCM_MAX_FD if is_unix else 0,
-                            buffer=buf,
-                        )
-                    except WouldBlock:
+                        # the blocking server's own receive: credentials, and every
+                        # fd a sender passed closed before anything else happens
+                        size, flags, creds, address = _sync._recv_datagram(raw, view, anc_size)
+                    except BlockingIOError:
                         break
-                    except SockwireError as exc:
-                        log.debug("%s: receive failed: %s", self.name, exc)
+                    except OSError as exc:
+                        error = translate(exc, "recvmsg", self._ep.display(), family=sock.family)
+                        log.debug("%s: receive failed: %s", self.name, error)
                         continue
-                    _close_fds(msg.fds)
-                    core.receive_packet(memoryview(buf)[:MAX_PACKET], msg.size, msg.address)
+                    if flags & socket.MSG_CTRUNC:
+                        self.stats.fds_refused += 1  # the datagram itself is still served
+                    core.receive_packet(view, size, address)
                     if not core.pending:
                         continue  # truncated, or without the sockwire header: counted
                     payload = core.pending.popleft()
-                    creds = msg.creds if msg.creds is not None and msg.creds.pid else None
-                    peer = Peer(msg.address, sock.family, creds)
-                    await self._datagram(core, codec, raw, payload, peer)
+                    await self._datagram(
+                        core, codec, raw, payload, Peer(address, sock.family, creds)
+                    )
                     ready.set()  # read on until EAGAIN
         finally:
             if not sock.closed:
@@ -559,20 +587,12 @@ class Server:
         await self.shutdown(0)
 
 
-def _close_fds(fds: list[int]) -> None:
-    for fd in fds:
-        try:
-            os.close(fd)
-        except OSError:
-            log.debug("closing a passed fd failed", exc_info=True)
-
-
 def serve(
     endpoint: Endpoint | str,
     handler: Callable[[Any, Peer], Awaitable[Any] | Any],
     *,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    idle_timeout: float | None = None,
+    idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
     frame_deadline: float | None = 60.0,
     peer_filter: Callable[[Peer], bool] | None = None,
     codec: str | Any = "bytes",
@@ -581,6 +601,7 @@ def serve(
     handshake_timeout: float = 10.0,
     backlog: int | None = None,
     grace: float = _sync.DEFAULT_GRACE,
+    first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
 ) -> Opening[Server]:
     """Listen on (or bind) ``endpoint`` and start serving; :func:`sockwire.serve`, awaitable.
 
@@ -604,6 +625,7 @@ def serve(
             handshake_timeout=handshake_timeout,
             backlog=backlog,
             grace=grace,
+            first_message_timeout=first_message_timeout,
         )
         try:
             return server.start()

@@ -87,6 +87,10 @@ async def _aio_server(endpoint: str, args: argparse.Namespace) -> dict[str, Any]
         max_connections=args.max_connections,
         frame_deadline=args.frame_deadline,
         backlog=args.backlog,
+        # the clients open every connection before the first request (10,000 take
+        # longer than the default first-message deadline), and then sit idle by design
+        first_message_timeout=None,
+        idle_timeout=None,
     )
     _ready(server.endpoint)
     await _stdin_closed()

@@ -78,9 +78,10 @@ def describe(
         "data": msg.data.decode("utf-8", "backslashreplace"),
         "hex": msg.data.hex(),
     }
-    who = msg.creds if msg.creds is not None else creds
     # pid 0 (with the overflow uid/gid): the kernel attached no credentials, e.g. to a
-    # datagram queued before SO_PASSCRED was set (an inherited socket): unknown, not pid 0
+    # datagram queued before SO_PASSCRED was set (an inherited socket, or a seqpacket
+    # message sent before we turned it on): unknown, so the connection's SO_PEERCRED
+    who = msg.creds if msg.creds is not None and msg.creds.pid != 0 else creds
     if who is not None and who.pid != 0:
         doc.update(pid=who.pid, uid=who.uid, gid=who.gid)
     if peeked:

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 from .. import client, secure
 from ..address import Endpoint, parse
-from ..channel import Channel
+from ..channel import Channel, State
 from ..client import DEFAULT_BACKOFF, Backoff, retryable
 from ..codecs import Codec, get_codec
 from ..errors import (
@@ -92,12 +92,26 @@ class Link:
         self.ready = False
         self.writer: threading.Thread | None = None
 
-    def send(self, payload: bytes) -> None:
-        """Write one message now (any thread; the Channel keeps frames whole)."""
+    def send(self, payload: bytes, deadline: float | None = None) -> None:
+        """Write one message now (any thread; the Channel keeps frames whole).
+
+        With ``deadline`` (a ``time.monotonic()`` value) the write is bounded
+        too: TimeoutError leaves either nothing of the message sent (the link
+        is as it was: see :meth:`broken`) or the link broken (its Channel
+        shut down; the reader ends it and the node reconnects).
+        """
         channel = self.channel
-        channel.send(payload)
-        channel.flush()
+        if deadline is None:
+            channel.send(payload)
+            channel.flush()
+        else:
+            channel.send(payload, timeout=max(0.0, deadline - time.monotonic()))
         self.core.sent(time.monotonic())
+
+    @property
+    def broken(self) -> bool:
+        """The Channel broke (a write cut in two, a reset): this link is done."""
+        return self.channel.state in (State.BROKEN, State.CLOSED)
 
     def send_many(self, payloads: Iterable[bytes]) -> None:
         channel = self.channel
@@ -178,6 +192,11 @@ class Node:
                 max_connections=max_connections,
                 max_size=max_size,
                 grace=grace,
+                # links are live by heartbeat (Liveness), and a subscriber that only
+                # listens is not idle: no idle limit, no eviction; at the limit a new
+                # link waits in the backlog. The first-message deadline (HELLO) stays.
+                idle_timeout=None,
+                evict=False,
             )
             self._server.start()
             self.endpoint = self._server.endpoint

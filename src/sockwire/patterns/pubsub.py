@@ -6,7 +6,9 @@ with backoff, re-subscribing on every new link). ``sub.subscribe("weather.")``
 sends SUBSCRIBE and returns only when the publisher's READY says the prefix
 is in force on that link, so every message published after it returns (and
 matching it) reaches that subscriber unless a policy below drops it, which
-is then counted on both ends.
+the publisher counts. The subscriber counts a drop when a later message on
+the same link shows the gap (``missed``); trailing drops, disconnects and
+what a broken link held only the publisher can know (docs/PROTOCOL.md 8.2).
 
 The publisher's state per subscriber link (:class:`PubCore`)::
 
@@ -33,7 +35,9 @@ The publisher's state per subscriber link (:class:`PubCore`)::
 "Full" is ``hwm`` messages queued for that subscriber, beyond what its socket
 buffers and its writer already hold (at most WRITE_BATCH more). The sequence
 number lets the subscriber count what it missed (``Sub.stats.missed``): a
-gap in seq is exactly the messages dropped for it on this link.
+gap in seq is exactly the messages dropped for it on this link between two
+it received. Matching a topic costs one lookup per distinct prefix length
+in use (:class:`~.prefixes.PrefixIndex`), never one per prefix.
 
 The subscriber's state (:class:`SubCore`)::
 
@@ -74,6 +78,7 @@ from ..server import DEFAULT_GRACE
 from . import wire
 from .driver import DEFAULT_LIVENESS, WRITE_BATCH, Link, Node
 from .link import Liveness
+from .prefixes import PrefixIndex
 from .wire import MAX_PREFIX, U32, Msg, Role
 
 __all__ = [
@@ -180,6 +185,8 @@ class PubCore:
         self.policy = policy
         self.subs: dict[int, _Subscriber] = {}
         self.stats = PubStats()
+        #: prefix -> subscriber keys: matching costs the same for 1 or 1,024 prefixes
+        self.index: PrefixIndex[int] = PrefixIndex()
 
     def add(self, key: int) -> None:
         self.subs[key] = _Subscriber()
@@ -188,7 +195,10 @@ class PubCore:
     def remove(self, key: int) -> None:
         sub = self.subs.pop(key, None)
         self.stats.subscribers = len(self.subs)
-        if sub is not None and not sub.cut:
+        if sub is None:
+            return
+        self.index.discard_all(key, sub.prefixes)
+        if not sub.cut:
             self.stats.dropped_lost += len(sub.queue)
 
     def subscribe(self, key: int, msg: wire.Subscribe | wire.Unsubscribe) -> None:
@@ -200,8 +210,10 @@ class PubCore:
                     "subscribe to shorter, shared prefixes",
                 )
             sub.prefixes.add(msg.prefix)
+            self.index.add(key, msg.prefix)
         else:
             sub.prefixes.discard(msg.prefix)
+            self.index.discard(key, msg.prefix)
         if len(sub.control) >= MAX_SUBSCRIPTIONS:  # it asks and asks, and never reads
             raise BadFrame(
                 f"{MAX_SUBSCRIPTIONS} (un)subscriptions not yet answered",
@@ -210,11 +222,9 @@ class PubCore:
         sub.control.append(wire.Ready(msg.token).encode())
 
     def matching(self, topic: bytes) -> list[int]:
-        return [
-            key
-            for key, sub in self.subs.items()
-            if not sub.cut and any(topic.startswith(p) for p in sub.prefixes)
-        ]
+        """The live subscribers that want ``topic``, in link order (see PrefixIndex)."""
+        subs = self.subs
+        return sorted(key for key in self.index.match(topic) if not subs[key].cut)
 
     def offer(self, key: int, topic: bytes, body: bytes) -> str:
         """``queued``, ``dropped`` (drop-newest), ``full`` (block: wait) or ``cut``."""
@@ -423,6 +433,7 @@ class SubCore:
 
     def __init__(self) -> None:
         self.wanted: dict[bytes, int] = {}
+        self._wanted_index: PrefixIndex[int] = PrefixIndex()
         self.tokens: dict[int, bytes] = {}
         self.in_force: set[bytes] = set()
         self.next_token = 1
@@ -446,11 +457,13 @@ class SubCore:
             raise InvalidOperation("subscribe", f"at most {MAX_SUBSCRIPTIONS} prefixes")
         token = self._token(prefix)
         self.wanted[prefix] = token  # already in force stays in force: same prefix
+        self._wanted_index.add(0, prefix)
         return wire.Subscribe(token, prefix).encode() if self.connected else None
 
     def unsubscribe(self, prefix: bytes) -> bytes | None:
         if self.wanted.pop(prefix, None) is None:
             return None
+        self._wanted_index.discard(0, prefix)
         self.in_force.discard(prefix)
         return wire.Unsubscribe(self._token(prefix), prefix).encode() if self.connected else None
 
@@ -477,7 +490,7 @@ class SubCore:
         if gap and gap < 1 << 31:
             self.stats.missed += gap
         self.expect = (msg.seq + 1) & U32
-        if any(msg.topic.startswith(p) for p in self.wanted):
+        if self._wanted_index.matches_any(msg.topic):
             return True
         self.stats.filtered += 1
         return False
@@ -537,7 +550,7 @@ class Sub(Node):
             payload = self.core.subscribe(p)
             link = self._link
         if payload is not None and link is not None:
-            self._send(link, payload)
+            self._send(link, payload, deadline)
         with self._lock:
             self._wait(lambda: p in self.core.in_force, deadline, f"subscribe {prefix!r}")
 
@@ -549,11 +562,15 @@ class Sub(Node):
         if payload is not None and link is not None:
             self._send(link, payload)
 
-    def _send(self, link: Link, payload: bytes) -> None:
+    def _send(self, link: Link, payload: bytes, deadline: float | None = None) -> None:
         try:
-            link.send(payload)
+            link.send(payload, deadline)
         except SockwireError as exc:  # the link broke: the next link re-subscribes
             log.debug("SUB: send failed, the next link re-subscribes: %s", exc)
+            if isinstance(exc, TimeoutError):
+                # the Pub does not read: a SUBSCRIBE it never got would be missing
+                # on this link for good, so the link goes and the next subscribes all
+                link.channel.close()
 
     def recv(self, timeout: float | None = None) -> tuple[str, Any]:
         """The next ``(topic, body)``; TimeoutError after ``timeout`` s."""

@@ -17,6 +17,9 @@ The pusher's state (:class:`PushCore`)::
                                      ITEM(body) and credit -= 1; if none has credit, the
                                      pusher waits for CREDIT (backpressure) until its timeout
     a write to it fails              its credit is void; the item goes to the next puller
+    the send's timeout passes while  TimeoutError; nothing written: the credit comes back;
+    the item is being written (the   cut in two: the link is closed, its credit void
+    puller stops reading)
     the link ends                    it leaves the order; its credit is void
 
 The puller's state (:class:`PullCore`)::
@@ -46,7 +49,7 @@ from typing import Any
 from ..address import Endpoint
 from ..client import DEFAULT_BACKOFF, Backoff
 from ..codecs import Codec
-from ..errors import BadFrame, InvalidOperation, SockwireError
+from ..errors import BadFrame, InvalidOperation, SockwireError, TimeoutError
 from ..framing import DEFAULT_MAX_SIZE
 from ..server import DEFAULT_GRACE
 from . import wire
@@ -103,6 +106,12 @@ class PushCore:
     def void(self, key: int) -> None:
         if key in self.credit:
             self.credit[key] = 0
+
+    def refund(self, key: int) -> None:
+        """The item picked for ``key`` was not sent after all: its credit comes back."""
+        if key in self.credit:
+            self.credit[key] += 1
+            self.sent_to[key] -= 1
 
     def ready(self) -> int:
         """Pullers that hold credit now."""
@@ -189,7 +198,19 @@ class Push(Node):
                     key = core.pick()
                 link = self._links_by_key[key]
             try:
-                link.send(payload)
+                link.send(payload, deadline)
+            except TimeoutError:
+                # the puller granted credit but does not read: the item was not
+                # delivered (nothing written, or the link cut and closed)
+                with self._lock:
+                    if link.broken:
+                        core.void(key)
+                    else:
+                        core.refund(key)
+                raise TimeoutError(
+                    f"send on {self._ep.display()}",
+                    f"the puller did not take the item within {timeout:g} s; it was not delivered",
+                ) from None
             except SockwireError as exc:
                 with self._lock:  # that puller is gone: the item goes to the next one
                     core.void(key)
@@ -320,9 +341,13 @@ class Pull(Node):
             link = self._link
         if credit is not None and link is not None:
             try:
-                link.send(credit)
+                link.send(credit, deadline)
             except SockwireError as exc:  # the link broke; the next one grants afresh
                 log.debug("PULL: credit not sent: %s", exc)
+                if isinstance(exc, TimeoutError):
+                    # the pusher does not read: credit it never got would be lost
+                    # for good, so this link goes and the next grants afresh
+                    link.channel.close()
         return codec.decode(payload)
 
     def _opening(self, link: Link) -> list[bytes]:

@@ -16,6 +16,11 @@ The requester's state per request id (:class:`ReqCore`)::
     PENDING    ERROR(id, text)                      DONE       RemoteError(text)
     PENDING    the caller's timeout passes          TIMED_OUT  TimeoutError; the id is forgotten;
                                                                the link stays READY for the next
+    -          the timeout passes while REQUEST is  TIMED_OUT  TimeoutError; not sent at all: the
+               still being written (the Rep does               link stays READY; cut in two: the
+               not read)                                       link is closed (the Rep never saw
+                                                               it whole), the next waits for the
+                                                               reconnect
     PENDING    the link is lost (EOF, heartbeat)    FAILED     ConnectionLost: it may or may not
                                                                have run, so it is not resent
     PENDING    its datagram is refused (the Rep's   FAILED     not delivered, so it is sent again
@@ -270,8 +275,24 @@ class Req(Node):
                 rid, payload = core.request(data)
                 slot = self._slots[rid] = _Slot(self._lock)
             try:
-                link.send(payload)
+                link.send(payload, deadline)
                 break
+            except TimeoutError:
+                # the write itself took too long (the Rep stopped reading): the
+                # request never reached it whole, so it cannot have run
+                with self._lock:
+                    if core.fail(rid):
+                        self._slots.pop(rid, None)
+                how = (
+                    "part of it was written, so the link was closed (the next request "
+                    "waits for the reconnect)"
+                    if link.broken
+                    else "nothing of it was written; the link stays usable"
+                )
+                raise TimeoutError(
+                    f"request {rid} on {self._ep.display()}",
+                    f"the peer did not take it within {limit:g} s; {how}",
+                ) from None
             except MessageTooLarge:
                 # refused before a byte was written (one packet cannot carry it):
                 # the caller's mistake, and the link is as good as before

@@ -202,6 +202,10 @@ class Node:
                 max_connections=max_connections,
                 max_size=max_size,
                 grace=grace,
+                # as the blocking driver: links are live by heartbeat (Liveness), and a
+                # subscriber that only listens is not idle: no idle limit. The
+                # first-message deadline (HELLO) stays.
+                idle_timeout=None,
             )
             self._server.start()
             self.endpoint = self._server.endpoint

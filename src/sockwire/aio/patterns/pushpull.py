@@ -111,11 +111,8 @@ class Push(Node):
 
     def _unpick(self, key: int) -> None:
         """Undo ``core.pick()`` for an item that was not queued."""
-        core = self.core
-        if key in core.credit:
-            core.grant(key, 1)
-            core.sent_to[key] -= 1
-            self._changes.notify()
+        self.core.refund(key)
+        self._changes.notify()
 
     def _link_ready(self, link: Link) -> None:
         self.core.add(link.key)

@@ -1,4 +1,11 @@
-"""fd passing on stream, seqpacket and datagram: limits, truncation, and no leaks."""
+"""R18: fd passing abuse on every receive path: limits, truncation, and no leaks.
+
+Numbers to hold: 10,000 messages of 10 unrequested fds on every receive path
+(plain recv, recvmsg with room for credentials or other ancillary data,
+recvfrom_peer, read, the Channel on each type, and datagram servers bound
+here, inherited through fd: and through systemd:): 0 fds of growth; 253 fds
+pass and 254 are refused; MSG_CTRUNC closes every fd that did arrive.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ import json
 import os
 import resource
 import socket
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -67,7 +75,7 @@ def test_stream_needs_a_byte_to_carry_fds(data_file: IO[bytes]) -> None:
 
 @pytest.mark.parametrize("kind", TYPES)
 def test_253_fds_pass_and_254_are_refused_naming_the_limit(
-    kind: int, data_file: IO[bytes]
+    kind: int, data_file: IO[bytes], report: Callable[..., None]
 ) -> None:
     a, b = socketpair(kind)
     with a, b:
@@ -80,12 +88,13 @@ def test_253_fds_pass_and_254_are_refused_naming_the_limit(
             unix.send_fds(a, b"one too many", [data_file] * (unix.SCM_MAX_FD + 1))
         assert info.value.errno_name == "EINVAL"
         assert _open_fds() == before
+    report("R18", fds_253_passed=1, fds_254_refused=1)
 
 
 @pytest.mark.parametrize("kind", TYPES)
 @pytest.mark.parametrize(("sent", "room"), [(3, 1), (3, 2), (2, 1), (10, 0)])
 def test_ctrunc_closes_every_fd_that_arrived(
-    kind: int, sent: int, room: int, data_file: IO[bytes]
+    kind: int, sent: int, room: int, data_file: IO[bytes], report: Callable[..., None]
 ) -> None:
     """(2, 1): the ancillary buffer's 8-byte alignment has room for 2, so no
     MSG_CTRUNC from the kernel; more than asked is treated the same."""
@@ -97,6 +106,7 @@ def test_ctrunc_closes_every_fd_that_arrived(
             unix.recv_fds(b, maxfds=room)
         assert info.value.data == b"x"
         assert _open_fds() == before
+    report("R18", ctrunc_cases=1)
 
 
 @pytest.mark.parametrize("kind", [socket.SOCK_SEQPACKET, socket.SOCK_DGRAM])
@@ -114,7 +124,7 @@ def test_cut_message_closes_its_fds(kind: int, data_file: IO[bytes]) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", TYPES)
 def test_10000_messages_of_10_fds_to_a_receiver_that_asked_for_none(
-    kind: int, data_file: IO[bytes]
+    kind: int, data_file: IO[bytes], report: Callable[..., None]
 ) -> None:
     """Zero net fd growth. Plain recv(): the kernel closes them itself; and
     to count them, receive with room for 253, close and count the extras."""
@@ -138,6 +148,7 @@ def test_10000_messages_of_10_fds_to_a_receiver_that_asked_for_none(
         flagged = b.recvmsg(16)  # no room for fds: MSG_CTRUNC is the only sign
         assert flagged.ctruncated and flagged.fds == []
         assert _open_fds() == before
+    report("R18", unrequested_fds=200_000, fd_growth=0)
 
 
 def test_too_many_fds_in_flight_is_a_typed_error() -> None:
@@ -182,3 +193,169 @@ def test_too_many_fds_in_flight_is_a_typed_error() -> None:
     assert report["error"] is not None, f"no ETOOMANYREFS after {report['sent']} fds"
     assert "ETOOMANYREFS" in report["error"] and report["resource"]
     assert 60 <= report["sent"] <= 80
+
+
+# --------------------------------------------------------------------------
+# Every receive path, 10,000 messages of 10 fds nobody asked for
+# --------------------------------------------------------------------------
+
+MESSAGES = 10_000
+
+
+def _wire_of(kind: int, msg: bytes) -> bytes:
+    """What a Channel of ``kind`` puts on the wire for ``msg`` (one write or packet)."""
+    from sockwire.channel import Channel
+
+    x, y = socketpair(kind)
+    with x, y:
+        sender = Channel.from_socket(x)
+        sender.send(msg)
+        sender.flush()
+        wire = y.recv(1 << 16)
+        sender.close()
+    return wire
+
+
+def _socket_path(name: str) -> Callable[[Socket], bytes]:
+    return {
+        "recv": lambda s: s.recv(64),
+        "recv_into": lambda s: bytes(_into(s)),
+        "recvfrom": lambda s: s.recvfrom(64)[0],
+        "read": lambda s: s.read(64),
+        "recvmsg-creds": lambda s: s.recvmsg(64, creds=True).data,
+        "recvmsg-ancillary": lambda s: s.recvmsg(64, ancillary=64).data,
+        "recvmsg-2fds-of-10": _two_of_ten,
+        "recvfrom_peer": lambda s: unix.recvfrom_peer(s, 64)[0],
+    }[name]
+
+
+def _into(sock: Socket) -> bytearray:
+    buf = bytearray(64)
+    return buf[: sock.recv_into(buf)]
+
+
+def _two_of_ten(sock: Socket) -> bytes:
+    with pytest.raises(sockwire.TruncatedError, match="MSG_CTRUNC"):
+        unix.recv_fds(sock, 64, maxfds=2)
+    return b"m"
+
+
+SOCKET_PATHS = [
+    (path, kind)
+    for path in (
+        "recv",
+        "recv_into",
+        "recvfrom",
+        "read",
+        "recvmsg-creds",
+        "recvmsg-ancillary",
+        "recvmsg-2fds-of-10",
+        "recvfrom_peer",
+    )
+    for kind in TYPES
+    if path != "recvfrom_peer" or kind == socket.SOCK_DGRAM
+]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("path", "kind"), SOCKET_PATHS)
+def test_r18_every_socket_receive_path_closes_unrequested_fds(
+    path: str, kind: int, data_file: IO[bytes], report: Callable[..., None]
+) -> None:
+    receive = _socket_path(path)
+    ten = [data_file] * 10
+    a, b = socketpair(kind)
+    with a, b:
+        before = _open_fds()
+        for _ in range(MESSAGES):
+            unix.send_fds(a, b"m", ten)
+            assert receive(b) == b"m"
+        assert _open_fds() == before
+    report("R18", receive_paths=1, unrequested_fds=10 * MESSAGES, fd_growth=0)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", TYPES)
+def test_r18_channel_recv_closes_unrequested_fds(
+    kind: int, data_file: IO[bytes], report: Callable[..., None]
+) -> None:
+    from sockwire.channel import Channel
+
+    wire = _wire_of(kind, b"message")
+    ten = [data_file] * 10
+    a, b = socketpair(kind)
+    with a:
+        channel = Channel.from_socket(b)
+        with channel:
+            before = _open_fds()
+            for _ in range(MESSAGES):
+                unix.send_fds(a, wire, ten)
+                assert channel.recv(timeout=10) == b"message"
+            assert _open_fds() == before
+    report("R18", receive_paths=1, unrequested_fds=10 * MESSAGES, fd_growth=0)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["bound", "fd"])
+def test_r18_datagram_servers_close_unrequested_fds(
+    how: str, data_file: IO[bytes], report: Callable[..., None]
+) -> None:
+    from sockwire.server import serve
+    from tests.test_security_defects import DATAGRAM, _Counter
+
+    with tempfile.TemporaryDirectory(prefix="sw-r18-") as tmp:
+        path = f"{tmp}/d.sock"
+        if how == "bound":
+            endpoint = f"unix+dgram:{path}"
+        else:
+            endpoint = f"fd:{dial.bind(f'unix+dgram:{path}').detach()}"
+        counter = _Counter(MESSAGES + 1)
+        with (
+            serve(endpoint, counter).start() as server,
+            Socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender,
+        ):
+            sender.sendto(DATAGRAM, path)
+            before = _open_fds()
+            for _ in range(MESSAGES):
+                unix.send_fds(sender, DATAGRAM, [data_file] * 10, address=path)
+            assert counter.done.wait(60), f"served {counter.count}"
+            assert _open_fds() == before
+            assert server.stats.fds_refused == MESSAGES
+    report("R18", receive_paths=1, unrequested_fds=10 * MESSAGES, fd_growth=0)
+
+
+@pytest.mark.timeout(120)
+def test_r18_systemd_datagram_server_closes_unrequested_fds(
+    data_file: IO[bytes], report: Callable[..., None]
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_security_defects import DATAGRAM, SYSTEMD_DGRAM_CHILD, TRAMPOLINE
+
+    with tempfile.TemporaryDirectory(prefix="sw-r18-") as tmp:
+        path = f"{tmp}/logs.sock"
+        high = dial.bind(f"unix+dgram:{path}").detach()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", TRAMPOLINE, str(high), SYSTEMD_DGRAM_CHILD, str(MESSAGES)],
+                pass_fds=[high],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        finally:
+            os.close(high)
+        try:
+            assert proc.stdout is not None
+            before = int(proc.stdout.readline())
+            with Socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+                for _ in range(MESSAGES):
+                    unix.send_fds(sender, DATAGRAM, [data_file] * 10, address=path)
+            out, _ = proc.communicate(timeout=60)
+            seen, after, refused = map(int, out.split())
+        finally:
+            proc.kill()
+            proc.communicate()
+    assert (seen, refused) == (MESSAGES, MESSAGES)
+    assert after == before
+    report("R18", receive_paths=1, unrequested_fds=10 * MESSAGES, fd_growth=after - before)

@@ -1,4 +1,4 @@
-"""The socket-file policy of unix.bind_path, as dial.listen/bind use it: every case x 3.
+"""R17: the socket-file policy of unix.bind_path, as dial.listen/bind use it: every case x 3.
 
 Each case runs three times in a row (a policy that works once by luck fails
 a repeat) and is checked with os.lstat: what is at the path afterwards, and
@@ -12,7 +12,7 @@ import os
 import socket
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -79,7 +79,9 @@ def test_free_path_is_bound_with_its_mode_and_removed_on_close(
         ("unix", socket.SOCK_SEQPACKET),  # a stale file of another type is stale too
     ],
 )
-def test_stale_socket_file_is_replaced(tmp_path: Path, scheme: str, kind: int) -> None:
+def test_stale_socket_file_is_replaced(
+    tmp_path: Path, scheme: str, kind: int, report: Callable[..., None]
+) -> None:
     path = tmp_path / "s.sock"
     make = dial.bind if scheme == "unix+dgram" else dial.listen
     for _ in range(REPEATS):
@@ -96,9 +98,12 @@ def test_stale_socket_file_is_replaced(tmp_path: Path, scheme: str, kind: int) -
         assert len(refused) == 2, "two probes before calling a file stale"
         assert len(unlinks) == 2  # the stale file, then our own on close
         assert not os.path.lexists(path)
+    report("R17", stale_replaced=REPEATS)
 
 
-def test_live_listener_is_never_removed_and_its_pid_is_named(tmp_path: Path) -> None:
+def test_live_listener_is_never_removed_and_its_pid_is_named(
+    tmp_path: Path, report: Callable[..., None]
+) -> None:
     path = tmp_path / "s.sock"
     with dial.listen(f"unix:{path}") as live:
         before = _ident(path)
@@ -111,9 +116,12 @@ def test_live_listener_is_never_removed_and_its_pid_is_named(tmp_path: Path) -> 
         with dial.connect(f"unix:{path}"):
             conn, _ = live.accept()
             conn.close()
+    report("R17", live_never_unlinked=REPEATS)
 
 
-def test_live_datagram_socket_is_never_removed(tmp_path: Path) -> None:
+def test_live_datagram_socket_is_never_removed(
+    tmp_path: Path, report: Callable[..., None]
+) -> None:
     path = tmp_path / "d.sock"
     with dial.bind(f"unix+dgram:{path}"):
         before = _ident(path)
@@ -121,9 +129,12 @@ def test_live_datagram_socket_is_never_removed(tmp_path: Path) -> None:
             with pytest.raises(sockwire.AddressInUse, match="live SOCK_DGRAM"):
                 dial.bind(f"unix+dgram:{path}")
             assert _ident(path) == before
+    report("R17", live_never_unlinked=REPEATS)
 
 
-def test_live_socket_of_another_type_is_never_removed(tmp_path: Path) -> None:
+def test_live_socket_of_another_type_is_never_removed(
+    tmp_path: Path, report: Callable[..., None]
+) -> None:
     path = tmp_path / "s.sock"
     with dial.listen(f"unix+seqpacket:{path}"):
         before = _ident(path)
@@ -131,9 +142,10 @@ def test_live_socket_of_another_type_is_never_removed(tmp_path: Path) -> None:
             with pytest.raises(sockwire.AddressInUse, match="live SOCK_SEQPACKET"):
                 dial.listen(f"unix:{path}")
             assert _ident(path) == before
+    report("R17", live_never_unlinked=REPEATS)
 
 
-def test_full_backlog_means_live_not_stale(tmp_path: Path) -> None:
+def test_full_backlog_means_live_not_stale(tmp_path: Path, report: Callable[..., None]) -> None:
     """EAGAIN: a live listener with a full backlog, never stale."""
     path = tmp_path / "s.sock"
     with socket.socket(socket.AF_UNIX) as live, socket.socket(socket.AF_UNIX) as filler:
@@ -146,6 +158,7 @@ def test_full_backlog_means_live_not_stale(tmp_path: Path) -> None:
             with pytest.raises(sockwire.AddressInUse, match="backlog is full"):
                 dial.listen(f"unix:{path}")
             assert _ident(path) == before
+    report("R17", live_never_unlinked=1)
 
 
 def test_server_between_bind_and_listen_survives_the_second_probe(tmp_path: Path) -> None:
@@ -202,7 +215,9 @@ def test_abstract_name_in_use_names_the_holder() -> None:
 # ---- not a socket: refused, never followed, never removed --------------------------
 
 
-def test_regular_file_directory_fifo_are_refused_untouched(tmp_path: Path) -> None:
+def test_regular_file_directory_fifo_are_refused_untouched(
+    tmp_path: Path, report: Callable[..., None]
+) -> None:
     regular = tmp_path / "file"
     regular.write_text("precious")
     directory = tmp_path / "dir"
@@ -216,9 +231,12 @@ def test_regular_file_directory_fifo_are_refused_untouched(tmp_path: Path) -> No
                 dial.listen(f"unix:{path}")
             assert _ident(path) == before
     assert regular.read_text() == "precious"
+    report("R17", file_dir_fifo_symlink_refused=3 * REPEATS)
 
 
-def test_symlink_is_refused_and_never_followed(tmp_path: Path) -> None:
+def test_symlink_is_refused_and_never_followed(
+    tmp_path: Path, report: Callable[..., None]
+) -> None:
     target = tmp_path / "target.sock"
     _stale(target)  # following the link would find a stale socket to remove
     link = tmp_path / "link.sock"
@@ -233,12 +251,15 @@ def test_symlink_is_refused_and_never_followed(tmp_path: Path) -> None:
             assert _ident(path) == before
             assert _ident(target) == target_before
     assert not os.path.lexists(tmp_path / "nowhere.sock")
+    report("R17", file_dir_fifo_symlink_refused=2 * REPEATS)
 
 
 # ---- the parent directory ---------------------------------------------------------
 
 
-def test_world_writable_directory_without_sticky_bit_needs_opt_in(tmp_path: Path) -> None:
+def test_world_writable_directory_without_sticky_bit_needs_opt_in(
+    tmp_path: Path, report: Callable[..., None]
+) -> None:
     open_dir = tmp_path / "open"
     open_dir.mkdir()
     open_dir.chmod(0o777)
@@ -254,6 +275,7 @@ def test_world_writable_directory_without_sticky_bit_needs_opt_in(tmp_path: Path
         with dial.listen(f"unix:{sticky}/s.sock"):
             assert stat.S_ISSOCK(os.lstat(sticky / "s.sock").st_mode)
         assert not os.listdir(open_dir) and not os.listdir(sticky)
+    report("R17", unsafe_dirs_refused=1)
 
 
 def test_path_over_the_limit_points_to_abstract_names(tmp_path: Path) -> None:
@@ -354,6 +376,7 @@ def test_no_connect_before_mode_owner_group_are_set(
     final_uid: int,
     final_gid: int,
     after: str,
+    report: Callable[..., None],
 ) -> None:
     """Right after bind(2) returns (a trace hook: the earliest moment the file
     exists) uid 65534 cannot connect; once listen() returns, the final mode,
@@ -390,6 +413,7 @@ def test_no_connect_before_mode_owner_group_are_set(
                 assert _connect_as_nobody(path) == after
     finally:
         os.umask(old_umask)
+    report("R17", mode_final_before_connect=REPEATS)
 
 
 def test_unknown_owner_is_an_address_error(tmp_path: Path) -> None:
