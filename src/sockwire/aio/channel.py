@@ -16,10 +16,11 @@ awaiting tasks:
 * **Writing**: ``send`` appends the frame to the core's buffer, and the
   buffer goes to the socket before a ``recv`` that has to wait, when it
   reaches 64 KiB, or else once per loop iteration (one ``call_soon`` per
-  loop and iteration flushes every channel that has something buffered). A write the kernel
-  does not take whole waits for writability (``add_writer``). ``send`` awaits
-  room *before* it queues, never after: a cancelled or timed-out ``send``
-  queued nothing, and one that returned queued the whole message.
+  loop and iteration flushes every channel with something buffered). A
+  write the kernel does not take whole waits for writability
+  (``add_writer``). ``send`` awaits room *before* it queues, never after: a
+  cancelled or timed-out ``send`` queued nothing, and one that returned
+  queued the whole message (it goes out in order, in the background).
 
 Bounds, stated once (per Channel):
 
@@ -40,7 +41,10 @@ that may fire early and re-arm, not one per message). Like the blocking
 Channel's, the limits apply while a ``recv`` waits.
 
 A Channel binds to the running loop on first use, so it may be made outside
-one (``pipe()`` before ``fork()``); it must then stay on that loop.
+one (``pipe()`` before ``fork()``); it must then stay on that loop and its
+thread (asyncio objects are not thread-safe; the blocking Channel is).
+Tasks may share a Channel: frames never interleave (a frame is queued in
+one step), and each task's messages keep their order.
 """
 
 from __future__ import annotations
