@@ -137,30 +137,6 @@ def _fast_sender(
     release = lock.release
     flush_at = FLUSH_AT
 
-    def send(msg: BytesLike, timeout: float | None = None) -> None:
-        if timeout is not None:
-            return timed(msg, timeout)
-        size = len(msg)
-        if size < limit and core.sendable:
-            try:
-                out = core.out
-                out += (heads[size] if size < 256 else pack(size)) + msg
-            except TypeError:
-                raise not_bytes(msg) from None
-            if len(out) >= flush_at:
-                flush()
-            return None
-        acquire()
-        try:
-            writes = queue(msg)
-            if writes is not None:
-                write(writes)
-        except TypeError:
-            raise not_bytes(msg) from None
-        finally:
-            release()
-        return None
-
     def send_locked(msg: BytesLike, timeout: float | None = None) -> None:
         if timeout is not None:
             return timed(msg, timeout)
@@ -174,6 +150,19 @@ def _fast_sender(
         finally:
             release()
         return None
+
+    def send(msg: BytesLike, timeout: float | None = None) -> None:
+        size = len(msg)
+        if size < limit and core.sendable and timeout is None:
+            try:
+                out = core.out
+                out += (heads[size] if size < 256 else pack(size)) + msg
+            except TypeError:
+                raise not_bytes(msg) from None
+            if len(out) >= flush_at:
+                flush()
+            return None
+        return send_locked(msg, timeout)  # big, timed, or refused: the locked way
 
     return send if _GIL else send_locked
 
