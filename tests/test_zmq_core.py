@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sockwire import zmtp
-from sockwire.errors import InvalidOperation
+from sockwire.errors import ConnectionLost, InvalidOperation
 from sockwire.zmq.core import MAX_TOPICS, Backoff, Peer, SocketCore
 
 
@@ -243,3 +243,43 @@ def test_wrong_calls_for_the_type() -> None:
     assert zmtp.SOCKET_TYPES  # every type constructs
     for kind in zmtp.SOCKET_TYPES:
         SocketCore(kind)
+
+
+def test_messages_of_a_departed_peer_are_still_handed_out() -> None:
+    """A driver that reads ahead sees a peer's last messages and its EOF at once."""
+    push, pull = SocketCore("PUSH"), SocketCore("PULL")
+    wire = _join(push, pull)
+    for i in range(3):
+        push.send([b"%d" % i])
+    wire.pump()
+    pull.received(wire.pb, b"", 1.0)  # EOF right behind them
+    assert wire.pb.closing is not None
+    pull.detach(wire.pb)
+    assert [pull.recv() for _ in range(4)] == [[b"0"], [b"1"], [b"2"], None]
+    req, rep = SocketCore("REQ"), SocketCore("REP")
+    wire = _join(req, rep)
+    req.send([b"q"])
+    wire.pump()
+    assert rep.recv() == [b"q"]
+    rep.send([b"a"])
+    wire.pump()
+    req.detach(wire.pa)  # the REP answered and went away
+    assert req.recv() == [b"a"]
+    assert req.req_state == "IDLE"
+
+
+def test_req_whose_peer_went_away_says_so_once() -> None:
+    req, rep = SocketCore("REQ"), SocketCore("REP")
+    wire = _join(req, rep)
+    req.send([b"q"])
+    req.detach(wire.pa)
+    with pytest.raises(ConnectionLost, match="send the request again"):
+        req.recv()
+    with pytest.raises(InvalidOperation, match="send a request first"):
+        req.recv()  # once: then the plain state error
+    wire = _join(req, SocketCore("REP"))
+    req.send([b"q"])  # a new request clears it
+    req.abandon()
+    req.detach(wire.pa)
+    with pytest.raises(InvalidOperation):
+        req.recv()  # abandoned on purpose: nothing was lost

@@ -40,6 +40,8 @@ REQ state (``SocketCore.req_state``)::
     WAIT    reply from another peer  WAIT    dropped (a late reply to an abandoned request)
     WAIT    abandon() (recv timeout) IDLE    that peer's connection is dropped: a late
                                              reply can never match the next request
+    WAIT    that peer detached       IDLE    the next recv() raises ConnectionLost once
+                                             (send the request again)
 
 A driver's whole contract (blocking.py is one; an asyncio one is new files):
 
@@ -58,6 +60,11 @@ A driver's whole contract (blocking.py is one; an asyncio one is new files):
   transport gets (``sockwire.zmq.security.mechanism_factory``) are the
   driver's, from ``sockwire.zmq.endpoint.parse``.
 
+A peer's whole messages that no ``recv`` took yet outlive it: after
+``detach`` they are still handed out, in order (libzmq delivers what its pipe
+holds too). An asyncio driver reads ahead of ``recv``, so a peer's last
+messages and its EOF often arrive in one callback.
+
 Bounds: a peer's inbox holds ``rcvhwm`` messages, then the driver stops
 reading it (plus what one read decoded); its output holds ``sndhwm`` messages
 (counted since it was last drained) or ``max_out`` bytes, then it is *full*:
@@ -75,7 +82,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .. import zmtp
-from ..errors import InvalidOperation, PermissionDenied, ProtocolError
+from ..errors import ConnectionLost, InvalidOperation, PermissionDenied, ProtocolError
 
 __all__ = [
     "HANDSHAKE_TIMEOUT",
@@ -244,6 +251,7 @@ class SocketCore:
         self.req_state = "IDLE"
         self.last_peer: Peer | None = None  # where send() put the last message, if one peer
         self._req_peer: Peer | None = None
+        self._req_lost: str | None = None  # why the awaited reply can never come
         self._rep_reply: tuple[Peer, list[bytes]] | None = None
 
     # ------------------------------------------------------------------
@@ -320,8 +328,8 @@ class SocketCore:
         self.peers.remove(peer)
         if peer.routing_id and self._by_id.get(peer.routing_id) is peer:
             del self._by_id[peer.routing_id]
-        if peer in self._fair:
-            self._fair.remove(peer)
+        if peer in self._fair and not peer.inbox:
+            self._fair.remove(peer)  # with messages it stays: they are still handed out
         if self.type == "XPUB":
             for topic, count in list(peer.topics.counts.items()):
                 for _ in range(count):
@@ -332,6 +340,7 @@ class SocketCore:
             # ZMQ_REQ_RELAXED behaviour; strict REQ would wait forever)
             self._req_peer = None
             self.req_state = "IDLE"
+            self._req_lost = peer.closing or "the connection closed"
         # a REP whose requester went away still owes a reply: send() drops it
 
     def wrote(self, peer: Peer, count: int) -> None:
@@ -424,6 +433,7 @@ class SocketCore:
             if kind == "REQ":
                 self.req_state = "WAIT"
                 self._req_peer = peer
+                self._req_lost = None
             return True
         self.last_peer = None
         if kind in _PUBLISHERS:
@@ -508,6 +518,12 @@ class SocketCore:
         if kind not in _RECEIVERS:
             raise InvalidOperation(f"recv on a ZeroMQ {kind} socket", _NO_RECV[kind])
         if kind == "REQ" and self.req_state == "IDLE":
+            lost, self._req_lost = self._req_lost, None
+            if lost is not None:
+                raise ConnectionLost(
+                    f"REQ reply lost: {lost}",
+                    "the peer went away before it replied; send the request again",
+                )
             raise InvalidOperation("REQ recv before a request", "send a request first")
         if kind == "REP" and self._rep_reply is not None:
             raise InvalidOperation("REP recv before the reply", "send the reply first")
@@ -540,6 +556,7 @@ class SocketCore:
     def abandon(self) -> None:
         """The REQ caller gave up waiting: drop the connection the reply would come on."""
         if self.req_state == "WAIT":
+            self._req_lost = None
             if self._req_peer is not None:
                 self._req_peer.closing = "request abandoned (recv timed out)"
             self._req_peer = None
