@@ -10,9 +10,10 @@
 
 Layers: :mod:`sockwire.zmtp` (the wire protocol, sans-IO), :mod:`.core`
 (socket semantics, pure), :mod:`.blocking` (this :class:`Socket`),
-:mod:`.endpoint` (``zmq+tcp://``, ``zmq+ipc://``), :mod:`.security`
-(NULL, PLAIN, CURVE from files). An asyncio driver is new files over
-``core`` and ``endpoint``/``security``.
+:mod:`.endpoint` (``zmq+tcp://``, ``zmq+ipc://``), :mod:`.options` (type and
+settings from arguments and endpoint), :mod:`.security` (NULL, PLAIN, CURVE
+from files). :mod:`sockwire.aio.zmq` is the asyncio driver over the same
+``core``, ``options`` and ``security``.
 """
 
 from __future__ import annotations

@@ -47,8 +47,9 @@ from ..errors import (
 )
 from ..escape import printable
 from ..sock import Socket as RawSocket
-from .core import HANDSHAKE_TIMEOUT, Backoff, Peer, SocketCore
+from .core import Backoff, Peer
 from .endpoint import ZmqEndpoint, parse
+from .options import socket_core
 from .security import mechanism_factory
 
 __all__ = ["FLUSH_AT", "READ_SIZE", "SERVICE_INTERVAL", "Socket", "poll"]
@@ -119,45 +120,19 @@ class Socket:
         reconnect: tuple[float, float] = (0.1, 2.0),
         trace: Callable[[str], None] | None = None,
     ) -> None:
-        if endpoint is None and socket_type is not None and "://" in socket_type:
-            socket_type, endpoint = None, socket_type  # Socket("zmq+tcp://...?type=REQ")
-        ep = parse(endpoint) if endpoint is not None else None
-        kind = socket_type.upper() if socket_type else (ep.socket_type if ep else None)
-        if kind is None:
-            raise AddressError(
-                "no ZeroMQ socket type", "pass it, or add ?type=REQ|PUB|... to the endpoint"
-            )
-        if ep is not None and ep.socket_type and ep.socket_type != kind:
-            raise AddressError(
-                f"socket type {kind} but the endpoint says type={ep.socket_type}",
-                "give the type once",
-            )
-
-        def pick(value: object, name: str, default: object) -> object:
-            if value is not None:
-                return value
-            if ep is not None and ep.option(name) is not None:
-                return (
-                    ep.float_option(name)
-                    if name in ("heartbeat", "handshake")
-                    else (ep.int_option(name))
-                )
-            return default
-
-        ident = identity if identity is not None else (ep.raw_option("identity") if ep else None)
         self._trace = trace
-        self._core = SocketCore(
-            kind,
-            identity=ident or b"",
-            sndhwm=int(pick(sndhwm, "sndhwm", 1000)),  # type: ignore[call-overload]
-            rcvhwm=int(pick(rcvhwm, "rcvhwm", 1000)),  # type: ignore[call-overload]
-            max_size=int(pick(max_size, "max_size", zmtp.DEFAULT_MAX_SIZE)),  # type: ignore[call-overload]
-            heartbeat=pick(heartbeat, "heartbeat", None),  # type: ignore[arg-type]
-            handshake_timeout=float(
-                pick(handshake_timeout, "handshake", HANDSHAKE_TIMEOUT)  # type: ignore[arg-type]
-            ),
+        self._core, ep = socket_core(
+            socket_type,
+            endpoint,
+            identity=identity,
+            heartbeat=heartbeat,
+            handshake_timeout=handshake_timeout,
+            sndhwm=sndhwm,
+            rcvhwm=rcvhwm,
+            max_size=max_size,
             log=self._log if trace else None,
         )
+        kind = self._core.type
         self.linger = linger
         self._reconnect = reconnect
         self._listeners: list[_Listener] = []
