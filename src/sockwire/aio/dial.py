@@ -1,7 +1,9 @@
 """Endpoint -> connected Socket without blocking the loop: :func:`sockwire.dial.connect`, awaited.
 
-The socket is made by :func:`sockwire.dial.open_socket` (the endpoint's
-options applied), so only the waiting differs from the blocking dial:
+The socket is made by :func:`sockwire.dial.client_socket`, as the blocking
+dial's (the endpoint checked for the connecting side, its options applied,
+``?sourceport=``/``?bind=`` bound, a UNIX datagram client autobound), so only
+the waiting differs from the blocking dial:
 
 * host names resolve in the loop's executor (:meth:`Endpoint.resolve`, the
   blocking dial's own resolver); each address is tried in turn;
@@ -21,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from .. import dial, unix
-from ..address import Endpoint, parse
+from .. import dial
+from ..address import CONNECT, Endpoint, check_side
 from ..errors import ConnectError, InvalidOperation, SockwireError, TimeoutError, translate
 from ..sock import Socket
 from .socket import connect_socket
@@ -46,7 +48,7 @@ async def _addresses(ep: Endpoint) -> list[tuple[int, object]]:
 
 async def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> Socket:
     """A non-blocking Socket connected to ``endpoint`` (for datagrams: its default peer)."""
-    ep = parse(endpoint)
+    ep = check_side(endpoint, CONNECT)
     if ep.scheme in ("fd", "systemd"):
         raise InvalidOperation(f"connect {ep}", "an inherited socket is already set up")
     if ep.scheme == "netlink":
@@ -56,11 +58,9 @@ async def connect(endpoint: Endpoint | str, *, timeout: float | None = None) -> 
     deadline = None if seconds is None else loop.time() + seconds
     last: SockwireError | None = None
     for family, address in await _addresses(ep):
-        sock = dial.open_socket(ep, family)
+        sock = dial.client_socket(ep, family)
         try:
             sock.setblocking(False)
-            if ep.is_unix and ep.type == socket.SOCK_DGRAM:
-                unix.autobind(sock)  # a return address, as the blocking dial makes
             await connect_socket(sock, address, deadline, ep.display())
         except SockwireError as exc:
             sock.close()

@@ -205,14 +205,15 @@ class Server:
         return True
 
     def _client_endpoint(self) -> str:
-        """The endpoint clients connect to (port 0 replaced by the port bound)."""
+        """The endpoint clients connect to (port 0 replaced by the port bound, and
+        without the listener's own options, which a client would be refused)."""
         ep = self._ep
         address = self.address
         if ep.scheme in ("fd", "systemd"):
             return _sync._endpoint_of(self._sock, address)
         if ep.port == 0 and isinstance(address, tuple):
             ep = dataclasses.replace(ep, port=int(address[1]))
-        return str(ep)
+        return str(ep.for_side("connect"))  # ?mode=, ?backlog=... are the listener's
 
     # ---- what it is
 
