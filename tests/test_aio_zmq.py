@@ -624,6 +624,36 @@ async def test_cancelled_flush_and_wait_peers_change_nothing(tmp_path: Path) -> 
         assert await push.flush(timeout=5)
 
 
+async def test_cancelled_poll_takes_nothing_and_async_for_ends_at_close(tmp_path: Path) -> None:
+    async with (
+        az.Socket("PULL", _ipc(tmp_path) + "?bind=1") as pull,
+        az.Socket("PUSH", pull.endpoints[0]) as push,
+    ):
+        for turns in range(3):
+            finished, _ = await _cancel_after(pull.poll(None), turns)
+            assert not finished
+        for i in range(5):
+            await push.send(b"%d" % i)
+        assert await pull.poll(5)
+        for turns in range(3):
+            await _cancel_after(az.poll([pull], None), turns)
+        assert await az.poll([pull], 0) == [pull]
+        got: list[bytes] = []
+
+        async def consume() -> None:
+            async for msg in pull:
+                got.append(msg[0])
+
+        task = asyncio.create_task(consume())
+        for _ in range(10_000):  # bounded: loop iterations until all five arrived
+            if len(got) == 5:
+                break
+            await asyncio.sleep(0)
+        await pull.close()
+        await asyncio.wait_for(task, 5)  # the iteration ends with the socket
+        assert got == [b"%d" % i for i in range(5)]
+
+
 async def test_cancelled_close_still_closes(tmp_path: Path) -> None:
     async with az.Socket("PULL", _ipc(tmp_path) + "?bind=1&rcvhwm=1") as pull:
         push = az.Socket("PUSH", pull.endpoints[0])
