@@ -29,8 +29,9 @@ import sys
 from ..address import Endpoint
 from ..errors import SockwireError
 from ..sock import Peer, Socket
+from .admit import Gate
 from .children import ExecSpec, exec_spec
-from .observe import Observer, line, say
+from .observe import Observer, limited, say
 from .options import (
     IoOptions,
     check_framing,
@@ -47,7 +48,7 @@ __all__ = ["run_bridge"]
 
 
 def _report(text: str) -> None:
-    line("report", text)
+    limited("report", text, "report")
 
 
 def _observer(opts: IoOptions) -> Observer:
@@ -146,7 +147,10 @@ def _connection(
     *,
     raise_errors: bool,
     framing: str = "none",
+    gated: bool = False,
 ) -> Conn:
+    """The two flows of one connection; ``gated``: a ``listen -k`` client, whose
+    deadlines are its server's :class:`~sockwire.cli.admit.Gate`'s, not ``--timeout``'s."""
     sock.setblocking(False)
     end = End(label, sock=sock, opts=opts, framing=framing)
     end.strip_line_ends = end.framed and args.split == "line"
@@ -176,7 +180,7 @@ def _connection(
         [sock],
         stats,
         raise_errors=raise_errors,
-        idle=opts.timeout,
+        idle=None if gated else opts.timeout,
         linger=args.linger if end.datagram and args.quit_after is None else 0.0,
         report=_report,
         quit_after=args.quit_after,
@@ -291,6 +295,11 @@ def _stream_server(
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
     handshakes: list[Handshake] = []
+    # -k: a server that goes on fails safe (cli/admit.py); a one-shot listen waits for its
+    # clients as nc -l does
+    gate = Gate(args.max_clients, timeout=opts.timeout, stats=stats, report=_report)
+    if keep_open:
+        loop.add(gate)
     with server_socket(ep, adopted=adopted) as listener:
         listener.setblocking(False)
 
@@ -334,6 +343,7 @@ def _stream_server(
                 stats,
                 raise_errors=not keep_open,
                 framing=framing,
+                gated=keep_open,
             )
             unsubscribe = conn.on_close
 
@@ -342,10 +352,13 @@ def _stream_server(
                     unsubscribe(c)
                 if c in active:
                     active.remove(c)
+                gate.remove(c)
                 acceptor.resume()
 
             conn.on_close = on_close
             active.append(conn)
+            if keep_open:
+                gate.add(conn)
             loop.add(conn)
 
         acceptor = Acceptor(
@@ -355,6 +368,7 @@ def _stream_server(
             # without -k: exactly --max-clients clients (default 1), served at once, then exit
             accepts_left=None if keep_open else args.max_clients,
             idle=opts.timeout,
+            gate=gate if keep_open else None,
         )
         loop.add(acceptor)
         loop.run(
