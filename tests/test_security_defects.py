@@ -24,7 +24,7 @@ import pytest
 import sockwire
 from sockwire import Socket, dial, socketpair, unix
 from sockwire.server import serve
-from sockwire.sock import Peer
+from sockwire.sock import Peer, close_fds
 
 WAIT = 20.0
 
@@ -119,7 +119,7 @@ def test_defect1_recvmsg_closes_fds_beyond_maxfds(kind: int, data_file: IO[bytes
             assert len(msg.fds) == ask.get("maxfds", 0)
             assert msg.ctruncated
             assert msg.discarded + len(msg.fds) <= 10
-            unix._close_all(msg.fds)
+            close_fds(msg.fds)
         # MSG_PEEK duplicates passed fds into the peeker: closed all the same
         unix.send_fds(a, b"p", [data_file] * 10)
         peeked = b.recvmsg(16, creds=True, flags=sockwire.MsgFlag.PEEK)

@@ -138,13 +138,20 @@ class _Codec:
     """What both packet codecs offer a driver (see the table in the module docstring)."""
 
     kind: PacketKind
-    framing: str
-    framed: bool
     #: payload bytes per packet
     payload: int
     #: a zero-length read is EOF only when every packet has a header byte
     zero_is_eof: bool
     stats: DatagramStats
+
+    def __init__(self, framing: str, max_size: int, packet_limit: int) -> None:
+        if framing not in FRAMINGS:
+            raise ValueError(f"packet framing must be one of {FRAMINGS}, not {framing!r}")
+        self.framing = framing
+        self.framed = framing == "sockwire"
+        self.max_size = max_size
+        #: the largest packet, header included
+        self.limit = max(1, min(packet_limit, MAX_PACKET))
 
     @property
     def in_message(self) -> bool:
@@ -183,13 +190,8 @@ class SeqpacketCodec(_Codec):
         max_size: int = DEFAULT_MAX_SIZE,
         packet_limit: int = MAX_PACKET,
     ) -> None:
-        if framing not in FRAMINGS:
-            raise ValueError(f"packet framing must be one of {FRAMINGS}, not {framing!r}")
-        self.framing = framing
-        self.framed = framing == "sockwire"
-        self.max_size = max_size
-        limit = max(1, min(packet_limit, MAX_PACKET))
-        self.payload = max(1, limit - 1) if self.framed else limit
+        super().__init__(framing, max_size, packet_limit)
+        self.payload = max(1, self.limit - 1) if self.framed else self.limit
         self.zero_is_eof = self.framed
         self.stats = DatagramStats(lost=None, late=None)  # nothing is lost on a connection
         self._acc: bytearray | None = None  # fragments of the message arriving
@@ -303,15 +305,9 @@ class DatagramCodec(_Codec):
         max_size: int = DEFAULT_MAX_SIZE,
         packet_limit: int = MAX_PACKET,
     ) -> None:
-        if framing not in FRAMINGS:
-            raise ValueError(f"packet framing must be one of {FRAMINGS}, not {framing!r}")
-        self.framing = framing
-        self.framed = framing == "sockwire"
-        self.max_size = max_size
-        limit = max(1, min(packet_limit, MAX_PACKET))
+        super().__init__(framing, max_size, packet_limit)
         header = DGRAM_HEADER.size if self.framed else 0
-        #: payload bytes per datagram
-        self.payload = max(1, min(limit - header, max_size))
+        self.payload = max(1, min(self.limit - header, max_size))
         self.stats = DatagramStats() if self.framed else DatagramStats(lost=None, late=None)
         self._seq = 0
         self._seq_to: dict[Hashable, int] = {}

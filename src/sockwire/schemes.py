@@ -45,6 +45,7 @@ from .address import (
     register_option,
     register_scheme,
     split_authority,
+    static_packet_limit,
     unquote,
 )
 from .errors import (
@@ -679,7 +680,7 @@ def _inet_bound(ep: Endpoint, sockname: Any) -> Endpoint:
 
 
 def _udp_limit(ep: Endpoint) -> int | None:
-    return 65527 if ep.family == socket.AF_INET6 else 65507
+    return static_packet_limit(ep.family, socket.SOCK_DGRAM)
 
 
 _TCP_OPTIONS = (

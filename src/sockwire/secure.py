@@ -56,6 +56,10 @@ __all__ = [
     "can_authenticate",
     "check_client",
     "check_server",
+    "handshake_key",
+    "nodelay_for_handshakes",
+    "peer_creds_checked",
+    "peer_text",
     "secure_client",
     "secure_server",
 ]
@@ -72,8 +76,11 @@ def _filter_for(uids: str | None, gids: str | None) -> unix.PeerFilter:
     )
 
 
-def _creds_checked(sock: Socket, ep: Endpoint, peer_role: str) -> bool:
-    """Step 1. True when a uid/gid rule admitted the peer; False with no rule."""
+def peer_creds_checked(sock: Socket, ep: Endpoint, peer_role: str) -> bool:
+    """Step 1. True when a uid/gid rule admitted the peer; False with no rule.
+
+    No waiting (SO_PEERCRED is read, not received): the asyncio driver calls it too.
+    """
     uids, gids = ep.option("allowed_uids"), ep.option("allowed_gids")
     if uids is None and gids is None:
         return False
@@ -94,7 +101,8 @@ def _creds_checked(sock: Socket, ep: Endpoint, peer_role: str) -> bool:
     )
 
 
-def _key(ep: Endpoint) -> bytes | None:
+def handshake_key(ep: Endpoint) -> bytes | None:
+    """The ``?authfile=`` key (checked and loaded), or None without one."""
     path = ep.option("authfile")
     return None if path is None else auth.load_key(path)
 
@@ -112,7 +120,7 @@ def can_authenticate(ep: Endpoint) -> bool:
 def check_client(ep: Endpoint) -> None:
     """Load what :func:`secure_client` will need (key file, TLS context) now, so a
     configuration error surfaces before connecting rather than after."""
-    _key(ep)
+    handshake_key(ep)
     if ep.scheme == "tls+tcp":
         from . import tls
 
@@ -122,21 +130,21 @@ def check_client(ep: Endpoint) -> None:
 def check_server(ep: Endpoint) -> None:
     """The same for a listener: call before listening, so a bad ``certfile=`` or
     ``authfile=`` fails at startup, not at each accept."""
-    _key(ep)
+    handshake_key(ep)
     if ep.scheme == "tls+tcp":
         from . import tls
 
         tls.server_context(ep)
 
 
-def _peer_text(sock: Socket, ep: Endpoint) -> str:
+def peer_text(sock: Socket, ep: Endpoint) -> str:
     try:
         return f"{format_address(sock.family, sock.getpeername())} on {ep.display()}"
     except SockwireError:
         return ep.display()
 
 
-def _nodelay(sock: Socket, ep: Endpoint) -> None:
+def nodelay_for_handshakes(sock: Socket, ep: Endpoint) -> None:
     """TCP_NODELAY before the handshakes (the Channel sets it later anyway).
 
     Without it, a side that writes twice in a row (a TLS 1.3 client's
@@ -160,9 +168,9 @@ def secure_client(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> tuple
     deadline = time.monotonic() + timeout
     what = f"secure {ep.display()}"
     try:
-        proven = _creds_checked(sock, ep, "server")
-        key = _key(ep)
-        _nodelay(sock, ep)
+        proven = peer_creds_checked(sock, ep, "server")
+        key = handshake_key(ep)
+        nodelay_for_handshakes(sock, ep)
         if ep.scheme == "tls+tcp":
             from . import tls
 
@@ -187,15 +195,15 @@ def secure_server(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> tuple
     """
     deadline = time.monotonic() + timeout
     what = f"secure {ep.display()}"
-    peer = _peer_text(sock, ep)
+    peer = peer_text(sock, ep)
     try:
-        proven = _creds_checked(sock, ep, "client")
+        proven = peer_creds_checked(sock, ep, "client")
     except BaseException:
         sock.close()  # a refusal was logged by the peer filter, with pid/uid/gid
         raise
     try:
-        key = _key(ep)
-        _nodelay(sock, ep)
+        key = handshake_key(ep)
+        nodelay_for_handshakes(sock, ep)
         if ep.scheme == "tls+tcp":
             from . import tls
 

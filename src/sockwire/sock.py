@@ -778,7 +778,7 @@ class Socket:
             # and reported as the kernel reports the ones that did not fit.
             unasked = message.fds[maxfds:]
             del message.fds[maxfds:]
-            message.discarded = _close_fds(unasked)
+            message.discarded = close_fds(unasked)
             message.flags |= MsgFlag.CTRUNC
         if _hooks:
             result = str(count)
@@ -979,8 +979,8 @@ def _fd_text(fds: Sequence[int], shown: int = 8) -> str:
     return f"[{head}, ..., {fds[-1]}] ({len(fds)} fds)"
 
 
-def _close_fds(fds: Iterable[int]) -> int:
-    """Close received fds nobody asked for; how many."""
+def close_fds(fds: Iterable[int]) -> int:
+    """Close received fds nobody asked for (an error there is not ours); how many."""
     count = 0
     for fd in fds:
         with contextlib.suppress(OSError):

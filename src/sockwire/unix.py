@@ -71,7 +71,17 @@ from .errors import (
     translate,
 )
 from .flags import type_name
-from .sock import SCM_MAX_FD, Address, Creds, FdLike, Message, Peer, Socket, format_address
+from .sock import (
+    SCM_MAX_FD,
+    Address,
+    Creds,
+    FdLike,
+    Message,
+    Peer,
+    Socket,
+    close_fds,
+    format_address,
+)
 
 __all__ = [
     "SCM_MAX_FD",
@@ -973,7 +983,7 @@ def recv_fds(
         raise InvalidOperation(f"recv_fds maxfds={maxfds}", f"choose 0 to {SCM_MAX_FD}")
     msg = sock.recvmsg(bufsize, maxfds=maxfds, flags=flags)
     if msg.ctruncated or len(msg.fds) > maxfds:
-        closed = _close_all(msg.fds) + msg.discarded
+        closed = close_fds(msg.fds) + msg.discarded
         raise TruncatedError(
             f"recv_fds on fd {sock.fd}",
             f"the message carried more fds than the {maxfds} asked for; the {closed} that "
@@ -983,7 +993,7 @@ def recv_fds(
             errno_name="MSG_CTRUNC",
         )
     if msg.truncated:
-        closed = _close_all(msg.fds)
+        closed = close_fds(msg.fds)
         raise TruncatedError(
             f"recv_fds on fd {sock.fd}",
             f"the message was {msg.size} bytes but the buffer held {bufsize}; its "
@@ -1006,18 +1016,9 @@ def recv_discarding_fds(
     (``fds`` empty) and how many were closed.
     """
     msg = sock.recvmsg(bufsize, maxfds=SCM_MAX_FD, flags=flags)
-    closed = _close_all(msg.fds)
+    closed = close_fds(msg.fds)
     msg.fds = []
     return msg, closed
-
-
-def _close_all(fds: Iterable[int]) -> int:
-    count = 0
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        count += 1
-    return count
 
 
 # --------------------------------------------------------------------------

@@ -66,6 +66,15 @@ ELSEWHERE: dict[str, tuple[str, dict[str, float]]] = {
         "R11",
         {"write_timeouts_honoured": 1},
     ),
+    # sockwire.aio holds the many-connection rows: per transport and loop
+    "tests/test_aio_load.py::test_a_thousand_connections_of_a_hundred_requests": (
+        "R15",
+        {"aio_connections": 1000, "aio_req_rep": 100_000, "aio_lost_or_reordered": 0},
+    ),
+    "tests/test_aio_load.py::test_ten_thousand_connections_of_a_hundred_requests": (
+        "R15",
+        {"aio_connections": 10_000, "aio_req_rep": 1_000_000, "aio_lost_or_reordered": 0},
+    ),
 }
 
 

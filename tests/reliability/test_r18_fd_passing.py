@@ -24,6 +24,7 @@ import pytest
 import sockwire
 from sockwire import Socket, dial, socketpair, unix
 from sockwire.errors import TooManyFdsInFlight
+from sockwire.sock import close_fds
 from tests.helpers import need_root
 
 TYPES = [socket.SOCK_STREAM, socket.SOCK_SEQPACKET, socket.SOCK_DGRAM]
@@ -83,7 +84,7 @@ def test_253_fds_pass_and_254_are_refused_naming_the_limit(
         unix.send_fds(a, b"max", [data_file] * unix.SCM_MAX_FD)
         msg = unix.recv_fds(b)
         assert len(msg.fds) == 253
-        unix._close_all(msg.fds)
+        close_fds(msg.fds)
         with pytest.raises(sockwire.InvalidOperation, match="SCM_MAX_FD") as info:
             unix.send_fds(a, b"one too many", [data_file] * (unix.SCM_MAX_FD + 1))
         assert info.value.errno_name == "EINVAL"

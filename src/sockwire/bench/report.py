@@ -36,6 +36,8 @@ def _fmt(value: float, unit: str) -> str:
         return f"{value:,.1f} us"
     if unit == "msg/s":
         return f"{value / 1e6:,.2f}M/s" if value >= 1e6 else f"{value / 1e3:,.0f}k/s"
+    if unit == "req/s":
+        return f"{value / 1e3:,.1f}k req/s"
     if unit == "B/s":
         return f"{value / 1e9:,.2f} GB/s"
     if unit == "MiB":

@@ -92,7 +92,7 @@ from .core import (
     Writes,
     not_bytes,
 )
-from .seam import ChannelIO, SocketIO, TLSSocketIO, clock, make_seam, wait
+from .seam import ChannelIO, SocketIO, TLSSocketIO, clock, make_seam, prepare, wait
 
 if TYPE_CHECKING:
     from ..address import Endpoint
@@ -137,30 +137,6 @@ def _fast_sender(
     release = lock.release
     flush_at = FLUSH_AT
 
-    def send(msg: BytesLike, timeout: float | None = None) -> None:
-        if timeout is not None:
-            return timed(msg, timeout)
-        size = len(msg)
-        if size < limit and core.sendable:
-            try:
-                out = core.out
-                out += (heads[size] if size < 256 else pack(size)) + msg
-            except TypeError:
-                raise not_bytes(msg) from None
-            if len(out) >= flush_at:
-                flush()
-            return None
-        acquire()
-        try:
-            writes = queue(msg)
-            if writes is not None:
-                write(writes)
-        except TypeError:
-            raise not_bytes(msg) from None
-        finally:
-            release()
-        return None
-
     def send_locked(msg: BytesLike, timeout: float | None = None) -> None:
         if timeout is not None:
             return timed(msg, timeout)
@@ -174,6 +150,19 @@ def _fast_sender(
         finally:
             release()
         return None
+
+    def send(msg: BytesLike, timeout: float | None = None) -> None:
+        size = len(msg)
+        if size < limit and core.sendable and timeout is None:
+            try:
+                out = core.out
+                out += (heads[size] if size < 256 else pack(size)) + msg
+            except TypeError:
+                raise not_bytes(msg) from None
+            if len(out) >= flush_at:
+                flush()
+            return None
+        return send_locked(msg, timeout)  # big, timed, or refused: the locked way
 
     return send if _GIL else send_locked
 
@@ -350,27 +339,8 @@ class Channel:
         max_size: int,
         label: str | None,
     ) -> Channel:
-        kinds: dict[int, Kind] = {
-            socket.SOCK_STREAM: "stream",
-            socket.SOCK_SEQPACKET: "seqpacket",
-            socket.SOCK_DGRAM: "dgram",
-        }
-        kind = kinds.get(sock.type)
-        if kind is None:
-            raise InvalidOperation(
-                f"a Channel over {sock!r}",
-                "a Channel needs a stream, seqpacket or datagram socket",
-            )
-        packet_limit = MAX_PACKET
-        if kind == "stream" and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        elif kind != "stream":
-            packet_limit = min(MAX_PACKET, sock.packet_limit() or MAX_PACKET)
-        plain = (framing or "none") == "none"
-        io = make_seam(
-            sock,
-            empty_messages=plain and kind == "seqpacket" and sock.family == socket.AF_UNIX,
-        )
+        kind, packet_limit, empty_messages = prepare(sock, framing)
+        io = make_seam(sock, empty_messages=empty_messages)
         return cls(
             io,
             kind=kind,

@@ -37,9 +37,10 @@ from .. import trace
 from ..errors import InvalidOperation, errno_name
 from ..flags import MsgFlag
 from ..framing import READ_SIZE, BytesLike
+from ..packet import MAX_PACKET
 from ..sock import Address, Socket
 from ..trace import Event, preview
-from .core import FLUSH_AT
+from .core import FLUSH_AT, Kind
 
 __all__ = [
     "ChannelIO",
@@ -48,6 +49,7 @@ __all__ = [
     "TracedSocketIO",
     "clock",
     "make_seam",
+    "prepare",
     "wait",
 ]
 
@@ -127,12 +129,17 @@ class SocketIO:
     packets carry no header, where a zero-length read is EOF *or* an empty
     message: SO_PASSCRED tells them apart (see the module's notes). Fds a
     peer passes are discarded by the kernel (the control buffer has room for
-    the credentials only: MSG_CTRUNC), never leaked.
+    the credentials only: MSG_CTRUNC), never leaked. ``buffer``: the read
+    buffer (at least READ_SIZE bytes); an asyncio driver shares one among the
+    thousands of connections of one loop, since each read is copied out
+    before the next (None: a buffer of its own).
     """
 
     buffers = False
 
-    def __init__(self, sock: Socket, *, empty_messages: bool = False) -> None:
+    def __init__(
+        self, sock: Socket, *, empty_messages: bool = False, buffer: bytearray | None = None
+    ) -> None:
         self.socket = sock
         raw = sock.raw
         raw.settimeout(None)
@@ -145,7 +152,7 @@ class SocketIO:
         self.recv_into: Callable[[memoryview, int], int] | None = raw.recv_into
         #: the same for writing a whole bytes object: ``sendall(data, flags)``
         self.sendall: Callable[[bytes, int], None] | None = raw.sendall
-        self._buf = bytearray(READ_SIZE)
+        self._buf = bytearray(READ_SIZE) if buffer is None else buffer
         self.view = memoryview(self._buf)
         self._fd = raw.fileno()
         self._poller = select.poll()
@@ -249,8 +256,10 @@ class TracedSocketIO(SocketIO):
     strace-like lines. Errors stay ``OSError`` here: the Channel translates.
     """
 
-    def __init__(self, sock: Socket, *, empty_messages: bool = False) -> None:
-        super().__init__(sock, empty_messages=empty_messages)
+    def __init__(
+        self, sock: Socket, *, empty_messages: bool = False, buffer: bytearray | None = None
+    ) -> None:
+        super().__init__(sock, empty_messages=empty_messages, buffer=buffer)
         self.recv_into = None  # every read goes through recv(), every write
         self.sendall = None  # through send_all(): both report each call
 
@@ -354,7 +363,7 @@ class TLSSocketIO:
 
     buffers = True
 
-    def __init__(self, sock: Socket) -> None:
+    def __init__(self, sock: Socket, *, buffer: bytearray | None = None) -> None:
         import ssl
 
         self.socket = sock
@@ -368,7 +377,7 @@ class TLSSocketIO:
         self._want_read = ssl.SSLWantReadError
         self._want_write = ssl.SSLWantWriteError
         self._lock = threading.Lock()
-        self._buf = bytearray(READ_SIZE)
+        self._buf = bytearray(READ_SIZE) if buffer is None else buffer
         self._view = memoryview(self._buf)
         self._stash = b""  # decrypted by wait(), not yet returned by recv()
         self._stash_eof = False
@@ -490,9 +499,46 @@ class TLSSocketIO:
         self.socket.close()
 
 
-def make_seam(sock: Socket, *, empty_messages: bool = False) -> ChannelIO:
-    """The seam for ``sock``: TLS, traced (a trace hook is installed) or plain."""
+def make_seam(
+    sock: Socket, *, empty_messages: bool = False, buffer: bytearray | None = None
+) -> ChannelIO:
+    """The seam for ``sock``: TLS, traced (a trace hook is installed) or plain.
+
+    ``buffer``: a read buffer to share (see :class:`SocketIO`).
+    """
     if _is_tls(sock):
-        return TLSSocketIO(sock)
+        return TLSSocketIO(sock, buffer=buffer)
     seam = TracedSocketIO if trace.installed else SocketIO
-    return seam(sock, empty_messages=empty_messages)
+    return seam(sock, empty_messages=empty_messages, buffer=buffer)
+
+
+_KINDS: dict[int, Kind] = {
+    socket.SOCK_STREAM: "stream",
+    socket.SOCK_SEQPACKET: "seqpacket",
+    socket.SOCK_DGRAM: "dgram",
+}
+
+
+def prepare(sock: Socket, framing: str | None) -> tuple[Kind, int, bool]:
+    """What a Channel over ``sock`` is, for every driver: ``(kind, packet limit, empty_messages)``.
+
+    The kind follows SO_TYPE. TCP gets TCP_NODELAY, since a Channel
+    coalesces small messages itself. The packet limit is the socket's own
+    (capped at MAX_PACKET, the receive buffer). ``empty_messages``: a UNIX
+    seqpacket socket without the sockwire header, where SO_PASSCRED tells an
+    empty message from EOF (pass it to :func:`make_seam`).
+    """
+    kind = _KINDS.get(sock.type)
+    if kind is None:
+        raise InvalidOperation(
+            f"a Channel over {sock!r}",
+            "a Channel needs a stream, seqpacket or datagram socket",
+        )
+    packet_limit = MAX_PACKET
+    if kind == "stream" and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    elif kind != "stream":
+        packet_limit = min(MAX_PACKET, sock.packet_limit() or MAX_PACKET)
+    plain = (framing or "none") == "none"
+    empty = plain and kind == "seqpacket" and sock.family == socket.AF_UNIX
+    return kind, packet_limit, empty

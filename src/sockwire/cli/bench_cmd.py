@@ -8,9 +8,9 @@ import sys
 
 from .exitcodes import Exit
 
-HELP = "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C"
+HELP = "benchmarks: sockwire against stdlib, multiprocessing, pyzmq, socat, C, asyncio streams"
 
-SUITE_NAMES = ("latency", "throughput", "relay", "memory", "startup", "zmtp")
+SUITE_NAMES = ("latency", "throughput", "relay", "memory", "startup", "zmtp", "async")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
