@@ -15,11 +15,12 @@ import select
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli_helpers import connect_when_ready, program, run, short_dir, wait_path
+from tests.cli_helpers import connect_when_ready, host_port, program, run, short_dir, wait_path
 from tests.helpers import need_tool
 
 pytestmark = pytest.mark.timeout(60)
@@ -165,3 +166,30 @@ def test_listen_keep_open_gives_an_idle_clients_slot_to_a_newcomer(d: str) -> No
             idle.kill()
         server.close_stdin()
         assert server.stop() == 143
+
+
+def test_listen_keep_open_on_tls_evicts_a_client_that_never_shakes_hands(d: str) -> None:
+    """A TCP connection that never sends its ClientHello held ``listen -k``'s one slot
+    until the 10 s handshake timeout, and reconnecting kept it forever; now a socat TLS
+    client that waits takes that slot at once."""
+    from tests.tls_helpers import make_certs, server_query
+
+    socat = need_tool("socat")
+    certs = make_certs(Path(d))
+    listen = f"tls+tcp://127.0.0.1:0?{server_query(certs)}"
+    with run("listen", "-k", listen, "--trace") as server:
+        host, port = host_port(server.address())
+        with socket.create_connection((host, port), timeout=WAIT) as silent:
+            server.wait_err("accept(")
+            started = time.monotonic()
+            with program(
+                socat, "-", f"OPENSSL:{host}:{port},cafile={certs.ca},commonname=localhost"
+            ) as client:
+                client.send(b"over tls\n")
+                server.wait_out(b"over tls\n")
+                took = time.monotonic() - started
+            assert _closed_by_peer(silent)
+        assert "the server is full (--max-clients 1)" in server.wait_err(" evict ")
+        server.close_stdin()
+        assert server.stop() == 143
+    assert took < 5.0, f"the TLS client waited {took:.1f} s for the silent one's slot"

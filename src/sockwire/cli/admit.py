@@ -44,7 +44,9 @@ Evicted and expired connections are closed on the loop's next turn, never
 in the middle of a turn: poll's results for this turn may still name their
 descriptors, and accept(2) could hand the same numbers to a newcomer.
 ``--exec`` servers are not covered: the program owns the socket and its
-bytes never pass through sockwire.
+bytes never pass through sockwire. A TLS client of ``listen -k`` is a
+member from accept: until its handshake is done nothing has moved for the
+application (``bridge._Handshaking``).
 """
 
 from __future__ import annotations

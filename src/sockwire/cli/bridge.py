@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import socket
 import sys
+from collections.abc import Callable
 
 from ..address import Endpoint
 from ..errors import SockwireError
@@ -295,6 +296,7 @@ def _stream_server(
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
     handshakes: list[Handshake] = []
+    pending: dict[Handshake, _Handshaking] = {}  # -k: the gate's view of the handshakes
     # -k: a server that goes on fails safe (cli/admit.py); a one-shot listen waits for its
     # clients as nc -l does
     gate = Gate(args.max_clients, timeout=opts.timeout, stats=stats, report=_report)
@@ -318,6 +320,10 @@ def _stream_server(
                     on_refused=lambda: settle(handshake, failed=True),
                 )
                 handshakes.append(handshake)
+                if keep_open:  # one that never finishes its handshake holds a slot too
+                    member = _Handshaking(f"{ep.display()} peer {peer}", handshake, evicted)
+                    pending[handshake] = member
+                    gate.add(member)
                 loop.add(handshake)
                 return
             sock = guard.accepted(accepted, peer)
@@ -326,10 +332,22 @@ def _stream_server(
             serve(sock, peer)
 
         def settle(handshake: Handshake, *, failed: bool) -> None:
+            member = pending.pop(handshake, None)
+            if member is not None:
+                gate.remove(member)
             if handshake in handshakes:
                 handshakes.remove(handshake)
             if failed and acceptor.accepts_left is not None:
                 acceptor.accepts_left += 1  # not a client: wait for the next one
+            acceptor.resume()
+
+        def evicted(member: _Handshaking) -> None:
+            """The gate told a handshake to go: its slot is free now (its socket closes at
+            the loop's next turn)."""
+            pending.pop(member.handshake, None)
+            gate.remove(member)
+            if member.handshake in handshakes:
+                handshakes.remove(member.handshake)
             acceptor.resume()
 
         def serve(sock: Socket, peer: Peer) -> None:
@@ -376,3 +394,24 @@ def _stream_server(
         )
         guard.check()
     return 0
+
+
+class _Handshaking:
+    """A TLS client of ``listen -k`` before its handshake is done, as the server's gate
+    sees it (:class:`~sockwire.cli.admit.Member`): no application data has moved, so
+    it may be evicted for a waiting client after the first-bytes grace, and it
+    expires at the first-bytes deadline. ``on_evicted(self)`` frees its slot."""
+
+    def __init__(
+        self, label: str, handshake: Handshake, on_evicted: Callable[[_Handshaking], None]
+    ) -> None:
+        self.label = label
+        self.handshake = handshake
+        self.on_evicted = on_evicted
+
+    def last_moved(self) -> float | None:
+        return None
+
+    def evict(self, reason: str) -> None:
+        self.handshake.evict()
+        self.on_evicted(self)
