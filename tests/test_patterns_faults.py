@@ -197,3 +197,36 @@ def test_sub_follows_its_pub_across_a_process_restart(tmp: str) -> None:
         first.reap()
         if second is not None:
             second.reap()
+
+
+@pytest.mark.timeout(60)
+def test_unsubscribe_timeout_covers_a_pub_that_stopped_reading(tmp: str) -> None:
+    """A Pub frozen (SIGSTOP) while a Sub unsubscribes 400 prefixes of 1 KB: once the
+    socket buffers are full, unsubscribe(timeout=1) returns within its timeout (3x
+    slack) and drops the link; it used to block for as long as the Pub stayed frozen."""
+    endpoint = f"unix:{tmp}/pub.sock"
+
+    def body(report: Callable[[str], None]) -> None:
+        with Pub(endpoint, liveness=None):
+            report("up")
+            signal.pause()  # until killed
+
+    child = Child(body)
+    try:
+        assert child.line() == "up"
+        with Sub(endpoint, liveness=None) as sub:
+            prefixes = [f"{n:04d}" + "p" * 1000 for n in range(400)]
+            for prefix in prefixes:
+                sub.subscribe(prefix, timeout=WAIT)
+            child.stop()
+            took = []
+            for prefix in prefixes:  # bounded: 400 calls of at most 1 s (3 s with slack)
+                started = time.monotonic()
+                sub.unsubscribe(prefix, timeout=1.0)
+                took.append(time.monotonic() - started)
+            assert not sub.core.wanted, "every prefix is gone, told or not"
+        child.kill(signal.SIGCONT)
+    finally:
+        child.reap()
+    assert max(took) < 3.0, f"unsubscribe(timeout=1) returned after {max(took):.1f} s"
+    assert max(took) >= 0.9, "the buffers filled: one unsubscribe had to wait"

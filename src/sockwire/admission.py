@@ -7,7 +7,8 @@ other client of a default ``serve()`` waiting for as long as they stayed.
 This module decides, from times a driver passes in, which connection must
 go. The driver does the I/O: ``serve()`` shuts the chosen connection's
 reading side down (its handler sees the end between two messages);
-``sockwire echo``/``relay`` can call the same policy from their poll loop.
+``sockwire echo``/``relay``/``listen -k`` call the same policy from their poll
+loop (:mod:`sockwire.cli.admit`, which reads "a message" as "data moved").
 
 The rules, with the defaults ``serve()`` uses::
 

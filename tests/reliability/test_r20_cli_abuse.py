@@ -2,7 +2,10 @@
 
 * 1,000 connections from uid 65534 refused by ``?allowed_uids=0`` on
   ``sockwire echo``: its descriptor count is the same after as before, and
-  it still serves root.
+  it still serves root. Each refusal is accounted for on stderr: the first
+  10 as lines, the rest in "N more lines like this" counts (one a second),
+  and with stderr a pipe nobody reads the server goes on serving (one
+  line per refusal used to fill the pipe and stop it in write(2)).
 * Hostile names (newlines, ESC sequences) and 10 KB arguments: exactly one
   line on stderr, ``sockwire: ...``, no traceback, no raw control character,
   and the documented exit code (2 for a bad argument).
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -129,10 +133,47 @@ def test_r20_1000_refused_peers_leave_the_fd_count_alone(
         assert echo.stop() == 143
     with open(f"{tmp}/err") as logged:
         lines = logged.read().splitlines()
-    assert sum("refused peer" in line for line in lines) == 1000, lines[-3:]
+    shown, counted = _refusals(lines)
+    assert shown + counted == 1000, lines[-3:]
+    assert shown <= 10 + 30, "the first 10, then one line a second (the flood takes seconds)"
     assert refused == 1000
     assert after == before, f"fds {before} -> {after}"
-    report("R20", refused_by_filter=refused, fd_growth=after - before)
+    report("R20", refused_by_filter=refused, fd_growth=after - before, refusal_lines=len(lines))
+
+
+def _refusals(lines: list[str]) -> tuple[int, int]:
+    """Refusals said one per line, and those said in "N more lines like this" counts."""
+    shown = counted = 0
+    for line in lines:
+        more = re.match(r"sockwire: (\d+) more lines? like this .*the last: refused peer", line)
+        if more:
+            counted += int(more.group(1))
+        elif line.startswith("sockwire: refused peer"):
+            shown += 1
+    return shown, counted
+
+
+@pytest.mark.timeout(120)
+def test_r20_refused_peers_flooding_a_stderr_nobody_reads_do_not_stop_the_server(
+    tmp: str, report: Callable[..., None]
+) -> None:
+    """stderr a pipe that is never read: 1,000 refusals (about 100 KB of lines at one
+    each) used to fill it, and the server stopped in write(2) for everyone."""
+    need_root()
+    path = f"{tmp}/e.sock"
+    with run("echo", f"unix:{path}?mode=0666&allowed_uids=0") as echo:  # stderr: a pipe
+        wait_path(path)
+        refused = _refused_as_nobody(path, 1000)
+        with socket.socket(socket.AF_UNIX) as root:
+            root.settimeout(WAIT)
+            root.connect(path)
+            root.sendall(b"still served")
+            assert root.recv(64) == b"still served"
+        assert echo.stop() == 143
+    shown, counted = _refusals(echo.text.splitlines())
+    assert refused == 1000
+    assert shown + counted <= 1000 and shown <= 10 + 30
+    report("R20", refused_with_stderr_unread=refused)
 
 
 HOSTILE = [

@@ -25,12 +25,14 @@ import argparse
 import contextlib
 import socket
 import sys
+from collections.abc import Callable
 
 from ..address import Endpoint
 from ..errors import SockwireError
 from ..sock import Peer, Socket
+from .admit import Gate
 from .children import ExecSpec, exec_spec
-from .observe import Observer, line, say
+from .observe import Observer, limited, say
 from .options import (
     IoOptions,
     check_framing,
@@ -47,7 +49,7 @@ __all__ = ["run_bridge"]
 
 
 def _report(text: str) -> None:
-    line("report", text)
+    limited("report", text, "report")
 
 
 def _observer(opts: IoOptions) -> Observer:
@@ -146,7 +148,10 @@ def _connection(
     *,
     raise_errors: bool,
     framing: str = "none",
+    gated: bool = False,
 ) -> Conn:
+    """The two flows of one connection; ``gated``: a ``listen -k`` client, whose
+    deadlines are its server's :class:`~sockwire.cli.admit.Gate`'s, not ``--timeout``'s."""
     sock.setblocking(False)
     end = End(label, sock=sock, opts=opts, framing=framing)
     end.strip_line_ends = end.framed and args.split == "line"
@@ -176,7 +181,7 @@ def _connection(
         [sock],
         stats,
         raise_errors=raise_errors,
-        idle=opts.timeout,
+        idle=None if gated else opts.timeout,
         linger=args.linger if end.datagram and args.quit_after is None else 0.0,
         report=_report,
         quit_after=args.quit_after,
@@ -291,6 +296,12 @@ def _stream_server(
     keep_open = bool(args.keep_open)
     active: list[Conn] = []
     handshakes: list[Handshake] = []
+    pending: dict[Handshake, _Handshaking] = {}  # -k: the gate's view of the handshakes
+    # -k: a server that goes on fails safe (cli/admit.py); a one-shot listen waits for its
+    # clients as nc -l does
+    gate = Gate(args.max_clients, timeout=opts.timeout, stats=stats, report=_report)
+    if keep_open:
+        loop.add(gate)
     with server_socket(ep, adopted=adopted) as listener:
         listener.setblocking(False)
 
@@ -309,6 +320,10 @@ def _stream_server(
                     on_refused=lambda: settle(handshake, failed=True),
                 )
                 handshakes.append(handshake)
+                if keep_open:  # one that never finishes its handshake holds a slot too
+                    member = _Handshaking(f"{ep.display()} peer {peer}", handshake, evicted)
+                    pending[handshake] = member
+                    gate.add(member)
                 loop.add(handshake)
                 return
             sock = guard.accepted(accepted, peer)
@@ -317,10 +332,22 @@ def _stream_server(
             serve(sock, peer)
 
         def settle(handshake: Handshake, *, failed: bool) -> None:
+            member = pending.pop(handshake, None)
+            if member is not None:
+                gate.remove(member)
             if handshake in handshakes:
                 handshakes.remove(handshake)
             if failed and acceptor.accepts_left is not None:
                 acceptor.accepts_left += 1  # not a client: wait for the next one
+            acceptor.resume()
+
+        def evicted(member: _Handshaking) -> None:
+            """The gate told a handshake to go: its slot is free now (its socket closes at
+            the loop's next turn)."""
+            pending.pop(member.handshake, None)
+            gate.remove(member)
+            if member.handshake in handshakes:
+                handshakes.remove(member.handshake)
             acceptor.resume()
 
         def serve(sock: Socket, peer: Peer) -> None:
@@ -334,6 +361,7 @@ def _stream_server(
                 stats,
                 raise_errors=not keep_open,
                 framing=framing,
+                gated=keep_open,
             )
             unsubscribe = conn.on_close
 
@@ -342,10 +370,13 @@ def _stream_server(
                     unsubscribe(c)
                 if c in active:
                     active.remove(c)
+                gate.remove(c)
                 acceptor.resume()
 
             conn.on_close = on_close
             active.append(conn)
+            if keep_open:
+                gate.add(conn)
             loop.add(conn)
 
         acceptor = Acceptor(
@@ -355,6 +386,7 @@ def _stream_server(
             # without -k: exactly --max-clients clients (default 1), served at once, then exit
             accepts_left=None if keep_open else args.max_clients,
             idle=opts.timeout,
+            gate=gate if keep_open else None,
         )
         loop.add(acceptor)
         loop.run(
@@ -362,3 +394,24 @@ def _stream_server(
         )
         guard.check()
     return 0
+
+
+class _Handshaking:
+    """A TLS client of ``listen -k`` before its handshake is done, as the server's gate
+    sees it (:class:`~sockwire.cli.admit.Member`): no application data has moved, so
+    it may be evicted for a waiting client after the first-bytes grace, and it
+    expires at the first-bytes deadline. ``on_evicted(self)`` frees its slot."""
+
+    def __init__(
+        self, label: str, handshake: Handshake, on_evicted: Callable[[_Handshaking], None]
+    ) -> None:
+        self.label = label
+        self.handshake = handshake
+        self.on_evicted = on_evicted
+
+    def last_moved(self) -> float | None:
+        return None
+
+    def evict(self, reason: str) -> None:
+        self.handshake.evict()
+        self.on_evicted(self)

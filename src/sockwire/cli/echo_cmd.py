@@ -19,9 +19,9 @@ dropped.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_io_options, add_server_options, count_type
+    from .options import FAILSAFE_HELP, add_io_options, add_server_options, count_type
 
-    parser.description = DESCRIPTION
+    parser.description = DESCRIPTION + "\n" + FAILSAFE_HELP
     parser.add_argument("endpoint", metavar="ENDPOINT", help="e.g. udp://127.0.0.1:7001")
     add_server_options(parser, keep_open=False, max_clients=64)
     parser.add_argument(
@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     import socket
 
     from ..sock import Peer, Socket
-    from .observe import Observer, line
+    from .admit import Gate
+    from .observe import Observer, limited, line
     from .options import check_framing, io_options, packet_framing, server_endpoint
     from .pump import Acceptor, Conn, DatagramEcho, End, Flow, Loop, Stats, handled_signals
     from .secured import Guard
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     stats = Stats()
 
     def report(text: str) -> None:
-        line("report", f"echo: {text}")
+        limited("report", f"echo: {text}", "report")
 
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
     with observer, handled_signals(), inherited(given) as (ep, adopted):
@@ -60,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
         )
         active: list[Conn] = []
         closed = [0]
+        gate = Gate(args.max_clients, timeout=opts.timeout, stats=stats, report=report)
 
         def on_close(conn: Conn) -> None:
             active.remove(conn)
+            gate.remove(conn)
             closed[0] += 1
             if acceptor is not None:
                 acceptor.resume()
@@ -84,13 +87,14 @@ def run(args: argparse.Namespace) -> int:
                 [client],
                 stats,
                 raise_errors=False,
-                idle=opts.timeout,
                 report=report,
                 on_close=on_close,
             )
             active.append(conn)
+            gate.add(conn)  # its first-bytes, idle and eviction rules (cli/admit.py)
             loop.add(conn)
 
+        loop.add(gate)
         try:
             if adopted is not None and not datagram and not is_listening(adopted):
                 # an inherited connection (inetd style, systemd Accept=yes): echo it, then exit
@@ -110,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
                     on_accept,
                     room=lambda: len(active) < args.max_clients,
                     accepts_left=args.count,
+                    gate=gate,
                 )
                 loop.add(acceptor)
                 loop.run(lambda: args.count is not None and closed[0] >= args.count)

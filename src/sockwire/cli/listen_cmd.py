@@ -30,11 +30,24 @@ terminal instead). `listen -k --exec cat` is an echo server. Without -k
 the command exits with the program's status.
 """
 
+KEEP_OPEN_NOTE = """\
+For listen these rules apply with -k (a one-shot listen waits for its
+client as nc -l does) and not to --exec, whose program owns the socket.
+With --max-clients 1 (the default) a client that waits takes the slot of
+one quiet for 0.25 s.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_bridge_options, add_io_options, add_server_options, add_zmq_options
+    from .options import (
+        FAILSAFE_HELP,
+        add_bridge_options,
+        add_io_options,
+        add_server_options,
+        add_zmq_options,
+    )
 
-    parser.description = DESCRIPTION
+    parser.description = f"{DESCRIPTION}\n{FAILSAFE_HELP}{KEEP_OPEN_NOTE}"
     parser.add_argument(
         "endpoint", metavar="ENDPOINT", help="e.g. unix:/tmp/x.sock, tcp://127.0.0.1:7000"
     )

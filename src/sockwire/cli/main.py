@@ -129,33 +129,34 @@ def _install_log_handler() -> Callable[[], None]:
     """The library's warnings (a refused peer, say) as ``sockwire:`` lines, for this run.
 
     Each record is one inert line: the library escapes names it logs, and
-    the formatter catches whatever else another user could have put in a
-    message; under --json, one JSON object. Returns the undo: main() also
-    runs inside other programs (tests).
+    the line writer catches whatever else another user could have put in a
+    message; under --json, one JSON object. A peer can cause one record per
+    connection (another user connecting in a loop to an ``?allowed_uids=``
+    server), so records are rate-limited per message template and never
+    wait for stderr (:func:`sockwire.cli.observe.limited`). Returns the
+    undo: main() also runs inside other programs (tests).
     """
     import logging
 
-    from ..escape import one_line
+    class OneLine(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                from .observe import limited
 
-    class OneLine(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            if _json_run():
-                import json
-
-                doc = {"event": "log", "level": record.levelname.lower()}
-                doc["message"] = record.getMessage()
-                return json.dumps(doc)
-            return one_line(super().format(record))
+                level = record.levelname.lower()
+                limited("log", record.getMessage(), f"log:{record.msg}", level=level)
+            except Exception:  # noqa: BLE001  # logging's own rule: report, never raise
+                self.handleError(record)
 
     logger = logging.getLogger("sockwire")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(OneLine("sockwire: %(message)s"))
+    handler = OneLine()
     saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
     logger.propagate = False
 
     def undo() -> None:
+        _flush_limited()
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
@@ -227,9 +228,17 @@ def _main(args_list: list[str]) -> int:
     try:
         return int(args.run(args))
     except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001  # every kind is mapped
+        _flush_limited()  # before the error: it is the last line
         return _failed(exc)
     finally:
         undo()
+
+
+def _flush_limited() -> None:
+    """Write what the report lines' rate limit held back (counted), if a command used it."""
+    observe = sys.modules.get("sockwire.cli.observe")
+    if observe is not None:
+        observe.flush_limited(everything=True)
 
 
 def _failed(exc: BaseException) -> int:

@@ -27,6 +27,7 @@ import dataclasses
 import errno
 import io
 import json
+import select
 import sys
 import threading
 import time
@@ -36,8 +37,20 @@ from typing import Any, TextIO
 from .. import trace
 from ..escape import one_line
 from ..trace import Event
+from .ratelimit import Limiter
 
-__all__ = ["JsonStderr", "Observer", "hexdump", "json_mode", "line", "say", "set_json_mode"]
+__all__ = [
+    "JsonStderr",
+    "Observer",
+    "flush_limited",
+    "hexdump",
+    "json_mode",
+    "limited",
+    "limited_due",
+    "line",
+    "say",
+    "set_json_mode",
+]
 
 # calls whose payload travels out (>) or in (<)
 _OUT = frozenset({"send", "sendto", "sendmsg", "sendall", "write", "send_fds"})
@@ -50,6 +63,9 @@ class _Mode:
 
 _MODE = _Mode()
 _line_lock = threading.Lock()
+_LIMITS = Limiter()
+#: the longest rate-limited line: at most PIPE_BUF, so a pipe with room takes it at once
+_MAX_LIMITED = 4000
 
 
 def set_json_mode(on: bool) -> None:
@@ -65,20 +81,103 @@ def line(event: str, text: str, **fields: Any) -> None:
     """One line on stderr: ``sockwire: TEXT``, or ``{"event": EVENT, "message": TEXT, ...}``.
 
     For what a command tells its user outside the trace: ``listening on``,
-    a connection's error on a server that goes on, a summary. Never raises
-    for a closed stderr (the command's own output decides its exit code).
+    a summary, the final error. Never raises for a closed stderr (the
+    command's own output decides its exit code). Lines a peer can cause
+    once per connection go through :func:`limited` instead.
     """
+    _write(_format(event, text, fields))
+
+
+def limited(event: str, text: str, key: str, **fields: Any) -> None:
+    """:func:`line` for reports and library warnings: rate-limited, never blocking.
+
+    Rate-limited by ``key`` (:mod:`.ratelimit`: the first 10 of a kind, then
+    one line a second with the count, written by :func:`flush_limited`), and
+    written only when stderr takes it at once: a pipe nobody reads (or a
+    terminal stopped with ^S) must not stop a server in write(2). A line
+    stderr could not take is counted, and the count is said with the next
+    line that goes out.
+    """
+    now = time.monotonic()
+    flush_limited(now)
+    if _LIMITS.admit(key, text, now):
+        _try_write(event, text, fields)
+
+
+def _format(event: str, text: str, fields: dict[str, Any]) -> str:
     if _MODE.json:
         doc = {"event": event, "message": text, "wall": round(time.time(), 6), **fields}
-        out = json.dumps(doc, default=str)
-    else:
-        out = f"sockwire: {one_line(text)}"
+        return json.dumps(doc, default=str)
+    return f"sockwire: {one_line(text)}"
+
+
+def _write(out: str) -> None:
     with _line_lock:
         try:
             sys.stderr.write(out + "\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
+
+
+class _Unwritten:
+    count = 0
+
+
+def _try_write(event: str, text: str, fields: dict[str, Any]) -> None:
+    """Write the line only if stderr takes it without waiting (else count it).
+
+    poll(2) says POLLOUT on a pipe when a page is free, and a write of at
+    most PIPE_BUF (4096) bytes then completes at once; a regular file is
+    always writable; a terminal stopped with ^S is not. So the line is cut
+    to fit in PIPE_BUF (it is one line of text, never data).
+    """
+    try:
+        poller = select.poll()
+        poller.register(sys.stderr.fileno(), select.POLLOUT)
+        writable = bool(poller.poll(0))
+    except (OSError, ValueError, io.UnsupportedOperation):
+        writable = True  # not a descriptor (a test's StringIO): it cannot block
+    if not writable:
+        _Unwritten.count += 1
+        return
+    out = _fitted(event, text, fields)
+    count = _Unwritten.count
+    if count:
+        note = f"{count} report lines were not written: stderr was full (is anyone reading it?)"
+        both = _fitted("unwritten", note, {"count": count}) + "\n" + out
+        if len(both) <= _MAX_LIMITED:  # else the count waits for a shorter line
+            out, _Unwritten.count = both, 0
+    _write(out)
+
+
+def _fitted(event: str, text: str, fields: dict[str, Any]) -> str:
+    """The formatted line, its texts cut until it is at most :data:`_MAX_LIMITED` long."""
+    out = _format(event, text, fields)
+    if len(out) <= _MAX_LIMITED:
+        return out
+    cut = {k: v[:300] + " ..." if isinstance(v, str) else v for k, v in fields.items()}
+    out = _format(event, text[:300] + " ...", cut)
+    if len(out) <= _MAX_LIMITED:
+        return out
+    return _format(event, text[:100] + " ...", {})  # escaping made even that too long
+
+
+def flush_limited(now: float | None = None, *, everything: bool = False) -> None:
+    """Write the counts of rate-limited lines whose second is over (``everything``: all,
+    when the command ends). The loop calls it at :func:`limited_due`."""
+    for gone in _LIMITS.due(time.monotonic() if now is None else now, everything=everything):
+        text = (
+            f"{gone.count} more {'line' if gone.count == 1 else 'lines'} like this "
+            f"(the first {_LIMITS.burst} of a kind are shown, then one line a second); "
+            f"the last: {gone.last}"
+        )
+        _try_write("suppressed", text, {"count": gone.count, "last": gone.last})
+
+
+def limited_due() -> float | None:
+    """When :func:`flush_limited` has something to write (None: nothing counted)."""
+    return _LIMITS.next_due()
 
 
 class JsonStderr(io.TextIOBase):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..flags import MsgFlag
 
 __all__ = [
+    "FAILSAFE_HELP",
     "HELP_STREAM_FRAMINGS",
     "MAX_BUFSIZE",
     "SEND_FLAGS",
@@ -45,6 +46,22 @@ SEND_FLAGS = ("OOB", "DONTROUTE", "DONTWAIT", "NOSIGNAL", "EOR")
 #: The byte-stream framings, for help texts (``address.STREAM_FRAMINGS`` decides what is valid)
 HELP_STREAM_FRAMINGS = ("len16", "len32", "len64", "netstring", "line", "nul")
 _MAX_ARG = 4096
+
+#: The fail-safe rules of the servers that go on (echo, relay, listen -k): cli/admit.py.
+FAILSAFE_HELP = """\
+Failing safe when full (the library serve()'s rules, cli/admit.py): a
+connection over which nothing moves either way within 10 s of accept is
+closed, and so is one idle for 300 s (--timeout S: S for both); when
+--max-clients are connected and another client waits, the one quiet
+longest (nothing moved for over 0.25 s) is closed to make room at once.
+A connection moving data is never closed for a newcomer: the newcomer
+waits. Why: socat and nc keep a silent connection forever, so 64 idle
+peers (or 64 sending a byte a second) locked every client out; 10 s is
+ages for a client's first bytes, 300 s covers an interactive session's
+pauses and frees the slot of a peer that vanished without a FIN; ask for
+more with --timeout (up to 86400). Each close is an evict/expire event
+under --trace/--json (echo, relay: and a count in the SIGUSR1 summary).
+"""
 
 
 def _bounded_int(lo: int, hi: int, what: str) -> Any:
@@ -159,7 +176,9 @@ def add_io_options(parser: argparse.ArgumentParser, *, framing: bool = True) -> 
         type=_seconds,
         metavar="S",
         help="give up after S seconds without progress: connecting, or waiting for data "
-        "(same as the endpoint's ?timeout=; exit 4)",
+        "(same as the endpoint's ?timeout=; exit 4); servers that go on (echo, relay, "
+        "listen -k) close a connection with no data either way for S s (default: 10 s "
+        "for the first bytes, then 300 s)",
     )
     calls.add_argument(
         "--bufsize",

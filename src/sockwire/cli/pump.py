@@ -73,12 +73,13 @@ from ..errors import (
 )
 from ..flags import MsgFlag
 from ..sock import Address, Peer, Socket, format_address
-from .observe import Observer, say
+from .observe import Observer, flush_limited, limited_due, say
 from .options import IoOptions
 
 if TYPE_CHECKING:
     from ..framing import BytesLike, Decoder, FrameCodec
     from ..packet import PacketCodec
+    from .admit import Gate
 
 __all__ = [
     "Acceptor",
@@ -111,6 +112,10 @@ SPLICE_ROUNDS = 16
 FAST_BUFFER = PIPE_SIZE
 #: Messages received, or framed and sent, per turn of the loop (bounded batches).
 BATCH = 64
+#: Connections one listener accepts per turn of the loop: a burst of clients (or of
+#: evictions for waiting clients) does not cost a poll(2) each; bounded, so a
+#: server may hold this many more than --max-clients until its evicted ones close
+ACCEPT_BATCH = 16
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _SPLICE_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 
@@ -157,6 +162,10 @@ class Stats:
     messages: dict[str, int] = field(default_factory=dict)
     truncated: int = 0
     dropped: int = 0
+    #: closed by the fail-safe policy (:mod:`.admit`): for a newcomer, silent from accept, idle
+    evicted: int = 0
+    no_first_bytes: int = 0
+    idle_closed: int = 0
 
     def add(self, direction: str, nbytes: int, messages: int = 0) -> None:
         self.bytes[direction] = self.bytes.get(direction, 0) + nbytes
@@ -172,6 +181,9 @@ class Stats:
             "messages": dict(self.messages),
             "truncated": self.truncated,
             "dropped": self.dropped,
+            "evicted": self.evicted,
+            "no_first_bytes": self.no_first_bytes,
+            "idle_closed": self.idle_closed,
         }
 
     def summary(self) -> str:
@@ -185,6 +197,12 @@ class Stats:
             parts.append(f"{self.truncated} truncated")
         if self.dropped:
             parts.append(f"{self.dropped} dropped")
+        if self.evicted:
+            parts.append(f"{self.evicted} evicted for newcomers")
+        if self.no_first_bytes:
+            parts.append(f"{self.no_first_bytes} closed without first bytes")
+        if self.idle_closed:
+            parts.append(f"{self.idle_closed} closed idle")
         return "; ".join(parts)
 
 
@@ -539,6 +557,7 @@ class Flow:
         self.close_all = False  # set when on_eof == "close" fires
         self.count_bytes = 0
         self.count_messages = 0
+        #: when data last moved: a read that returned some, a write that made progress
         self.activity = time.monotonic()
         self._queue: deque[Item] = deque()
         self._pipe: _Pipe | None = _Pipe() if use_splice else None
@@ -742,12 +761,14 @@ class Flow:
                 except OSError as exc:
                     raise translate(exc, "splice", self.dst.name) from exc
                 self._piped -= sent
+                self.activity = time.monotonic()
         else:
             while self._start < self._end:
                 wrote = self.dst.write(self._view[self._start : self._end])
                 if wrote is None:
                     return
                 self._start += wrote
+                self.activity = time.monotonic()
         if self.src_eof and not self.pending and not self.finished:
             self._finish()
 
@@ -818,6 +839,9 @@ class Conn:
     ``quit_after`` (--quit-after): once ``quit_flow``'s source (stdin) has
     ended, the connection ends normally at most that many seconds later,
     whatever the peer does (socat -t, nc -q).
+
+    A server's connections are members of its :class:`~sockwire.cli.admit.Gate`
+    (``last_moved``, ``evict``): the gate, not ``idle``, then bounds them.
     """
 
     def __init__(
@@ -847,6 +871,8 @@ class Conn:
         self.report = report
         self.on_close = on_close
         self.error: SockwireError | None = None
+        #: why the fail-safe policy ended it (it closes at the loop's next turn)
+        self.evicted: str | None = None
         self._closed = False
         self._linger_until: float | None = None
         stats.connections += 1
@@ -917,6 +943,18 @@ class Conn:
         for flow in self.flows:
             flow.finished = True
 
+    def last_moved(self) -> float | None:
+        """When data last moved either way (None: never), for the gate."""
+        flows = self.flows
+        if not any(f.count_bytes or f.count_messages for f in flows):
+            return None
+        return max(f.activity for f in flows)
+
+    def evict(self, reason: str) -> None:
+        """Done from now on (the loop closes it next turn); ``reason`` for the trace."""
+        if self.evicted is None:
+            self.evicted = reason
+
     def _quit_at(self) -> float | None:
         flow = self.quit_flow
         if self.quit_after is None or flow is None or flow.eof_at is None:
@@ -925,7 +963,9 @@ class Conn:
 
     @property
     def done(self) -> bool:
-        if self.error is not None or any(f.close_all for f in self.flows):
+        if self.error is not None or self.evicted is not None:
+            return True
+        if any(f.close_all for f in self.flows):
             return True
         quit_at = self._quit_at()
         if quit_at is not None and time.monotonic() >= quit_at:
@@ -1080,6 +1120,16 @@ class Acceptor:
     descriptors (EMFILE/ENFILE/ENOBUFS/ENOMEM) pauses accepting for
     ACCEPT_BACKOFF or until a connection closes, whichever comes first,
     rather than spinning on a listener that stays readable.
+
+    Up to :data:`ACCEPT_BATCH` connections per turn. Without ``room()`` the
+    listener is not polled, unless a ``gate`` (:class:`~sockwire.cli.admit.Gate`)
+    can make room: then a readable listener means a client waits, the gate
+    evicts the connection idle longest and the client is accepted at once
+    (the evicted one closes at the loop's next turn). With nobody idle, the
+    listener is left alone until the gate may find one
+    (:meth:`~sockwire.cli.admit.Gate.next_room`, at most ``EVICT_WAIT``) or
+    a connection closes (:meth:`resume`): a listener that stays readable
+    must not make poll spin.
     """
 
     def __init__(
@@ -1090,13 +1140,17 @@ class Acceptor:
         room: Callable[[], bool],
         accepts_left: int | None = None,
         idle: float | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.sock = sock
         self.on_accept = on_accept
         self.room = room
         self.accepts_left = accepts_left
         self.idle = idle
+        self.gate = gate
         self.paused_until: float | None = None
+        #: full with nobody to evict: the listener rests until then (or a close)
+        self.full_until: float | None = None
         self.started = time.monotonic()
 
     @property
@@ -1104,15 +1158,31 @@ class Acceptor:
         return self.paused_until is not None
 
     def interest(self) -> list[tuple[int, int]]:
-        if self.paused or not self.room() or self.accepts_left == 0:
+        if self.paused or self.accepts_left == 0:
+            return []
+        if not self.room() and (self.gate is None or self.full_until is not None):
             return []
         return [(self.sock.fd, _IN)]
 
     def ready(self, fd: int, revents: int) -> None:
-        from ..accepting import ACCEPT_BACKOFF, on_accept_error
-
         if fd != self.sock.fd:
             return
+        for turn in range(ACCEPT_BATCH):
+            if self.paused or self.accepts_left == 0:
+                return
+            # poll said a client waits for the first; after an accept, ask the listener
+            # again (no accept(2) that fails with EAGAIN, and no eviction for nobody)
+            if turn and not self.sock.wait_readable(0):
+                return
+            if not self.room() and not self._make_room():
+                return
+            if not self._accept_one():
+                return
+
+    def _accept_one(self) -> bool:
+        """One accept(2) and its hand-over; False when there is no one left to take now."""
+        from ..accepting import ACCEPT_BACKOFF, on_accept_error
+
         try:
             conn, peer = self.sock.accept()
         except SockwireError as exc:
@@ -1121,10 +1191,11 @@ class Acceptor:
                 raise
             if action == "skip":
                 say("skipped", "a connection that died before accept:", str(exc))
-            elif action == "backoff":
+                return True
+            if action == "backoff":
                 say("paused", "accepting", f"for {ACCEPT_BACKOFF:g} s:", str(exc))
                 self.paused_until = time.monotonic() + ACCEPT_BACKOFF
-            return
+            return False
         self.idle = None  # the first client arrived: --timeout now applies per connection
         if self.accepts_left is not None:
             self.accepts_left -= 1
@@ -1134,19 +1205,40 @@ class Acceptor:
         except BaseException:
             conn.close()
             raise
+        return True
+
+    def _make_room(self) -> bool:
+        """Full, and a client waits: True when the gate evicted one (the newcomer may
+        come in now; the evicted one closes at the top of the next turn, so no
+        descriptor number is reused within this turn). Otherwise the listener rests."""
+        from .admit import EVICT_WAIT
+
+        gate = self.gate
+        if gate is None:
+            return False
+        if gate.make_room():
+            return True
+        now = time.monotonic()
+        when = gate.next_room()
+        self.full_until = now + EVICT_WAIT if when is None else min(when, now + EVICT_WAIT)
+        return False
 
     def resume(self) -> None:
         self.paused_until = None
+        self.full_until = None
 
     def deadline(self) -> float | None:
-        idle = None if self.idle is None else self.started + self.idle
-        if self.paused_until is None:
-            return idle
-        return self.paused_until if idle is None else min(idle, self.paused_until)
+        times = [self.paused_until, self.full_until]
+        if self.idle is not None:
+            times.append(self.started + self.idle)
+        present = [t for t in times if t is not None]
+        return min(present) if present else None
 
     def expire(self, now: float) -> None:
         if self.paused_until is not None and now >= self.paused_until:
             self.paused_until = None
+        if self.full_until is not None and now >= self.full_until:
+            self.full_until = None
         if self.idle is not None and now >= self.started + self.idle:
             raise TimeoutError(
                 f"accept on {self.sock.label}",
@@ -1443,6 +1535,9 @@ class Loop:
                 deadlines = [d for h in self.handlers if (d := h.deadline()) is not None]
                 if not wanted and not deadlines:
                     return  # nothing can happen any more
+                report_due = limited_due()  # rate-limited report lines' counts
+                if report_due is not None:
+                    deadlines.append(report_due)
                 poller = select.poll()
                 for fd, events in wanted.items():
                     poller.register(fd, events)
@@ -1460,11 +1555,14 @@ class Loop:
                     deadline = handler.deadline()
                     if deadline is not None and now >= deadline:
                         handler.expire(now)
+                if report_due is not None and now >= report_due:
+                    flush_limited(now)
 
     def close(self) -> None:
         for handler in self.handlers:
             handler.close()
         self.handlers.clear()
+        flush_limited(everything=True)  # what the rate limit held back, counted
 
     def _signals(self, fd: int) -> None:
         try:

@@ -45,9 +45,15 @@ unix:/b` replays it.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .options import add_family_options, add_io_options, add_server_options, count_type
+    from .options import (
+        FAILSAFE_HELP,
+        add_family_options,
+        add_io_options,
+        add_server_options,
+        count_type,
+    )
 
-    parser.description = DESCRIPTION
+    parser.description = DESCRIPTION + "\n" + FAILSAFE_HELP
     parser.add_argument(
         "listen", metavar="LISTEN", help="where clients come from (or file:PATH, - for stdin)"
     )
@@ -106,9 +112,10 @@ def _relay(
     from ..errors import SockwireError, UnsupportedError
     from ..secure import check_client
     from ..sock import Address, Peer
+    from .admit import Gate
     from .dialer import Dialer, addresses
     from .exitcodes import UsageError
-    from .observe import Observer, line
+    from .observe import Observer, limited, line
     from .options import check_framing, packet_framing
     from .pump import (
         Acceptor,
@@ -161,7 +168,7 @@ def _relay(
     use_splice = not (opts.watching or opts.peek or opts.send_flags) and not message
 
     def report(text: str) -> None:
-        line("report", f"relay: {text}")
+        limited("report", f"relay: {text}", "report")
 
     def summary() -> None:
         line("summary", f"relay: {stats.summary()}", **stats.to_dict())
@@ -190,8 +197,11 @@ def _relay(
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
     targets: list[tuple[int, Address]] = []
 
+    gate = Gate(args.max_clients, timeout=opts.timeout, stats=stats, report=report)
+
     def on_close(conn: Conn) -> None:
         active.remove(conn)
+        gate.remove(conn)
         closed[0] += 1
         if acceptor is not None:
             acceptor.resume()
@@ -280,15 +290,16 @@ def _relay(
             [client, target],
             stats,
             raise_errors=False,
-            idle=opts.timeout,
         )
         conn.report = report
         conn.on_close = on_close
         active.append(conn)
+        gate.add(conn)  # its first-bytes, idle and eviction rules (cli/admit.py)
         loop.add(conn)
 
     with observer, handled_signals():
         loop = Loop(observer, on_usr1=summary)
+        loop.add(gate)
         try:
             if adopted is not None and not datagram and not is_listening(adopted):
                 # an inherited connection (inetd style, systemd Accept=yes): relay it, then exit
@@ -318,6 +329,7 @@ def _relay(
                     on_accept,
                     room=lambda: len(active) + len(dialing) < args.max_clients,
                     accepts_left=args.count,
+                    gate=gate,
                 )
                 loop.add(acceptor)
                 loop.run(lambda: args.count is not None and closed[0] >= args.count)

@@ -32,7 +32,8 @@ from typing import NamedTuple
 from ..address import Endpoint
 from ..errors import NotFound, PermissionDenied, SockwireError
 from ..sock import Peer, Socket
-from .observe import Observer, line, say
+from .admit import Gate
+from .observe import Observer, limited, line, say
 from .options import IoOptions, check_framing
 from .pump import Acceptor, Conn, End, Flow, Loop, Stats, StdinHub, handled_signals, is_message
 from .secured import Guard
@@ -154,7 +155,7 @@ def run_file_relay(
     stats = Stats()
 
     def report(text: str) -> None:
-        line("report", f"relay: {text}")
+        limited("report", f"relay: {text}", "report")
 
     observer = Observer(trace_lines=opts.trace, hex_dump=opts.hex, json_lines=opts.json)
     with observer, handled_signals():
@@ -239,9 +240,12 @@ def _to_file(
     active: list[Conn] = []
     closed = [0]
     acceptor: Acceptor | None = None
+    gate = Gate(args.max_clients, timeout=opts.timeout, stats=stats, report=report)
+    loop.add(gate)
 
     def on_close(conn: Conn) -> None:
         active.remove(conn)
+        gate.remove(conn)
         closed[0] += 1
         if acceptor is not None:
             acceptor.resume()
@@ -263,7 +267,7 @@ def _to_file(
             to_client.required = False
             flows.append(to_client)
             hub.subscribe(to_client)
-        conn = Conn(label, flows, [client], stats, raise_errors=False, idle=opts.timeout)
+        conn = Conn(label, flows, [client], stats, raise_errors=False)
         conn.report = report
 
         def closing(c: Conn) -> None:
@@ -273,6 +277,7 @@ def _to_file(
 
         conn.on_close = closing
         active.append(conn)
+        gate.add(conn)  # its first-bytes, idle and eviction rules (cli/admit.py)
         loop.add(conn)
 
     try:
@@ -283,6 +288,7 @@ def _to_file(
                 on_accept,
                 room=lambda: len(active) < args.max_clients,
                 accepts_left=args.count,
+                gate=gate,
             )
             loop.add(acceptor)
             loop.run(lambda: args.count is not None and closed[0] >= args.count)

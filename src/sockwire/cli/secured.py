@@ -184,13 +184,15 @@ class Handshake:
         self.want = _IN
         self.out = b""
         self.established = False
+        #: told to go by a server's fail-safe gate (cli/admit.py): closed at the next turn
+        self.evicted = False
         sock.setblocking(False)
 
     def interest(self) -> list[tuple[int, int]]:
         return [] if self.sock is None else [(self.sock.fd, self.want)]
 
     def ready(self, fd: int, revents: int) -> None:
-        if self.sock is None or fd != self.sock.fd:
+        if self.sock is None or self.evicted or fd != self.sock.fd:
             return
         try:
             self._step(self.sock)
@@ -249,14 +251,19 @@ class Handshake:
         return None if self.sock is None else self.started + self.timeout
 
     def expire(self, now: float) -> None:
-        if self.sock is not None and now >= self.started + self.timeout:
+        if self.sock is not None and not self.evicted and now >= self.started + self.timeout:
             # a builtin TimeoutError, as a socket timeout raises it: translated to ours
             late = TimeoutError(f"no handshake within {self.timeout:g} s")
             self._fail(self.session.failed(late, self.timeout))
 
+    def evict(self) -> None:
+        """End it unread and unreported: the loop closes it at its next turn (no
+        descriptor number is reused within a turn), and ``on_fail`` is not called."""
+        self.evicted = True
+
     @property
     def done(self) -> bool:
-        return self.sock is None
+        return self.sock is None or self.evicted
 
     def close(self) -> None:
         if self.sock is not None:

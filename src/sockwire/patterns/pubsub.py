@@ -554,13 +554,21 @@ class Sub(Node):
         with self._lock:
             self._wait(lambda: p in self.core.in_force, deadline, f"subscribe {prefix!r}")
 
-    def unsubscribe(self, prefix: str = "") -> None:
-        """Stop delivering ``prefix`` at once; the Pub is told (no wait)."""
+    def unsubscribe(self, prefix: str = "", timeout: float | None = 10.0) -> None:
+        """Stop delivering ``prefix`` at once; the Pub is told, without waiting for its READY.
+
+        Telling it is bounded by ``timeout`` (as every pattern call's
+        writing is): a Pub that does not take the UNSUBSCRIBE in time (it
+        stopped reading) loses this link, and the next link subscribes only
+        what is still wanted, so the prefix is gone either way. None: wait
+        as long as it takes.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             payload = self.core.unsubscribe(prefix.encode())
             link = self._link
         if payload is not None and link is not None:
-            self._send(link, payload)
+            self._send(link, payload, deadline)
 
     def _send(self, link: Link, payload: bytes, deadline: float | None = None) -> None:
         try:
