@@ -6,6 +6,7 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -387,3 +388,108 @@ def test_sub_resubscribes_after_libzmq_pub_restarted(tmp_path: Path) -> None:
             finally:
                 pub.proc.kill()  # killed, not closed: the SUB must notice by itself
                 pub.close()
+
+
+# ---- no spinning on a full backlog or out of descriptors
+
+
+def test_a_unix_connect_to_a_full_backlog_is_retried_not_spun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EAGAIN from a UNIX connect is a failed attempt (retried after a back-off), not a
+    connect in progress: before, the socket showed writable at once and the loop spun."""
+    from sockwire.zmq import blocking
+
+    path = tmp_path / "full.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(0)
+    waiting = socket.socket(socket.AF_UNIX)
+    waiting.setblocking(False)
+    waiting.connect(str(path))  # fills the backlog of 0 (+1): nobody accepts
+    attempts: list[float] = []
+    real = blocking.Socket._start_connect
+
+    def counting(self: blocking.Socket, connector: object, now: float) -> None:
+        attempts.append(now)
+        real(self, connector, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(blocking.Socket, "_start_connect", counting)
+    finishes: list[float] = []
+    real_finish = blocking.Socket._finish_connect
+
+    def finishing(self: blocking.Socket, connector: object, now: float) -> None:
+        finishes.append(now)
+        real_finish(self, connector, now)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(blocking.Socket, "_finish_connect", finishing)
+    try:
+        with swz.Socket(f"zmq+ipc://{path}?type=PUSH") as push:
+            assert not push.poll(1.0)  # one second of a loop with nothing to do
+            assert push.peers == 0
+    finally:
+        waiting.close()
+        listener.close()
+    assert 1 <= len(attempts) <= 20, f"{len(attempts)} connect attempts in 1 s"
+    assert len(finishes) <= len(attempts), f"{len(finishes)} wake-ups for {len(attempts)}"
+
+
+def test_accept_out_of_descriptors_backs_off(tmp_path: Path) -> None:
+    """EMFILE on accept pauses the listener (the shared accept policy), no spinning; the
+    connections in the backlog are served once descriptors are free again."""
+    import os
+    import sys
+
+    code = r"""
+import os, resource, sys, time
+from sockwire import zmq as swz
+from sockwire.zmq import blocking
+path, ready = sys.argv[1], int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+calls = []
+real = blocking.Socket._accept
+def counting(self, listener, now):
+    calls.append(now)
+    real(self, listener, now)
+blocking.Socket._accept = counting
+pull = swz.Socket(f"zmq+ipc://{path}?type=PULL&bind=1")
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+hog = []
+while True:  # every descriptor taken: accept must fail with EMFILE
+    try:
+        hog.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        break
+os.write(ready, b"r")
+pull.poll(1.0)
+during = len(calls)
+for fd in hog:
+    os.close(fd)
+msg = pull.recv(timeout=10)
+print(during, msg[0].decode(), flush=True)
+pull.close()
+"""
+    path = tmp_path / "emfile.sock"
+    r, w = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(path), str(w)],
+        pass_fds=(w,),
+        stdout=subprocess.PIPE,
+    )
+    os.close(w)
+    try:
+        assert os.read(r, 1) == b"r"
+        with swz.Socket(f"zmq+ipc://{path}?type=PUSH") as push:
+            push.send([b"after EMFILE"])
+            deadline = time.monotonic() + 30
+            while proc.poll() is None and time.monotonic() < deadline:
+                push.poll(0.05)  # this thread's sockets are served while it waits
+            out, _ = proc.communicate(timeout=10)
+    finally:
+        os.close(r)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    during, msg = out.decode().split(maxsplit=1)
+    assert msg.strip() == "after EMFILE"
+    assert int(during) <= 15, f"{during} accept rounds in 1 s out of descriptors"

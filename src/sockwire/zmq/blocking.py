@@ -20,8 +20,11 @@ Platform decisions, written where they are made:
   the rest in the peer's bounded output; EPIPE/ECONNRESET close the peer;
 - connects are non-blocking (EINPROGRESS, then SO_ERROR when writable), so
   one unreachable endpoint never holds up the others;
-- accept errors ECONNABORTED/EPROTO (the peer left the backlog) are skipped;
-  EMFILE/ENFILE stop accepting until the next step (the backlog keeps them).
+- accept errors follow :mod:`sockwire.accepting` (serve()'s and the CLI's
+  policy): a connection that died in the backlog is skipped; out of
+  descriptors, the listener is not polled for ACCEPT_BACKOFF (no spinning).
+- a UNIX connect under a full backlog fails with EAGAIN at once (it is never
+  in progress): retried after the connector's back-off, like a refusal.
 """
 
 from __future__ import annotations
@@ -37,12 +40,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .. import dial, zmtp
+from ..accepting import ACCEPT_BACKOFF, on_accept_error
 from ..errors import (
     AddressError,
     ClosedError,
     SockwireError,
     TimeoutError,
-    WouldBlock,
     translate,
 )
 from ..escape import printable
@@ -72,6 +75,7 @@ class _Listener:
     sock: RawSocket
     ep: ZmqEndpoint
     factory: Callable[[bool], zmtp.Mechanism]
+    paused_until: float = 0.0  # out of descriptors: not polled until then
 
 
 @dataclass(eq=False)
@@ -418,7 +422,10 @@ class Socket:
         self._reap(now)
 
     def _register(self, poller: select.poll, fds: dict[int, tuple[Socket, object]]) -> None:
+        now = time.monotonic()
         for listener in self._listeners:
+            if listener.paused_until > now:
+                continue  # backing off after EMFILE: the backlog keeps the connections
             fd = listener.sock.fileno()
             poller.register(fd, _POLLIN)
             fds[fd] = (self, listener)
@@ -439,6 +446,11 @@ class Socket:
         for connector in self._connectors:
             if connector.peer is None and connector.pending is None:
                 limit = connector.due if limit is None else min(limit, connector.due)
+        for listener in self._listeners:
+            if listener.paused_until:
+                limit = (
+                    listener.paused_until if limit is None else min(limit, listener.paused_until)
+                )
         return limit
 
     def _dispatch(self, thing: object, flags: int, now: float) -> None:
@@ -519,19 +531,19 @@ class Socket:
     # transports
 
     def _accept(self, listener: _Listener, now: float) -> None:
+        listener.paused_until = 0.0
         for _ in range(64):  # bounded per step; the rest wait in the backlog
             try:
                 sock, who = listener.sock.accept()
-            except WouldBlock:
-                return
             except SockwireError as exc:
-                cause = exc.__cause__
-                if isinstance(cause, OSError) and cause.errno in (
-                    errno.ECONNABORTED,
-                    errno.EPROTO,
-                ):
+                action = on_accept_error(exc)  # the policy serve() and the CLI use
+                if action == "again":
+                    return
+                if action == "skip":
                     continue
                 log.warning("zmq %s accept on %s: %s", self.type, listener.ep.display(), exc)
+                if action == "backoff":  # out of descriptors: no spinning on the backlog
+                    listener.paused_until = now + ACCEPT_BACKOFF
                 return
             label = f"{listener.ep.display()} <- {printable(str(who))}"  # peer-chosen name
             self._adopt(
@@ -549,7 +561,10 @@ class Socket:
         raw = sock.raw
         raw.setblocking(False)
         code = raw.connect_ex(address)  # type: ignore[arg-type]
-        if code in (0, errno.EINPROGRESS, errno.EAGAIN):
+        # TCP: EINPROGRESS, then SO_ERROR when writable. A UNIX connect never is
+        # in progress: EAGAIN means the listener's backlog is full and this attempt
+        # failed (the socket shows writable at once): try again after a pause
+        if code in (0, errno.EINPROGRESS):
             connector.pending = sock
             if code == 0:
                 self._finish_connect(connector, now)
@@ -568,10 +583,8 @@ class Socket:
         if code == 0:
             try:
                 sock.raw.getpeername()
-            except OSError:
-                code = errno.EAGAIN  # not connected yet (unix connect under a full backlog)
-        if code == errno.EAGAIN:
-            return
+            except OSError as exc:
+                code = exc.errno or errno.ENOTCONN  # not connected after all: try again
         connector.pending = None
         if code:
             sock.close()
