@@ -68,9 +68,7 @@ unless we are stopping.
 
 from __future__ import annotations
 
-import array
 import contextlib
-import dataclasses
 import logging
 import os
 import select
@@ -78,31 +76,31 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
-from . import dial, secure, unix
+from . import secure
 from .accepting import ACCEPT_BACKOFF, on_accept_error
-from .address import Endpoint, parse
+from .address import Endpoint
 from .admission import DEFAULT_IDLE_TIMEOUT, FIRST_MESSAGE_TIMEOUT, Admission, Slot
-from .channel import MAX_PACKET, Channel, ChannelCore, ReadLimits
+from .channel import MAX_PACKET, Channel, ReadLimits
 from .codecs import Codec, get_codec
-from .errors import (
-    ClosedError,
-    ConnectionLost,
-    InvalidOperation,
-    PermissionDenied,
-    ProtocolError,
-    SockwireError,
-    TimeoutError,
-    errno_name,
-    translate,
-)
+from .errors import ClosedError, InvalidOperation, SockwireError, TimeoutError
 from .framing import DEFAULT_MAX_SIZE
-from .sock import Address, Creds, Peer, Socket, format_address, parse_ucred
+from .serving import (
+    ABORT_WAIT,
+    DEFAULT_GRACE,
+    DROPPED,
+    ServerBase,
+    ServerStats,
+    datagram_ancillary,
+    datagram_core,
+    recv_datagram,
+)
+from .sock import Peer, Socket
 
 __all__ = [
     "ACCEPT_BACKOFF",
+    "DEFAULT_GRACE",
     "Handler",
     "Server",
     "ServerStats",
@@ -111,62 +109,11 @@ __all__ = [
 
 log = logging.getLogger("sockwire")
 
-#: Default grace period of shutdown() (and of leaving ``with server:``).
-DEFAULT_GRACE = 5.0
-#: After the grace period: how long closed handlers get to unwind before we give up on them.
-ABORT_WAIT = 5.0
 #: Full: how long to wait for an evicted connection to leave before choosing another.
 EVICT_WAIT = 0.5
 
-_KINDS = {
-    int(socket.SOCK_STREAM): "stream",
-    int(socket.SOCK_SEQPACKET): "seqpacket",
-    int(socket.SOCK_DGRAM): "dgram",
-}
-
 #: ``handler(channel, peer)`` for connections, ``handler(message, peer) -> reply`` for datagrams.
 Handler = Callable[[Any, Peer], Any]
-
-
-@dataclass
-class ServerStats:
-    """What a server did, counted since it started (read them any time; ints only).
-
-    Connections: ``accepted``, ``refused`` (peer filter), ``handshake_failed``
-    (TLS/HMAC), ``handled`` (handler returned), ``dropped`` (the peer went
-    away, broke the protocol or hit a limit: logged at INFO), ``evicted``
-    (made room for a newcomer at the limit), ``no_first_message`` (closed
-    by the first-message deadline), ``failed``
-    (the handler raised anything else: logged with its traceback),
-    ``aborted`` (closed by shutdown after the grace period), ``active`` and
-    ``peak`` (handlers running now / at most). Accept loop:
-    ``accept_attempts`` and ``accept_backoffs`` (EMFILE and friends).
-    Datagrams: ``messages``, ``replies``, ``unanswerable`` (a reply for an
-    unnamed sender), ``reply_dropped`` (the sender's queue was full or it is
-    gone), ``invalid`` (undecodable for the codec) and ``fds_refused``
-    (datagrams that came with passed fds: the fds are never taken, the data
-    is served); header-level loss is in :attr:`Server.datagram_stats`.
-    """
-
-    accepted: int = 0
-    refused: int = 0
-    evicted: int = 0
-    no_first_message: int = 0
-    handshake_failed: int = 0
-    handled: int = 0
-    dropped: int = 0
-    failed: int = 0
-    aborted: int = 0
-    active: int = 0
-    peak: int = 0
-    accept_attempts: int = 0
-    accept_backoffs: int = 0
-    messages: int = 0
-    replies: int = 0
-    unanswerable: int = 0
-    reply_dropped: int = 0
-    invalid: int = 0
-    fds_refused: int = 0
 
 
 class _Conn:
@@ -205,7 +152,7 @@ class _Conn:
             self.sock.raw.shutdown(socket.SHUT_RDWR)
 
 
-class Server:
+class Server(ServerBase):
     """A listening (or bound) endpoint and its handlers; build it with :func:`serve`.
 
     ``serve_forever()`` runs the accept (or receive) loop in the calling
@@ -234,158 +181,35 @@ class Server:
         first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
         evict: bool = True,
     ) -> None:
-        ep = parse(endpoint)
-        if max_connections < 1:
-            raise InvalidOperation(f"max_connections={max_connections}", "allow at least 1")
-        for what, value in (
-            ("idle_timeout", idle_timeout),
-            ("frame_deadline", frame_deadline),
-            ("first_message_timeout", first_message_timeout),
-        ):
-            if value is not None and value <= 0:
-                raise InvalidOperation(f"{what}={value}", "give a positive number of seconds")
-        self._ep = ep
-        self.handler = handler
-        self.max_connections = max_connections
-        self.idle_timeout = idle_timeout
-        self.first_message_timeout = first_message_timeout
+        self._configure(
+            endpoint,
+            handler,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+            frame_deadline=frame_deadline,
+            first_message_timeout=first_message_timeout,
+            codec=codec,
+            framing=framing,
+            max_size=max_size,
+            handshake_timeout=handshake_timeout,
+            grace=grace,
+        )
         self.evict = evict
         # the idle limit is the Channel's own (ReadLimits); the policy does the rest
         self._admission = Admission(max_connections, first_message=first_message_timeout)
-        self.frame_deadline = frame_deadline
-        self.codec = codec
-        self.framing = framing if framing is not None else ep.option("framing")
-        self.max_size = max_size
-        self.handshake_timeout = handshake_timeout
-        self.grace = grace
-        self.stats = ServerStats()
-        self._check_codec(ep, codec)
-        secure.check_server(ep)  # a bad certfile= or authfile= fails now, not per connection
         self._cond = threading.Condition()
         self._conns: dict[int, _Conn] = {}
         self._done: list[threading.Thread] = []
-        self._stopping = False
-        self._closed = False
         self._loop_running = False
         self._loop_done = threading.Event()
         self._loop_done.set()
         self._thread: threading.Thread | None = None
         self._next_id = 0
-        self._datagram_core: ChannelCore | None = None
-        self._sock = self._open(ep, backlog)
-        self.kind = _KINDS.get(int(self._sock.type), "")
-        try:
-            if not self.kind:
-                self._not_servable(ep)
-            self.endpoint = self._client_endpoint()
-            self.name = name or f"sockwire-server {self.endpoint}"
-            self._filters = self._collect_filters(peer_filter)
-            self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-            self._stop_fds: tuple[int, ...] = (self._stop_r, self._stop_w)
-        except BaseException:
-            self._sock.close()
-            raise
+        self._open(backlog, name, peer_filter)
 
-    # ---- construction
-
-    @staticmethod
-    def _not_servable(ep: Endpoint) -> None:
-        raise InvalidOperation(
-            f"serve on {ep.display()}", "a server needs a stream, seqpacket or datagram socket"
-        )
-
-    @staticmethod
-    def _check_codec(ep: Endpoint, codec: str | Codec) -> None:
-        # resolve the name first (unknown names fail here, not per connection):
-        # "Pickle" is pickle, and the check asks the codec, not the spelling
-        resolved = get_codec(codec, authenticated=True)
-        if resolved.needs_auth and not secure.can_authenticate(ep):
-            raise PermissionDenied(
-                f"serve {ep.display()} with codec={resolved.name}",
-                "pickle runs code chosen by the sender, so it needs authenticated peers: "
-                "add ?authfile= (HMAC handshake), use tls+tcp:// with ?cafile= (client "
-                "certificates from your CA), or on UNIX ?allowed_uids=/?allowed_gids=",
-            )
-
-    @staticmethod
-    def _open(ep: Endpoint, backlog: int | None) -> Socket:
-        if ep.scheme in ("fd", "systemd"):
-            sock = dial.adopt(ep)
-            if sock.type == socket.SOCK_DGRAM:
-                _passcred(sock)
-                return sock
-            if unix.is_listening(sock):
-                return sock
-            sock.detach()
-            raise InvalidOperation(
-                f"serve on {ep}", "the inherited socket is neither listening nor a datagram socket"
-            )
-        if ep.type == socket.SOCK_DGRAM:
-            sock = dial.bind(ep)
-            _passcred(sock)
-            return sock
-        return dial.listen(ep, backlog=backlog)
-
-    def _collect_filters(
-        self, peer_filter: Callable[[Peer], bool] | None
-    ) -> list[Callable[[Peer], bool]]:
-        """The endpoint's ?allowed_uids= filter and ``peer_filter``: both must admit."""
-        filters: list[Callable[[Peer], bool]] = []
-        own = getattr(self._sock, "peer_filter", None)
-        if own is not None:
-            filters.append(own)
-            self._sock.peer_filter = None  # type: ignore[attr-defined]  # we apply it (and count)
-        if peer_filter is not None:
-            if isinstance(peer_filter, unix.PeerFilter):
-                filters.append(peer_filter)
-            else:
-                filters.append(unix.PeerFilter(predicate=peer_filter))
-        return filters
-
-    def _admit(self, peer: Peer) -> bool:
-        for check in self._filters:
-            if not check(peer):  # PeerFilter logs the refusal and why
-                self.stats.refused += 1
-                return False
-        return True
-
-    # ---- what it is
-
-    def _client_endpoint(self) -> str:
-        """The endpoint clients connect to (port 0 replaced by the port bound, and
-        without the listener's own options, which a client would be refused)."""
-        ep = self._ep
-        address = self.address
-        if ep.scheme in ("fd", "systemd"):
-            return _endpoint_of(self._sock, address)
-        if ep.port == 0 and isinstance(address, tuple):
-            ep = dataclasses.replace(ep, port=int(address[1]))
-        return str(ep.for_side("connect"))  # ?mode=, ?backlog=... are the listener's
-
-    @property
-    def address(self) -> Address:
-        """getsockname() of the listening/bound socket."""
-        return self._sock.getsockname()
-
-    @property
-    def connections(self) -> int:
-        """Handlers running now."""
-        return self.stats.active
-
-    @property
-    def datagram_stats(self) -> Any:
-        """Loss/lateness/truncation/invalid counts of a datagram server (a DatagramStats)."""
-        core = self._datagram_core
-        return core.stats if core is not None else None
-
-    @property
-    def stopping(self) -> bool:
-        """True once shutdown() has begun."""
-        return self._stopping
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "stopping" if self._stopping else "open"
-        return f"<Server {self.endpoint} {self.kind} {state} active={self.stats.active}>"
+    def _opened(self) -> None:
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._stop_fds: tuple[int, ...] = (self._stop_r, self._stop_w)
 
     def __enter__(self) -> Server:
         return self
@@ -464,10 +288,7 @@ class Server:
                 continue
             stats.accept_attempts += 1
             try:
-                if self._filters:
-                    conn, peer = unix.accept_checked(listener, self._admit)
-                else:
-                    conn, peer = listener.accept()
+                conn, peer = self._accept(listener)
             except SockwireError as exc:
                 action = on_accept_error(exc)
                 if action == "again":
@@ -475,18 +296,7 @@ class Server:
                 if self.stopping:
                     return
                 if action == "backoff":
-                    with self._cond:  # wait_for() callers may watch this count
-                        stats.accept_backoffs += 1
-                        self._cond.notify_all()
-                    if stats.accept_backoffs % 100 == 1:
-                        log.warning(
-                            "%s: accept failed (%s), backing off %g s (%d times so far): %s",
-                            self.name,
-                            exc.errno_name,
-                            ACCEPT_BACKOFF,
-                            stats.accept_backoffs,
-                            exc.hint,
-                        )
+                    self._count_backoff(exc)  # wait_for() callers may watch this count
                     if self._wait_stop(ACCEPT_BACKOFF):
                         return
                     continue
@@ -548,8 +358,7 @@ class Server:
             # the handshake waits for the peer too: it counts as waiting from accept
             record = _Conn(conn, peer, self._admission.add(key, time.monotonic()))
             self._conns[key] = record
-            self.stats.active += 1
-            self.stats.peak = max(self.stats.peak, self.stats.active)
+            self._started()
         thread = threading.Thread(
             target=self._run_connection,
             args=(key, record),
@@ -568,15 +377,13 @@ class Server:
 
     def _run_connection(self, key: int, record: _Conn) -> None:
         channel: Channel | None = None
-        label = f"{self._ep.display()} peer {record.peer}"
         try:
             try:
                 sock, authenticated = secure.secure_server(
                     record.sock, self._ep, timeout=self.handshake_timeout
                 )
             except SockwireError as exc:
-                self._count("handshake_failed")
-                log.info("%s: handshake with %s failed: %s", self.name, record.peer, exc)
+                self._handshake_failed(record.peer, exc)
                 return
             record.slot.busy()  # until the handler asks for a message
             record.sock = sock
@@ -587,11 +394,10 @@ class Server:
                     codec=self.codec,
                     authenticated=authenticated,
                     max_size=self.max_size,
-                    label=label,
+                    label=self._label(record.peer),
                 )
-            except SockwireError as exc:  # e.g. pickle on a peer that did not authenticate
-                self._count("handshake_failed")
-                log.warning("%s: refused %s: %s", self.name, record.peer, exc)
+            except SockwireError as exc:
+                self._channel_refused(record.peer, exc)
                 return
             channel.set_read_limits(
                 ReadLimits(self.idle_timeout, self.frame_deadline, self._stop_r)
@@ -601,16 +407,12 @@ class Server:
                 record.channel = channel
             self.handler(channel, record.peer)
             self._count(self._ended_by_policy(record) or "handled")
-        except ClosedError as exc:  # shutdown closed it after the grace period
-            log.debug("%s: handler for %s stopped: %s", self.name, record.peer, exc)
-        except (ConnectionLost, ProtocolError, TimeoutError, PermissionDenied) as exc:
-            why = self._ended_by_policy(record)
-            self._count(why or "dropped")
-            if why is None:
-                log.info("%s: connection from %s ended: %s", self.name, record.peer, exc)
-        except Exception:
-            self._count("failed")
-            log.exception("%s: handler failed for %s", self.name, record.peer)
+        except ClosedError as exc:
+            self._handler_stopped(record.peer, exc)
+        except DROPPED as exc:
+            self._dropped(record.peer, exc, self._ended_by_policy(record))
+        except Exception:  # noqa: BLE001  # counted, logged with its traceback
+            self._handler_failed(record.peer)
         finally:
             with self._cond:  # out of the policy's view: never evicted while being closed
                 self._admission.remove(key)
@@ -674,72 +476,31 @@ class Server:
         poller.register(self._stop_r, select.POLLIN)
         codec = get_codec(self.codec, authenticated=False)
         buf = memoryview(bytearray(MAX_PACKET))
-        core = self._datagram_core = ChannelCore(
-            "dgram",
-            framing=self.framing,
-            max_size=self.max_size,
-            packet_limit=min(MAX_PACKET, sock.packet_limit() or MAX_PACKET),
-        )
-        anc_size = _DGRAM_ANCILLARY if sock.family == socket.AF_UNIX else 0
-        stats = self.stats
+        core = self._datagram_core = datagram_core(sock, self.framing, self.max_size)
+        anc_size = datagram_ancillary(sock)
         while True:
             ready = {fd for fd, _ in poller.poll()}
             if self._stop_r in ready:
                 return
             try:
-                size, rflags, creds, address = _recv_datagram(raw, buf, anc_size)
+                size, rflags, creds, address = recv_datagram(raw, buf, anc_size)
             except BlockingIOError:
                 continue
             except OSError as exc:
                 if self.stopping:
                     return
-                error = translate(exc, "recvmsg", self._ep.display(), family=sock.family)
-                log.debug("%s: receive failed: %s", self.name, error)
+                self._receive_failed(exc)
                 continue
-            if rflags & socket.MSG_CTRUNC:
-                stats.fds_refused += 1  # the datagram itself is still served
-            core.receive_packet(buf, size, address)
-            if not core.pending:
-                continue  # truncated, or without the sockwire header: counted in core.stats
-            payload = core.pending.popleft()
-            peer = Peer(address, sock.family, creds)
-            if self._filters and not self._admit(peer):
+            received = self._datagram_in(core, codec, buf, size, rflags, creds, address)
+            if received is None:
                 continue
-            stats.messages += 1
-            try:
-                msg = codec.decode(payload)
-            except ProtocolError as exc:
-                stats.invalid += 1
-                log.info("%s: dropped a datagram from %s: %s", self.name, peer, exc)
-                continue
+            peer, msg = received
             try:
                 reply = self.handler(msg, peer)
-            except Exception:
-                stats.failed += 1
-                log.exception("%s: handler failed for a datagram from %s", self.name, peer)
+            except Exception:  # noqa: BLE001  # counted, logged with its traceback
+                self._datagram_failed(peer)
                 continue
-            stats.handled += 1
-            if reply is None:
-                continue
-            if address is None:
-                stats.unanswerable += 1
-                log.debug("%s: no reply to an unnamed sender (it never bound a name)", self.name)
-                continue
-            try:
-                write = core.datagram_to(codec.encode(reply), address)
-                raw.sendmsg(write, (), 0, address)
-            except SockwireError:
-                stats.failed += 1
-                log.exception("%s: the handler's reply cannot be sent", self.name)
-                continue
-            except OSError as exc:
-                # EAGAIN: the sender's queue is full (a UNIX datagram client
-                # that does not read); ECONNREFUSED/ENOENT: it is gone. One
-                # slow client must not stall the server: drop, count.
-                stats.reply_dropped += 1
-                log.debug("%s: reply to %s dropped: %s", self.name, peer, errno_name(exc.errno))
-                continue
-            stats.replies += 1
+            self._datagram_out(core, codec, reply, peer)
 
     # ---- stopping
 
@@ -774,19 +535,13 @@ class Server:
         if not clean:
             with self._cond:
                 left = [c for c in self._conns.values() if c.thread is not me]
-            log.warning(
-                "%s: %d handlers still running after %g s; closing their connections",
-                self.name,
-                len(left),
-                grace,
-            )
+            self._aborting([record.peer for record in left], grace)
             for record in left:
-                self.stats.aborted += 1
                 record.abort()
             if not self._wait_handlers(time.monotonic() + ABORT_WAIT):
                 with self._cond:
-                    stuck = [str(c.peer) for c in self._conns.values() if c.thread is not me]
-                log.error("%s: handlers did not return after close: %s", self.name, stuck)
+                    stuck = [c.peer for c in self._conns.values() if c.thread is not me]
+                self._stuck(stuck)
         with self._cond:
             self._closed = True
             release = not self._conns
@@ -875,59 +630,6 @@ def serve(
 # helpers
 # --------------------------------------------------------------------------
 
-_UCRED_SIZE = 12  # struct ucred: pid, uid, gid
-#: The datagram loop's control buffer: room for SCM_CREDENTIALS and nothing
-#: else. With SO_PASSCRED on, the kernel writes the credentials first and
-#: discards passed fds that find no room (MSG_CTRUNC, fput in the kernel):
-#: no sender can make the server hold a descriptor. Should SO_PASSCRED be
-#: off, the same 32 bytes hold up to 4 fds; those are closed at once.
-_DGRAM_ANCILLARY = socket.CMSG_SPACE(_UCRED_SIZE)
-
-
-def _passcred(sock: Socket) -> None:
-    """SO_PASSCRED on a UNIX datagram server, bound here or inherited (fd:, systemd:).
-
-    Every datagram then carries its sender's credentials (a sender that
-    autobinds may send before we enable it otherwise), and they fill the
-    control buffer so passed fds never arrive (see ``_DGRAM_ANCILLARY``).
-    """
-    if sock.family != socket.AF_UNIX:
-        return
-    try:
-        unix.enable_passcred(sock)
-    except SockwireError as exc:  # not expected on Linux; fds are still closed on arrival
-        log.warning("SO_PASSCRED on %s failed: %s", sock, exc)
-
-
-def _recv_datagram(
-    raw: socket.socket, buf: memoryview, anc_size: int
-) -> tuple[int, int, Creds | None, Address | None]:
-    """One datagram into ``buf``: (real size, flags, SCM_CREDENTIALS, sender or None).
-
-    MSG_TRUNC in the flags makes Linux return the real length of a datagram
-    larger than ``buf`` (the core counts it as truncated). Passed fds that
-    found room in the control buffer are closed before anything else
-    happens; MSG_CTRUNC in the returned flags says fds (or more) were sent.
-    """
-    size, ancdata, flags, address = raw.recvmsg_into([buf], anc_size, socket.MSG_TRUNC)
-    creds = None
-    for level, kind, data in ancdata:
-        if level != socket.SOL_SOCKET:
-            continue
-        if kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % 4
-            for fd in array.array("i", data[:usable]):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            flags |= socket.MSG_CTRUNC
-        elif kind == socket.SCM_CREDENTIALS and len(data) >= _UCRED_SIZE:
-            found = parse_ucred(data)
-            if found.pid != 0:  # queued before SO_PASSCRED: no credentials, not pid 0
-                creds = found
-    if address in (None, "", b""):
-        address = None
-    return size, flags, creds, address
-
 
 def _watch_recv(channel: Channel, slot: Slot) -> None:
     """Let the admission policy see when the handler waits for its peer.
@@ -955,18 +657,3 @@ def _watch_recv(channel: Channel, slot: Slot) -> None:
         return msg
 
     channel.recv = recv  # type: ignore[method-assign]
-
-
-def _endpoint_of(sock: Socket, address: Address) -> str:
-    """An endpoint string for an adopted socket, from its family, type and name."""
-    if sock.family == socket.AF_UNIX:
-        scheme = {"stream": "unix", "seqpacket": "unix+seqpacket", "dgram": "unix+dgram"}[
-            _KINDS[int(sock.type)]
-        ]
-        text = format_address(socket.AF_UNIX, address, exact=True)
-        return f"{scheme}:{text}"
-    assert isinstance(address, tuple)
-    host = str(address[0])
-    shown = f"[{host}]" if ":" in host else host
-    scheme = "udp" if sock.type == socket.SOCK_DGRAM else "tcp"
-    return f"{scheme}://{shown}:{address[1]}"

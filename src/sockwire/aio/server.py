@@ -48,32 +48,28 @@ their Channels closed.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import secure, unix
-from .. import server as _sync
 from ..accepting import ACCEPT_BACKOFF, on_accept_error
-from ..address import Endpoint, parse
+from ..address import Endpoint
 from ..admission import DEFAULT_IDLE_TIMEOUT, FIRST_MESSAGE_TIMEOUT
-from ..channel import ChannelCore, ReadLimits
+from ..channel import ReadLimits
 from ..codecs import get_codec
-from ..errors import (
-    ClosedError,
-    ConnectionLost,
-    InvalidOperation,
-    PermissionDenied,
-    ProtocolError,
-    SockwireError,
-    TimeoutError,
-    translate,
-)
+from ..errors import ClosedError, InvalidOperation, SockwireError
 from ..framing import DEFAULT_MAX_SIZE
 from ..packet import MAX_PACKET
+from ..serving import (
+    ABORT_WAIT,
+    DEFAULT_GRACE,
+    DROPPED,
+    ServerBase,
+    datagram_ancillary,
+    datagram_core,
+    recv_datagram,
+)
 from ..sock import Peer, Socket
 from .channel import Channel
 from .client import Opening
@@ -106,13 +102,16 @@ class _Conn:
         self.task: asyncio.Task[None] | None = None
 
 
-class Server:
+class Server(ServerBase):
     """A listening (or bound) endpoint and its handler tasks; build it with :func:`serve`.
 
     Accepting starts with :meth:`start` (``serve()`` calls it);
     ``await server.serve_forever()`` waits until :meth:`shutdown`;
     ``async with`` shuts down (grace period ``grace``) on exit.
     """
+
+    _KIND_NAME = "aio.Server"
+    _DEFAULT_NAME = "sockwire-aio-server"
 
     def __init__(
         self,
@@ -128,118 +127,36 @@ class Server:
         max_size: int = DEFAULT_MAX_SIZE,
         handshake_timeout: float = 10.0,
         backlog: int | None = None,
-        grace: float = _sync.DEFAULT_GRACE,
+        grace: float = DEFAULT_GRACE,
         name: str | None = None,
         first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
     ) -> None:
-        ep = parse(endpoint)
-        if max_connections < 1:
-            raise InvalidOperation(f"max_connections={max_connections}", "allow at least 1")
-        for what, value in (
-            ("idle_timeout", idle_timeout),
-            ("frame_deadline", frame_deadline),
-            ("first_message_timeout", first_message_timeout),
-        ):
-            if value is not None and value <= 0:
-                raise InvalidOperation(f"{what}={value}", "give a positive number of seconds")
-        self._ep = ep
-        self.handler = handler
-        self.max_connections = max_connections
-        self.idle_timeout = idle_timeout
-        self.frame_deadline = frame_deadline
-        self.first_message_timeout = first_message_timeout
-        self.codec = codec
-        self.framing = framing if framing is not None else ep.option("framing")
-        self.max_size = max_size
-        self.handshake_timeout = handshake_timeout
-        self.grace = grace
-        self.stats = _sync.ServerStats()
-        _sync.Server._check_codec(ep, codec)
-        secure.check_server(ep)  # a bad certfile= or authfile= fails now
+        self._configure(
+            endpoint,
+            handler,
+            max_connections=max_connections,
+            idle_timeout=idle_timeout,
+            frame_deadline=frame_deadline,
+            first_message_timeout=first_message_timeout,
+            codec=codec,
+            framing=framing,
+            max_size=max_size,
+            handshake_timeout=handshake_timeout,
+            grace=grace,
+        )
         self._conns: dict[int, _Conn] = {}
         self._next_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
         self._backoff: asyncio.TimerHandle | None = None
-        self._stopping = False
-        self._closed = False
         self._stopped: asyncio.Future[None] | None = None
         self._error: SockwireError | None = None
         self._datagram_task: asyncio.Task[None] | None = None
         self._datagram_ready = asyncio.Event()
-        self._datagram_core: ChannelCore | None = None
-        self._sock = _sync.Server._open(ep, backlog)
-        self.kind = _sync._KINDS.get(int(self._sock.type), "")
-        try:
-            if not self.kind:
-                _sync.Server._not_servable(ep)
-            self.endpoint = self._client_endpoint()
-            self.name = name or f"sockwire-aio-server {self.endpoint}"
-            self._filters = self._collect_filters(peer_filter)
-            self._sock.setblocking(False)
-        except BaseException:
-            self._sock.close()
-            raise
+        self._open(backlog, name, peer_filter)
 
-    def _collect_filters(
-        self, peer_filter: Callable[[Peer], bool] | None
-    ) -> list[Callable[[Peer], bool]]:
-        """The endpoint's ?allowed_uids= filter and ``peer_filter``: both must admit."""
-        filters: list[Callable[[Peer], bool]] = []
-        own = getattr(self._sock, "peer_filter", None)
-        if own is not None:
-            filters.append(own)
-            self._sock.peer_filter = None  # type: ignore[attr-defined]  # we apply it (and count)
-        if peer_filter is not None:
-            if isinstance(peer_filter, unix.PeerFilter):
-                filters.append(peer_filter)
-            else:
-                filters.append(unix.PeerFilter(predicate=peer_filter))
-        return filters
-
-    def _admit(self, peer: Peer) -> bool:
-        for check in self._filters:
-            if not check(peer):  # PeerFilter logs the refusal and why
-                self.stats.refused += 1
-                return False
-        return True
-
-    def _client_endpoint(self) -> str:
-        """The endpoint clients connect to (port 0 replaced by the port bound, and
-        without the listener's own options, which a client would be refused)."""
-        ep = self._ep
-        address = self.address
-        if ep.scheme in ("fd", "systemd"):
-            return _sync._endpoint_of(self._sock, address)
-        if ep.port == 0 and isinstance(address, tuple):
-            ep = dataclasses.replace(ep, port=int(address[1]))
-        return str(ep.for_side("connect"))  # ?mode=, ?backlog=... are the listener's
-
-    # ---- what it is
-
-    @property
-    def address(self) -> Any:
-        """getsockname() of the listening/bound socket."""
-        return self._sock.getsockname()
-
-    @property
-    def connections(self) -> int:
-        """Handlers running now."""
-        return self.stats.active
-
-    @property
-    def datagram_stats(self) -> Any:
-        """Loss/lateness/truncation/invalid counts of a datagram server (a DatagramStats)."""
-        core = self._datagram_core
-        return core.stats if core is not None else None
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else "stopping" if self._stopping else "open"
-        return f"<aio.Server {self.endpoint} {self.kind} {state} active={self.stats.active}>"
+    def _opened(self) -> None:
+        self._sock.setblocking(False)
 
     async def __aenter__(self) -> Server:
         return self
@@ -293,10 +210,7 @@ class Server:
                 return
             stats.accept_attempts += 1
             try:
-                if self._filters:
-                    conn, peer = unix.accept_checked(listener, self._admit)
-                else:
-                    conn, peer = listener.accept()
+                conn, peer = self._accept(listener)
             except SockwireError as exc:
                 action = on_accept_error(exc)
                 if action == "again" or self._stopping:
@@ -317,17 +231,7 @@ class Server:
             self._start_connection(conn, peer)
 
     def _accept_backoff(self, exc: SockwireError) -> None:
-        stats = self.stats
-        stats.accept_backoffs += 1
-        if stats.accept_backoffs % 100 == 1:
-            log.warning(
-                "%s: accept failed (%s), backing off %g s (%d times so far): %s",
-                self.name,
-                exc.errno_name,
-                ACCEPT_BACKOFF,
-                stats.accept_backoffs,
-                exc.hint,
-            )
+        self._count_backoff(exc)
         self._pause_accepting()
         assert self._loop is not None
         self._backoff = self._loop.call_later(ACCEPT_BACKOFF, self._end_backoff)
@@ -342,9 +246,7 @@ class Server:
         key = self._next_id
         self._next_id += 1
         self._conns[key] = record
-        stats = self.stats
-        stats.active += 1
-        stats.peak = max(stats.peak, stats.active)
+        self._started()
         record.task = self._loop.create_task(self._run_connection(key, record))
         if self.first_message_timeout is not None and self.kind != "dgram":
             self._loop.call_later(self.first_message_timeout, self._first_message_due, key)
@@ -366,15 +268,13 @@ class Server:
 
     async def _run_connection(self, key: int, record: _Conn) -> None:
         channel: Channel | None = None
-        label = f"{self._ep.display()} peer {record.peer}"
         try:
             try:
                 sock, authenticated = await secure_server(
                     record.sock, self._ep, timeout=self.handshake_timeout
                 )
             except SockwireError as exc:
-                self.stats.handshake_failed += 1
-                log.info("%s: handshake with %s failed: %s", self.name, record.peer, exc)
+                self._handshake_failed(record.peer, exc)
                 return
             record.sock = sock
             try:
@@ -384,11 +284,10 @@ class Server:
                     codec=self.codec,
                     authenticated=authenticated,
                     max_size=self.max_size,
-                    label=label,
+                    label=self._label(record.peer),
                 )
-            except SockwireError as exc:  # e.g. pickle on a peer that did not authenticate
-                self.stats.handshake_failed += 1
-                log.warning("%s: refused %s: %s", self.name, record.peer, exc)
+            except SockwireError as exc:
+                self._channel_refused(record.peer, exc)
                 return
             channel.set_read_limits(ReadLimits(self.idle_timeout, self.frame_deadline))
             record.channel = channel
@@ -398,17 +297,15 @@ class Server:
             if inspect.isawaitable(result):
                 await result
             self.stats.handled += 1
-        except ClosedError as exc:  # shutdown closed it after the grace period
-            log.debug("%s: handler for %s stopped: %s", self.name, record.peer, exc)
-        except (ConnectionLost, ProtocolError, TimeoutError, PermissionDenied) as exc:
-            self.stats.dropped += 1
-            log.info("%s: connection from %s ended: %s", self.name, record.peer, exc)
+        except ClosedError as exc:
+            self._handler_stopped(record.peer, exc)
+        except DROPPED as exc:
+            self._dropped(record.peer, exc)
         except asyncio.CancelledError:
             log.debug("%s: handler for %s cancelled", self.name, record.peer)
             raise
-        except Exception:
-            self.stats.failed += 1
-            log.exception("%s: handler failed for %s", self.name, record.peer)
+        except Exception:  # noqa: BLE001  # counted, logged with its traceback
+            self._handler_failed(record.peer)
         finally:
             if channel is not None:
                 await channel.close()  # closes the socket even when cancelled
@@ -433,18 +330,8 @@ class Server:
         raw = sock.raw
         loop = asyncio.get_running_loop()
         codec = get_codec(self.codec, authenticated=False)
-        core = self._datagram_core = ChannelCore(
-            "dgram",
-            framing=self.framing,
-            max_size=self.max_size,
-            packet_limit=min(MAX_PACKET, sock.packet_limit() or MAX_PACKET),
-        )
-        anc_size = 0
-        if sock.family == socket.AF_UNIX:
-            # with SO_PASSCRED every datagram carries its sender's credentials; an
-            # inherited socket (fd:, systemd:) may not have it on yet
-            unix.enable_passcred(sock)
-            anc_size = _sync._DGRAM_ANCILLARY
+        core = self._datagram_core = datagram_core(sock, self.framing, self.max_size)
+        anc_size = datagram_ancillary(sock)  # SO_PASSCRED: on since the socket was opened
         view = memoryview(read_buffer())[:MAX_PACKET]
         ready = self._datagram_ready
         loop.add_reader(sock.fd, ready.set)
@@ -456,71 +343,29 @@ class Server:
                     if self._stopping:
                         return
                     try:
-                        # the blocking server's own receive: credentials, and every
-                        # fd a sender passed closed before anything else happens
-                        size, flags, creds, address = _sync._recv_datagram(raw, view, anc_size)
+                        # credentials, and every fd a sender passed closed before
+                        # anything else happens
+                        size, flags, creds, address = recv_datagram(raw, view, anc_size)
                     except BlockingIOError:
                         break
                     except OSError as exc:
-                        error = translate(exc, "recvmsg", self._ep.display(), family=sock.family)
-                        log.debug("%s: receive failed: %s", self.name, error)
+                        self._receive_failed(exc)
                         continue
-                    if flags & socket.MSG_CTRUNC:
-                        self.stats.fds_refused += 1  # the datagram itself is still served
-                    core.receive_packet(view, size, address)
-                    if not core.pending:
-                        continue  # truncated, or without the sockwire header: counted
-                    payload = core.pending.popleft()
-                    await self._datagram(
-                        core, codec, raw, payload, Peer(address, sock.family, creds)
-                    )
+                    received = self._datagram_in(core, codec, view, size, flags, creds, address)
+                    if received is not None:
+                        peer, msg = received
+                        try:
+                            reply = self.handler(msg, peer)
+                            if inspect.isawaitable(reply):
+                                reply = await reply
+                        except Exception:  # noqa: BLE001  # counted, logged with its traceback
+                            self._datagram_failed(peer)
+                        else:
+                            self._datagram_out(core, codec, reply, peer)
                     ready.set()  # read on until EAGAIN
         finally:
             if not sock.closed:
                 loop.remove_reader(sock.fd)
-
-    async def _datagram(
-        self, core: ChannelCore, codec: Any, raw: socket.socket, payload: bytes, peer: Peer
-    ) -> None:
-        stats = self.stats
-        if self._filters and not self._admit(peer):
-            return
-        stats.messages += 1
-        try:
-            msg = codec.decode(payload)
-        except ProtocolError as exc:
-            stats.invalid += 1
-            log.info("%s: dropped a datagram from %s: %s", self.name, peer, exc)
-            return
-        try:
-            reply = self.handler(msg, peer)
-            if inspect.isawaitable(reply):
-                reply = await reply
-        except Exception:
-            stats.failed += 1
-            log.exception("%s: handler failed for a datagram from %s", self.name, peer)
-            return
-        stats.handled += 1
-        if reply is None:
-            return
-        if peer.address is None:
-            stats.unanswerable += 1
-            log.debug("%s: no reply to an unnamed sender (it never bound a name)", self.name)
-            return
-        try:
-            write = core.datagram_to(codec.encode(reply), peer.address)
-            raw.sendmsg(write, (), socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL, peer.address)
-        except SockwireError:
-            stats.failed += 1
-            log.exception("%s: the handler's reply cannot be sent", self.name)
-            return
-        except OSError as exc:
-            # EAGAIN: the sender's queue is full; ECONNREFUSED/ENOENT: it is gone.
-            # One slow client must not stall the server: drop, count.
-            stats.reply_dropped += 1
-            log.debug("%s: reply to %s dropped: %s", self.name, peer, translate(exc, "sendmsg"))
-            return
-        stats.replies += 1
 
     # ---- stopping
 
@@ -544,7 +389,7 @@ class Server:
             # the loop leaves after the handler call in progress, which gets the
             # grace period like any handler
             self._datagram_ready.set()
-            _, late = await asyncio.wait({dgram}, timeout=max(0.0, grace) + _sync.ABORT_WAIT)
+            _, late = await asyncio.wait({dgram}, timeout=max(0.0, grace) + ABORT_WAIT)
             if late:
                 log.error("%s: the datagram handler did not return in time", self.name)
                 dgram.cancel()
@@ -556,21 +401,14 @@ class Server:
         clean = await self._wait_handlers(grace, me)
         if not clean:
             left = [c for c in self._conns.values() if c.task is not me]
-            log.warning(
-                "%s: %d handlers still running after %g s; closing their connections",
-                self.name,
-                len(left),
-                grace,
-            )
+            self._aborting([record.peer for record in left], grace)
             for record in left:
-                self.stats.aborted += 1
                 if record.channel is not None:
                     record.channel.abort()
                 if record.task is not None:
                     record.task.cancel()
-            if not await self._wait_handlers(_sync.ABORT_WAIT, me):
-                stuck = [str(c.peer) for c in self._conns.values() if c.task is not me]
-                log.error("%s: handlers did not return after close: %s", self.name, stuck)
+            if not await self._wait_handlers(ABORT_WAIT, me):
+                self._stuck([c.peer for c in self._conns.values() if c.task is not me])
         self._closed = True
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
@@ -601,7 +439,7 @@ def serve(
     max_size: int = DEFAULT_MAX_SIZE,
     handshake_timeout: float = 10.0,
     backlog: int | None = None,
-    grace: float = _sync.DEFAULT_GRACE,
+    grace: float = DEFAULT_GRACE,
     first_message_timeout: float | None = FIRST_MESSAGE_TIMEOUT,
 ) -> Opening[Server]:
     """Listen on (or bind) ``endpoint`` and start serving; :func:`sockwire.serve`, awaitable.
