@@ -64,8 +64,7 @@ from __future__ import annotations
 import collections
 import enum
 import logging
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,9 +73,10 @@ from ..client import DEFAULT_BACKOFF, Backoff
 from ..codecs import Codec
 from ..errors import BadFrame, ClosedError, InvalidOperation, SockwireError, TimeoutError
 from ..framing import DEFAULT_MAX_SIZE
-from ..server import DEFAULT_GRACE
+from ..serving import DEFAULT_GRACE
 from . import wire
-from .driver import DEFAULT_LIVENESS, WRITE_BATCH, Link, Node
+from .base import DEFAULT_LIVENESS, L, NodeBase
+from .driver import WRITE_BATCH, Link, Node
 from .link import Liveness
 from .prefixes import PrefixIndex
 from .wire import MAX_PREFIX, U32, Msg, Role
@@ -85,9 +85,11 @@ __all__ = [
     "MAX_SUBSCRIPTIONS",
     "Policy",
     "Pub",
+    "PubBase",
     "PubCore",
     "PubStats",
     "Sub",
+    "SubBase",
     "SubCore",
     "SubStats",
     "SubscriberStats",
@@ -286,30 +288,13 @@ class PubCore:
         return frames
 
 
-class Pub(Node):
-    """The publishing side: binds ``endpoint``; ``publish(topic, body)`` fans out.
-
-    ``hwm`` messages may wait per subscriber; ``policy`` (``"block"``,
-    ``"drop-newest"`` (default, as ZeroMQ), ``"drop-oldest"``,
-    ``"disconnect"``) says what happens beyond. Every drop is counted in
-    ``stats`` and, per subscriber, in :meth:`subscriber_stats`.
-    """
+class PubBase(NodeBase[L]):
+    """What both drivers' Pub do with :class:`PubCore`; they add the waiting for room."""
 
     role = Role.PUB
     needs_writer = True
 
-    def __init__(
-        self,
-        endpoint: Endpoint | str,
-        *,
-        hwm: int = 1000,
-        policy: Policy | str = Policy.DROP_NEWEST,
-        codec: str | Codec = "bytes",
-        liveness: Liveness | None = DEFAULT_LIVENESS,
-        max_connections: int = 64,
-        max_size: int = DEFAULT_MAX_SIZE,
-        grace: float = DEFAULT_GRACE,
-    ) -> None:
+    def _setup(self, hwm: int, policy: Policy | str) -> None:
         try:
             chosen = Policy(policy)
         except ValueError:
@@ -317,16 +302,7 @@ class Pub(Node):
                 f"policy={policy!r}", "one of: " + ", ".join(p.value for p in Policy)
             ) from None
         self.core = PubCore(hwm, chosen)
-        self._links_by_key: dict[int, Link] = {}
-        super().__init__(
-            endpoint,
-            bind=True,
-            codec=codec,
-            liveness=liveness,
-            max_connections=max_connections,
-            max_size=max_size,
-            grace=grace,
-        )
+        self._links_by_key: dict[int, L] = {}
 
     @property
     def stats(self) -> PubStats:
@@ -341,6 +317,103 @@ class Pub(Node):
                 if key in self._links_by_key
             }
 
+    def _message(self, topic: str, body: Any) -> tuple[bytes, bytes]:
+        """publish()'s topic and encoded body, checked."""
+        name = topic.encode()
+        if len(name) > wire.MAX_TOPIC:
+            raise InvalidOperation(f"a {len(name)}-byte topic", f"at most {wire.MAX_TOPIC} bytes")
+        return name, self.codec.encode(body)
+
+    def _matching(self, name: bytes) -> list[int]:
+        """A publish() begins (lock held): counted; the subscribers that want ``name``."""
+        core = self.core
+        if self._closing:
+            raise ClosedError("publish on a closed PUB", "it was closed")
+        core.stats.published += 1
+        keys = core.matching(name)
+        if not keys:
+            core.stats.unmatched += 1
+        return keys
+
+    def _offer(self, key: int, name: bytes, data: bytes, cut: list[L]) -> str:
+        """One copy for subscriber ``key`` (lock held): PubCore.offer's outcome, or ``gone``.
+
+        ``queued`` wakes its writer; ``cut`` adds its link to ``cut`` (to be
+        kicked outside the lock); ``full`` (block policy) asks the caller to
+        wait for room (:meth:`_blocked` the first time) or give up.
+        """
+        if key not in self.core.subs:
+            return "gone"  # the link went while we waited
+        outcome = self.core.offer(key, name, data)
+        if outcome == "queued":
+            self._links_by_key[key].wake_writer()
+        elif outcome == "cut":
+            cut.append(self._links_by_key[key])
+        return outcome
+
+    def _blocked(self) -> None:
+        """A publish() has to wait for room, the first time (lock held)."""
+        self.core.stats.blocked += 1
+        self._notify()
+
+    def _room(self, key: int) -> bool:
+        return self.core.has_room(key)
+
+    def _subscription(self, link: L, msg: wire.Subscribe | wire.Unsubscribe) -> None:
+        """A SUBSCRIBE or UNSUBSCRIBE from ``link``: its READY goes out through the writer."""
+        with self._lock:
+            if link.key not in self.core.subs:
+                return
+            self.core.subscribe(link.key, msg)
+            link.wake_writer()
+
+    def _link_ready(self, link: L) -> None:
+        self.core.add(link.key)
+        self._links_by_key[link.key] = link
+
+    def _outgoing(self, link: L) -> list[bytes]:
+        return self.core.take(link.key)
+
+    def _sent(self, link: L, frames: list[bytes]) -> None:
+        self._notify()  # room: a blocked publish() may go on
+
+    def _link_lost(self, link: L, error: BaseException | None) -> None:
+        self.core.remove(link.key)
+        self._links_by_key.pop(link.key, None)
+
+
+class Pub(PubBase[Link], Node):
+    """The publishing side: binds ``endpoint``; ``publish(topic, body)`` fans out.
+
+    ``hwm`` messages may wait per subscriber; ``policy`` (``"block"``,
+    ``"drop-newest"`` (default, as ZeroMQ), ``"drop-oldest"``,
+    ``"disconnect"``) says what happens beyond. Every drop is counted in
+    ``stats`` and, per subscriber, in :meth:`subscriber_stats`.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint | str,
+        *,
+        hwm: int = 1000,
+        policy: Policy | str = Policy.DROP_NEWEST,
+        codec: str | Codec = "bytes",
+        liveness: Liveness | None = DEFAULT_LIVENESS,
+        max_connections: int = 64,
+        max_size: int = DEFAULT_MAX_SIZE,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        self._setup(hwm, policy)
+        super().__init__(
+            endpoint,
+            bind=True,
+            codec=codec,
+            liveness=liveness,
+            max_connections=max_connections,
+            max_size=max_size,
+            grace=grace,
+        )
+
     def publish(self, topic: str, body: Any, timeout: float | None = None) -> int:
         """Queue ``body`` for every subscriber whose prefix ``topic`` matches; returns how many.
 
@@ -348,39 +421,24 @@ class Pub(Node):
         is full, up to ``timeout`` (None: as long as it takes); the copies it
         could not queue by then are dropped and counted (``dropped_timeout``).
         """
-        name = topic.encode()
-        if len(name) > wire.MAX_TOPIC:
-            raise InvalidOperation(f"a {len(name)}-byte topic", f"at most {wire.MAX_TOPIC} bytes")
-        data = self.codec.encode(body)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        core = self.core
+        name, data = self._message(topic, body)
+        deadline = self._deadline(timeout)
         delivered = 0
         cut: list[Link] = []
         with self._lock:
-            if self._closing:
-                raise ClosedError("publish on a closed PUB", "it was closed")
-            core.stats.published += 1
-            keys = core.matching(name)
-            if not keys:
-                core.stats.unmatched += 1
-                return 0
             waited = False
-            for key in keys:
+            for key in self._matching(name):
                 while True:
-                    outcome = core.offer(key, name, data)
+                    outcome = self._offer(key, name, data, cut)
                     if outcome == "queued":
                         delivered += 1
-                        self._links_by_key[key].cond.notify()
-                    elif outcome == "cut":
-                        cut.append(self._links_by_key[key])
                     elif outcome == "full":
                         if not waited:
                             waited = True
-                            core.stats.blocked += 1
-                            self._changed.notify_all()
+                            self._blocked()
                         if self._wait_room(key, deadline):
                             continue
-                        core.give_up(key)
+                        self.core.give_up(key)
                     break
         self._kick(cut)
         return delivered
@@ -388,34 +446,16 @@ class Pub(Node):
     def _wait_room(self, key: int, deadline: float | None) -> bool:
         """Wait (lock held) for room in subscriber ``key``'s queue; False at the deadline."""
         try:
-            self._wait(lambda: self.core.has_room(key), deadline, "publish")
+            self._wait(lambda: self._room(key), deadline, "publish")
         except TimeoutError:
             return False
         return key in self.core.subs
-
-    def _link_ready(self, link: Link) -> None:
-        self.core.add(link.key)
-        self._links_by_key[link.key] = link
 
     def _handle(self, link: Link, msg: Msg) -> None:
         if not isinstance(msg, wire.Subscribe | wire.Unsubscribe):
             super()._handle(link, msg)
             return
-        with self._lock:
-            if link.key not in self.core.subs:
-                return
-            self.core.subscribe(link.key, msg)
-            link.cond.notify()
-
-    def _outgoing(self, link: Link) -> list[bytes]:
-        return self.core.take(link.key)
-
-    def _sent(self, link: Link, frames: list[bytes]) -> None:
-        self._changed.notify_all()  # room: a blocked publish() may go on
-
-    def _link_lost(self, link: Link, error: BaseException | None) -> None:
-        self.core.remove(link.key)
-        self._links_by_key.pop(link.key, None)
+        self._subscription(link, msg)
 
 
 @dataclass
@@ -500,7 +540,62 @@ class SubCore:
         self.in_force.clear()
 
 
-class Sub(Node):
+class SubBase(NodeBase[L]):
+    """What both drivers' Sub do with :class:`SubCore`; they add the waiting and sending."""
+
+    role = Role.SUB
+
+    def _setup(self, hwm: int) -> None:
+        if hwm < 1:
+            raise InvalidOperation(f"hwm={hwm}", "a high-water mark of at least 1 message")
+        self.hwm = hwm
+        self.core = SubCore()
+        self._queue: collections.deque[tuple[str, bytes, Codec]] = collections.deque()
+        self._link: L | None = None
+
+    @property
+    def stats(self) -> SubStats:
+        return self.core.stats
+
+    def _in_force(self, prefix: bytes) -> bool:
+        return prefix in self.core.in_force
+
+    def _queued(self) -> bool:
+        return bool(self._queue)
+
+    def _take(self) -> tuple[str, bytes, Codec]:
+        """The next message, out of the queue (lock held): room for the reader."""
+        item = self._queue.popleft()
+        self._notify()
+        return item
+
+    def _opening(self, link: L) -> list[bytes]:
+        self._link = link  # subscriptions may go out right behind HELLO
+        return self.core.on_link()
+
+    def _ready(self, msg: wire.Ready) -> None:
+        """A READY: that prefix is in force, its subscribe() returns."""
+        with self._lock:
+            self.core.ready(msg.token)
+            self._notify()
+
+    def _has_room(self, link: L) -> Callable[[], bool]:
+        """The queue takes one more (or the link is going): the reader may go on."""
+        return lambda: len(self._queue) < self.hwm or link.closing
+
+    def _deliver(self, link: L, msg: wire.Publish) -> None:
+        """A PUBLISH for recv(), once there is room (lock held)."""
+        self._queue.append((msg.topic.decode("utf-8", "replace"), msg.body, link.codec))
+        self.core.stats.received += 1
+        self._notify()
+
+    def _link_lost(self, link: L, error: BaseException | None) -> None:
+        if self._link is link:
+            self._link = None
+        self.core.link_lost()
+
+
+class Sub(SubBase[Link], Node):
     """The subscribing side: connects (and reconnects) to a Pub.
 
     ``subscribe(prefix)`` returns once the publisher has it in force;
@@ -508,8 +603,6 @@ class Sub(Node):
     wait here; beyond that the Sub stops reading and the Pub's policy
     applies. ``stats.missed`` counts what the Pub dropped for this Sub.
     """
-
-    role = Role.SUB
 
     def __init__(
         self,
@@ -522,12 +615,7 @@ class Sub(Node):
         connect_timeout: float = 10.0,
         max_size: int = DEFAULT_MAX_SIZE,
     ) -> None:
-        if hwm < 1:
-            raise InvalidOperation(f"hwm={hwm}", "a high-water mark of at least 1 message")
-        self.hwm = hwm
-        self.core = SubCore()
-        self._queue: collections.deque[tuple[str, bytes, Codec]] = collections.deque()
-        self._link: Link | None = None
+        self._setup(hwm)
         super().__init__(
             endpoint,
             bind=False,
@@ -538,21 +626,17 @@ class Sub(Node):
             max_size=max_size,
         )
 
-    @property
-    def stats(self) -> SubStats:
-        return self.core.stats
-
     def subscribe(self, prefix: str = "", timeout: float | None = 10.0) -> None:
         """Subscribe to topics starting with ``prefix``; return once the Pub has it in force."""
         p = prefix.encode()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = self._deadline(timeout)
         with self._lock:
             payload = self.core.subscribe(p)
             link = self._link
         if payload is not None and link is not None:
             self._send(link, payload, deadline)
         with self._lock:
-            self._wait(lambda: p in self.core.in_force, deadline, f"subscribe {prefix!r}")
+            self._wait(lambda: self._in_force(p), deadline, f"subscribe {prefix!r}")
 
     def unsubscribe(self, prefix: str = "", timeout: float | None = 10.0) -> None:
         """Stop delivering ``prefix`` at once; the Pub is told, without waiting for its READY.
@@ -563,7 +647,7 @@ class Sub(Node):
         what is still wanted, so the prefix is gone either way. None: wait
         as long as it takes.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = self._deadline(timeout)
         with self._lock:
             payload = self.core.unsubscribe(prefix.encode())
             link = self._link
@@ -582,11 +666,10 @@ class Sub(Node):
 
     def recv(self, timeout: float | None = None) -> tuple[str, Any]:
         """The next ``(topic, body)``; TimeoutError after ``timeout`` s."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = self._deadline(timeout)
         with self._lock:
-            self._wait(lambda: bool(self._queue), deadline, "recv")
-            topic, payload, codec = self._queue.popleft()
-            self._changed.notify_all()  # room for the reader
+            self._wait(self._queued, deadline, "recv")
+            topic, payload, codec = self._take()
         return topic, codec.decode(payload)
 
     def __iter__(self) -> Iterator[tuple[str, Any]]:
@@ -597,15 +680,9 @@ class Sub(Node):
             except ClosedError:
                 return
 
-    def _opening(self, link: Link) -> list[bytes]:
-        self._link = link  # subscriptions may go out right behind HELLO
-        return self.core.on_link()
-
     def _handle(self, link: Link, msg: Msg) -> None:
         if isinstance(msg, wire.Ready):
-            with self._lock:
-                self.core.ready(msg.token)
-                self._changed.notify_all()
+            self._ready(msg)
             return
         if not isinstance(msg, wire.Publish):
             super()._handle(link, msg)
@@ -614,12 +691,5 @@ class Sub(Node):
             if not self.core.publish(msg):
                 return
             # bounded: when full, stop reading and let the Pub's policy act
-            self._wait(lambda: len(self._queue) < self.hwm or link.closing, None, "recv")
-            self._queue.append((msg.topic.decode("utf-8", "replace"), msg.body, link.codec))
-            self.core.stats.received += 1
-            self._changed.notify_all()
-
-    def _link_lost(self, link: Link, error: BaseException | None) -> None:
-        if self._link is link:
-            self._link = None
-        self.core.link_lost()
+            self._wait(self._has_room(link), None, "recv")
+            self._deliver(link, msg)

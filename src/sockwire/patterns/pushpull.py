@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,13 +50,24 @@ from ..client import DEFAULT_BACKOFF, Backoff
 from ..codecs import Codec
 from ..errors import BadFrame, InvalidOperation, SockwireError, TimeoutError
 from ..framing import DEFAULT_MAX_SIZE
-from ..server import DEFAULT_GRACE
+from ..serving import DEFAULT_GRACE
 from . import wire
-from .driver import DEFAULT_LIVENESS, Link, Node
+from .base import DEFAULT_LIVENESS, L, NodeBase
+from .driver import Link, Node
 from .link import Liveness
 from .wire import Msg, Role
 
-__all__ = ["MAX_CREDIT", "Pull", "PullCore", "PullStats", "Push", "PushCore", "PushStats"]
+__all__ = [
+    "MAX_CREDIT",
+    "Pull",
+    "PullBase",
+    "PullCore",
+    "PullStats",
+    "Push",
+    "PushBase",
+    "PushCore",
+    "PushStats",
+]
 
 log = logging.getLogger("sockwire")
 
@@ -135,32 +145,14 @@ class PushCore:
         return None
 
 
-class Push(Node):
-    """The pushing side: binds ``endpoint``; ``send(item)`` goes to the next puller with credit."""
+class PushBase(NodeBase[L]):
+    """What both drivers' Push do with :class:`PushCore`; they add the waiting and sending."""
 
     role = Role.PUSH
 
-    def __init__(
-        self,
-        endpoint: Endpoint | str,
-        *,
-        codec: str | Codec = "bytes",
-        liveness: Liveness | None = DEFAULT_LIVENESS,
-        max_connections: int = 64,
-        max_size: int = DEFAULT_MAX_SIZE,
-        grace: float = DEFAULT_GRACE,
-    ) -> None:
+    def _setup(self) -> None:
         self.core = PushCore()
-        self._links_by_key: dict[int, Link] = {}
-        super().__init__(
-            endpoint,
-            bind=True,
-            codec=codec,
-            liveness=liveness,
-            max_connections=max_connections,
-            max_size=max_size,
-            grace=grace,
-        )
+        self._links_by_key: dict[int, L] = {}
 
     @property
     def stats(self) -> PushStats:
@@ -180,10 +172,72 @@ class Push(Node):
                 if key in self._links_by_key
             }
 
+    def _payload(self, item: Any) -> bytes:
+        """The ITEM message that carries ``item``."""
+        return wire.ITEM_HEAD + self.codec.encode(item)
+
+    def _blocked(self) -> None:
+        """A send() has to wait for credit, the first time (lock held)."""
+        self.core.stats.blocked += 1
+        self._notify()
+
+    def _has_credit(self) -> bool:
+        return self.core.ready() > 0
+
+    def _resend(self, key: int, link: L, exc: SockwireError) -> None:
+        """Writing to puller ``key`` failed: its credit is void, the item goes to the next."""
+        with self._lock:
+            self.core.void(key)
+            self.core.stats.resent += 1
+        log.debug("PUSH: %s failed (%s); re-routing the item", link.peer, exc)
+
+    def _delivered(self) -> None:
+        with self._lock:
+            self.core.stats.sent += 1
+
+    def _credit(self, link: L, msg: wire.Credit) -> None:
+        """A CREDIT: that puller may take more; a waiting send() looks again."""
+        with self._lock:
+            self.core.grant(link.key, msg.count)
+            self._notify()
+
+    def _link_ready(self, link: L) -> None:
+        self.core.add(link.key)
+        self._links_by_key[link.key] = link
+
+    def _link_lost(self, link: L, error: BaseException | None) -> None:
+        self.core.remove(link.key)
+        self._links_by_key.pop(link.key, None)
+
+
+class Push(PushBase[Link], Node):
+    """The pushing side: binds ``endpoint``; ``send(item)`` goes to the next puller with credit."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint | str,
+        *,
+        codec: str | Codec = "bytes",
+        liveness: Liveness | None = DEFAULT_LIVENESS,
+        max_connections: int = 64,
+        max_size: int = DEFAULT_MAX_SIZE,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        self._setup()
+        super().__init__(
+            endpoint,
+            bind=True,
+            codec=codec,
+            liveness=liveness,
+            max_connections=max_connections,
+            max_size=max_size,
+            grace=grace,
+        )
+
     def send(self, item: Any, timeout: float | None = None) -> None:
         """Send ``item`` to the next puller with credit; wait for credit up to ``timeout``."""
-        payload = wire.ITEM_HEAD + self.codec.encode(item)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        payload = self._payload(item)
+        deadline = self._deadline(timeout)
         core = self.core
         waited = False
         while True:
@@ -192,9 +246,8 @@ class Push(Node):
                 while key is None:
                     if not waited:
                         waited = True
-                        core.stats.blocked += 1
-                        self._changed.notify_all()
-                    self._wait(lambda: core.ready() > 0, deadline, "send")
+                        self._blocked()
+                    self._wait(self._has_credit, deadline, "send")
                     key = core.pick()
                 link = self._links_by_key[key]
             try:
@@ -212,30 +265,16 @@ class Push(Node):
                     f"the puller did not take the item within {timeout:g} s; it was not delivered",
                 ) from None
             except SockwireError as exc:
-                with self._lock:  # that puller is gone: the item goes to the next one
-                    core.void(key)
-                    core.stats.resent += 1
-                log.debug("PUSH: %s failed (%s); re-routing the item", link.peer, exc)
+                self._resend(key, link, exc)
                 continue
-            with self._lock:
-                core.stats.sent += 1
+            self._delivered()
             return
-
-    def _link_ready(self, link: Link) -> None:
-        self.core.add(link.key)
-        self._links_by_key[link.key] = link
 
     def _handle(self, link: Link, msg: Msg) -> None:
         if not isinstance(msg, wire.Credit):
             super()._handle(link, msg)
             return
-        with self._lock:
-            self.core.grant(link.key, msg.count)
-            self._changed.notify_all()
-
-    def _link_lost(self, link: Link, error: BaseException | None) -> None:
-        self.core.remove(link.key)
-        self._links_by_key.pop(link.key, None)
+        self._credit(link, msg)
 
 
 @dataclass
@@ -294,14 +333,54 @@ class PullCore:
         self.returned = 0
 
 
-class Pull(Node):
+class PullBase(NodeBase[L]):
+    """What both drivers' Pull do with :class:`PullCore`; they add the waiting and sending."""
+
+    role = Role.PULL
+
+    def _setup(self, hwm: int) -> None:
+        self.core = PullCore(hwm)
+        self._queue: collections.deque[tuple[bytes, Codec]] = collections.deque()
+        self._link: L | None = None
+
+    @property
+    def stats(self) -> PullStats:
+        return self.core.stats
+
+    def _queued(self) -> bool:
+        return bool(self._queue)
+
+    def _take(self) -> tuple[bytes, Codec, bytes | None, L | None]:
+        """The next item (lock held), and the CREDIT to send for it on the link (or None)."""
+        payload, codec = self._queue.popleft()
+        return payload, codec, self.core.took(), self._link
+
+    def _credit_failed(self, exc: SockwireError) -> None:
+        log.debug("PULL: credit not sent: %s", exc)
+
+    def _opening(self, link: L) -> list[bytes]:
+        self._link = link  # credit may go out right behind HELLO
+        return self.core.on_link()
+
+    def _item(self, link: L, msg: wire.Item) -> None:
+        """An ITEM within the credit granted (beyond it: ProtocolError), for recv()."""
+        with self._lock:
+            self.core.item()
+            self._queue.append((msg.body, link.codec))
+            self._notify()
+
+    def _link_lost(self, link: L, error: BaseException | None) -> None:
+        if self._link is link:
+            self._link = None
+        self.core.link_lost()
+
+
+class Pull(PullBase[Link], Node):
     """The pulling side: connects (and reconnects) to a Push; ``recv()`` takes the next item.
 
     ``hwm`` is the window: at most that many items are sent ahead to this
     puller (queued here or on the way); the pusher blocks beyond it.
     """
-
-    role = Role.PULL
 
     def __init__(
         self,
@@ -314,9 +393,7 @@ class Pull(Node):
         connect_timeout: float = 10.0,
         max_size: int = DEFAULT_MAX_SIZE,
     ) -> None:
-        self.core = PullCore(hwm)
-        self._queue: collections.deque[tuple[bytes, Codec]] = collections.deque()
-        self._link: Link | None = None
+        self._setup(hwm)
         super().__init__(
             endpoint,
             bind=False,
@@ -327,43 +404,25 @@ class Pull(Node):
             max_size=max_size,
         )
 
-    @property
-    def stats(self) -> PullStats:
-        return self.core.stats
-
     def recv(self, timeout: float | None = None) -> Any:
         """The next item; TimeoutError after ``timeout`` s."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = self._deadline(timeout)
         with self._lock:
-            self._wait(lambda: bool(self._queue), deadline, "recv")
-            payload, codec = self._queue.popleft()
-            credit = self.core.took()
-            link = self._link
+            self._wait(self._queued, deadline, "recv")
+            payload, codec, credit, link = self._take()
         if credit is not None and link is not None:
             try:
                 link.send(credit, deadline)
             except SockwireError as exc:  # the link broke; the next one grants afresh
-                log.debug("PULL: credit not sent: %s", exc)
+                self._credit_failed(exc)
                 if isinstance(exc, TimeoutError):
                     # the pusher does not read: credit it never got would be lost
                     # for good, so this link goes and the next grants afresh
                     link.channel.close()
         return codec.decode(payload)
 
-    def _opening(self, link: Link) -> list[bytes]:
-        self._link = link  # credit may go out right behind HELLO
-        return self.core.on_link()
-
     def _handle(self, link: Link, msg: Msg) -> None:
         if not isinstance(msg, wire.Item):
             super()._handle(link, msg)
             return
-        with self._lock:
-            self.core.item()
-            self._queue.append((msg.body, link.codec))
-            self._changed.notify_all()
-
-    def _link_lost(self, link: Link, error: BaseException | None) -> None:
-        if self._link is link:
-            self._link = None
-        self.core.link_lost()
+        self._item(link, msg)

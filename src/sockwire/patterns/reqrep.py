@@ -48,10 +48,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from ..address import Endpoint
 from ..client import DEFAULT_BACKOFF, Backoff
@@ -68,14 +67,25 @@ from ..errors import (
     TimeoutError,
 )
 from ..framing import DEFAULT_MAX_SIZE
-from ..server import DEFAULT_GRACE
+from ..serving import DEFAULT_GRACE
 from ..sock import Peer
 from . import wire
-from .driver import DEFAULT_LIVENESS, Link, Node
+from .base import DEFAULT_LIVENESS, L, NodeBase
+from .driver import Link, Node
 from .link import Liveness
 from .wire import U32, Msg, Role
 
-__all__ = ["MAX_OUTSTANDING", "Rep", "RepCore", "RepStats", "Req", "ReqCore", "ReqStats"]
+__all__ = [
+    "MAX_OUTSTANDING",
+    "Rep",
+    "RepBase",
+    "RepCore",
+    "RepStats",
+    "Req",
+    "ReqBase",
+    "ReqCore",
+    "ReqStats",
+]
 
 log = logging.getLogger("sockwire")
 
@@ -200,6 +210,105 @@ class RepCore:
         self.running.pop(key, None)
 
 
+S = TypeVar("S")
+
+
+class ReqBase(NodeBase[L], Generic[L, S]):
+    """What both drivers' Req do with :class:`ReqCore`; ``S`` is a waiting request's slot.
+
+    The driver adds the waiting (for a link, for the reply) and how an
+    outcome reaches a slot (:meth:`_resolve`).
+    """
+
+    role = Role.REQ
+    datagrams = True
+
+    def _setup(self, timeout: float | None, max_pending: int) -> None:
+        self.timeout = timeout
+        self.core = ReqCore(max_pending)
+        self._slots: dict[int, S] = {}
+        self._link: L | None = None
+
+    @property
+    def stats(self) -> ReqStats:
+        return self.core.stats
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None
+
+    def _resolve(self, slot: S, outcome: bytes | SockwireError) -> None:
+        """The reply body, or the error to raise, reaches the waiting request (lock held)."""
+        raise NotImplementedError
+
+    def _can_send(self, stale: L | None) -> Callable[[], bool]:
+        """A link other than ``stale`` is up, and fewer than max_pending are pending."""
+        return lambda: self._link is not None and self._link is not stale and not self.core.full()
+
+    def _forget(self, rid: int) -> None:
+        """Request ``rid`` failed: it was not sent, or its caller gave up (lock held)."""
+        if self.core.fail(rid):
+            self._slots.pop(rid, None)
+
+    def _send_broke(self, link: L, exc: SockwireError) -> ConnectionLost | None:
+        """Sending a request on ``link`` failed: None to try the next link, else the error.
+
+        The link is kicked either way: a link that cannot send is done.
+        """
+        self._kick([link])
+        if self._dgram and isinstance(exc, ConnectError | ClosedError):
+            # a datagram refused (the server's socket is gone or new) was not
+            # delivered: safe to send again on the next link, within the deadline
+            log.debug("REQ: datagram not delivered (%s); trying the next link", exc)
+            return None
+        return ConnectionLost(
+            f"request on {self._ep.display()}",
+            f"the link broke while sending ({exc}); the request may or may not have "
+            "reached the peer",
+        )
+
+    def _no_reply(self, rid: int, limit: float | None) -> TimeoutError:
+        return TimeoutError(
+            f"request {rid} on {self._ep.display()}",
+            f"no reply within {limit:g} s; the link stays usable and a late reply "
+            "will be dropped (stats.late)",
+        )
+
+    def _reply(self, msg: wire.Reply | wire.Error) -> bool:
+        """A REPLY or ERROR (lock held): True when it reached its waiting request;
+        False when it was dropped and counted (late or unexpected)."""
+        outcome = self.core.receive(msg)
+        if outcome in ("late", "unexpected"):
+            log.debug("REQ: dropped a %s reply with id %d", outcome, msg.id)
+            return False
+        slot = self._slots.pop(msg.id)
+        if isinstance(msg, wire.Reply):
+            self._resolve(slot, msg.body)
+        else:
+            self._resolve(slot, RemoteError(f"request {msg.id} on {self._ep.display()}", msg.text))
+        return True
+
+    def _link_ready(self, link: L) -> None:
+        self._link = link
+
+    def _link_lost(self, link: L, error: BaseException | None) -> None:
+        if self._link is not link:
+            return
+        self._link = None
+        why = str(error) if error is not None else "the link was closed"
+        for rid in self.core.link_lost():
+            slot = self._slots.pop(rid, None)
+            if slot is not None:
+                self._resolve(
+                    slot,
+                    ConnectionLost(
+                        f"request {rid} on {self._ep.display()}",
+                        f"the link was lost before the reply ({why}); the request may or may "
+                        "not have run",
+                    ),
+                )
+
+
 class _Slot:
     """Where a reply meets the thread waiting for it."""
 
@@ -212,7 +321,7 @@ class _Slot:
         self.error: SockwireError | None = None
 
 
-class Req(Node):
+class Req(ReqBase[Link, _Slot], Node):
     """The requesting side: connects to a Rep (reconnecting with backoff).
 
     ``request(body, timeout)`` sends one request and returns the reply (the
@@ -222,9 +331,6 @@ class Req(Node):
     may or may not have run, so they are never resent). While disconnected,
     ``request`` waits for the reconnect within its own timeout.
     """
-
-    role = Role.REQ
-    datagrams = True
 
     def __init__(
         self,
@@ -238,10 +344,7 @@ class Req(Node):
         connect_timeout: float = 10.0,
         max_size: int = DEFAULT_MAX_SIZE,
     ) -> None:
-        self.timeout = timeout
-        self.core = ReqCore(max_pending)
-        self._slots: dict[int, _Slot] = {}
-        self._link: Link | None = None
+        self._setup(timeout, max_pending)
         super().__init__(
             endpoint,
             bind=False,
@@ -252,18 +355,10 @@ class Req(Node):
             max_size=max_size,
         )
 
-    @property
-    def stats(self) -> ReqStats:
-        return self.core.stats
-
-    @property
-    def connected(self) -> bool:
-        return self._link is not None
-
     def request(self, body: Any, timeout: float | None = None) -> Any:
         """Send ``body``, return the reply; TimeoutError after ``timeout`` (default: the Req's)."""
         limit = self.timeout if timeout is None else timeout
-        deadline = None if limit is None else time.monotonic() + limit
+        deadline = self._deadline(limit)
         data = self.codec.encode(body)
         core = self.core
         stale: Link | None = None  # a link that failed to send: wait for the next one
@@ -281,8 +376,7 @@ class Req(Node):
                 # the write itself took too long (the Rep stopped reading): the
                 # request never reached it whole, so it cannot have run
                 with self._lock:
-                    if core.fail(rid):
-                        self._slots.pop(rid, None)
+                    self._forget(rid)
                 how = (
                     "part of it was written, so the link was closed (the next request "
                     "waits for the reconnect)"
@@ -297,91 +391,102 @@ class Req(Node):
                 # refused before a byte was written (one packet cannot carry it):
                 # the caller's mistake, and the link is as good as before
                 with self._lock:
-                    if core.fail(rid):
-                        self._slots.pop(rid, None)
+                    self._forget(rid)
                 raise
             except SockwireError as exc:
                 with self._lock:
-                    if core.fail(rid):
-                        self._slots.pop(rid, None)
-                link.channel.close()  # a link that cannot send is done: reconnect
-                if self._dgram and isinstance(exc, ConnectError | ClosedError):
-                    # a datagram refused (the server's socket is gone or new) was not
-                    # delivered: safe to send again on the next link, within the deadline
-                    log.debug("REQ: datagram not delivered (%s); trying the next link", exc)
+                    self._forget(rid)
+                lost = self._send_broke(link, exc)
+                if lost is None:
                     stale = link
                     continue
-                raise ConnectionLost(
-                    f"request on {self._ep.display()}",
-                    f"the link broke while sending ({exc}); the request may or may not have "
-                    "reached the peer",
-                ) from exc
+                raise lost from exc
         with self._lock:
             try:
                 self._wait(lambda: slot.done, deadline, "request", slot.cond)
             except TimeoutError:
                 if core.expire(rid):
                     self._slots.pop(rid, None)
-                    raise TimeoutError(
-                        f"request {rid} on {self._ep.display()}",
-                        f"no reply within {limit:g} s; the link stays usable and a late reply "
-                        "will be dropped (stats.late)",
-                    ) from None
+                    raise self._no_reply(rid, limit) from None
             except BaseException:
-                if core.fail(rid):  # closed, or interrupted: the id is forgotten
-                    self._slots.pop(rid, None)
+                self._forget(rid)  # closed, or interrupted: the id is forgotten
                 raise
         if slot.error is not None:
             raise slot.error
         assert slot.payload is not None
         return link.codec.decode(slot.payload)
 
-    def _can_send(self, stale: Link | None) -> Callable[[], bool]:
-        """A link other than ``stale`` is up, and fewer than max_pending are pending."""
-        return lambda: self._link is not None and self._link is not stale and not self.core.full()
-
-    def _link_ready(self, link: Link) -> None:
-        self._link = link
+    def _resolve(self, slot: _Slot, outcome: bytes | SockwireError) -> None:
+        if isinstance(outcome, SockwireError):
+            slot.error = outcome
+        else:
+            slot.payload = outcome
+        slot.done = True
+        slot.cond.notify()
 
     def _handle(self, link: Link, msg: Msg) -> None:
         if not isinstance(msg, wire.Reply | wire.Error):
             super()._handle(link, msg)
             return
         with self._lock:
-            outcome = self.core.receive(msg)
-            if outcome in ("late", "unexpected"):
-                log.debug("REQ: dropped a %s reply with id %d", outcome, msg.id)
-                return
-            slot = self._slots.pop(msg.id)
-            if isinstance(msg, wire.Reply):
-                slot.payload = msg.body
-            else:
-                slot.error = RemoteError(f"request {msg.id} on {self._ep.display()}", msg.text)
-            slot.done = True
-            slot.cond.notify()
-
-    def _link_lost(self, link: Link, error: BaseException | None) -> None:
-        if self._link is not link:
-            return
-        self._link = None
-        why = str(error) if error is not None else "the link was closed"
-        for rid in self.core.link_lost():
-            slot = self._slots.pop(rid, None)
-            if slot is not None:
-                slot.error = ConnectionLost(
-                    f"request {rid} on {self._ep.display()}",
-                    f"the link was lost before the reply ({why}); the request may or may "
-                    "not have run",
-                )
-                slot.done = True
-                slot.cond.notify()
+            self._reply(msg)
 
     def _closing_hook(self) -> None:
         for slot in self._slots.values():
             slot.cond.notify()
 
 
-class Rep(Node):
+class RepBase(NodeBase[L]):
+    """What both drivers' Rep do with :class:`RepCore`; they add calling the handler."""
+
+    role = Role.REP
+    datagrams = True
+
+    def _setup(self, handler: Callable[[Any], Any]) -> None:
+        self.handler = handler
+        self.core = RepCore()
+
+    @property
+    def stats(self) -> RepStats:
+        return self.core.stats
+
+    def _begin(self, link: L, msg: wire.Request) -> None:
+        """A REQUEST on ``link``: RUNNING (a repeated id, or too many, is a ProtocolError)."""
+        with self._lock:
+            self.core.begin(link.key, msg.id)
+
+    def _answered(self, key: int, request: wire.Request, data: bytes) -> bytes:
+        """The handler's encoded result: the REPLY to send."""
+        with self._lock:
+            return self.core.reply(key, request.id, data)
+
+    def _failed(self, key: int, request: wire.Request, exc: Exception) -> bytes:
+        """The handler (or the codec) raised: the ERROR to send; the link stays up."""
+        log.info("REP: request %d failed: %s: %s", request.id, type(exc).__name__, exc)
+        with self._lock:
+            return self.core.error(key, request.id, f"{type(exc).__name__}: {exc}")
+
+    def _request(self, payload: bytes, peer: Peer) -> wire.Request | None:
+        """A request datagram, parsed and counted; None: it is none (dropped, counted)."""
+        try:
+            msg = wire.parse(payload)
+        except ProtocolError as exc:
+            with self._lock:
+                self.core.stats.invalid += 1
+            log.debug("REP: dropped a datagram from %s: %s", peer, exc)
+            return None
+        with self._lock:
+            if not isinstance(msg, wire.Request):
+                self.core.stats.invalid += 1
+                return None
+            self.core.stats.requests += 1
+        return msg
+
+    def _link_lost(self, link: L, error: BaseException | None) -> None:
+        self.core.forget(link.key)
+
+
+class Rep(RepBase[Link], Node):
     """The replying side: binds ``endpoint``, answers each request with ``handler(body)``.
 
     The handler runs in the link's own thread, so one slow request holds up
@@ -389,9 +494,6 @@ class Rep(Node):
     are served at once. A handler that raises sends ERROR to the requester
     (``RemoteError`` there) and the link stays up.
     """
-
-    role = Role.REP
-    datagrams = True
 
     def __init__(
         self,
@@ -404,8 +506,7 @@ class Rep(Node):
         max_size: int = DEFAULT_MAX_SIZE,
         grace: float = DEFAULT_GRACE,
     ) -> None:
-        self.handler = handler
-        self.core = RepCore()
+        self._setup(handler)
         super().__init__(
             endpoint,
             bind=True,
@@ -416,46 +517,21 @@ class Rep(Node):
             grace=grace,
         )
 
-    @property
-    def stats(self) -> RepStats:
-        return self.core.stats
-
     def _answer(self, codec: Codec, key: int, request: wire.Request) -> bytes:
         try:
-            body = codec.decode(request.body)
-            result = self.handler(body)
-            data = codec.encode(result)
+            data = codec.encode(self.handler(codec.decode(request.body)))
         except Exception as exc:  # noqa: BLE001  # any handler failure is the requester's error
-            log.info("REP: request %d failed: %s: %s", request.id, type(exc).__name__, exc)
-            with self._lock:
-                return self.core.error(key, request.id, f"{type(exc).__name__}: {exc}")
-        with self._lock:
-            return self.core.reply(key, request.id, data)
+            return self._failed(key, request, exc)
+        return self._answered(key, request, data)
 
     def _handle(self, link: Link, msg: Msg) -> None:
         if not isinstance(msg, wire.Request):
             super()._handle(link, msg)
             return
-        with self._lock:
-            self.core.begin(link.key, msg.id)
+        self._begin(link, msg)
         link.send(self._answer(link.codec, link.key, msg))
-
-    def _link_lost(self, link: Link, error: BaseException | None) -> None:
-        self.core.forget(link.key)
 
     def _datagram(self, payload: bytes, peer: Peer) -> bytes | None:
         """One request datagram -> its reply datagram (sent back by the server)."""
-        try:
-            msg = wire.parse(payload)
-        except ProtocolError as exc:
-            with self._lock:
-                self.core.stats.invalid += 1
-            log.debug("REP: dropped a datagram from %s: %s", peer, exc)
-            return None
-        if not isinstance(msg, wire.Request):
-            with self._lock:
-                self.core.stats.invalid += 1
-            return None
-        with self._lock:
-            self.core.stats.requests += 1
-        return self._answer(self.codec, -1, msg)
+        msg = self._request(payload, peer)
+        return None if msg is None else self._answer(self.codec, -1, msg)

@@ -4,8 +4,10 @@ The asyncio twin of :mod:`sockwire.patterns.driver`: the decisions stay in
 the sans-IO cores (``ReqCore``, ``PubCore``, ... in ``sockwire/patterns/``
 and :class:`~sockwire.patterns.link.LinkCore` for greeting and liveness),
 so the bytes, the state tables and the counts are the blocking patterns';
-this module only moves bytes and time between those cores and asyncio
-Channels. Tasks instead of threads, and why each exists:
+what a node does with them that never waits is shared too
+(:class:`~sockwire.patterns.base.NodeBase` and the ``*Base`` class of each
+pattern). This module only moves bytes and time between those cores and
+asyncio Channels. Tasks instead of threads, and why each exists:
 
 * A **bound** node (Rep, Pub, Push) runs :func:`sockwire.aio.serve`: each
   connection's handler task is that link's *reader* (heartbeat deadline,
@@ -28,29 +30,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
-from ... import secure
-from ...address import Endpoint, parse
-from ...client import DEFAULT_BACKOFF, Backoff, retryable
-from ...codecs import Codec, get_codec
+from ...address import Endpoint
+from ...client import DEFAULT_BACKOFF, Backoff
+from ...codecs import Codec
 from ...errors import (
     ClosedError,
     ConnectError,
     ConnectionLost,
-    InvalidOperation,
     PermissionDenied,
     ProtocolError,
     SockwireError,
     TimeoutError,
 )
 from ...framing import DEFAULT_MAX_SIZE
-from ...patterns.driver import DEFAULT_LIVENESS, translate_refusal
+from ...patterns.base import DEFAULT_LIVENESS, MIN_WAIT, NO_LOCK, LinkBase, NodeBase
 from ...patterns.link import LinkCore, Liveness
-from ...patterns.wire import Hello, Msg, Role
-from ...server import DEFAULT_GRACE
+from ...patterns.wire import Hello, Msg
+from ...serving import DEFAULT_GRACE
 from ...sock import Peer
 from ..channel import Channel
 from ..client import connect_once
@@ -60,9 +59,6 @@ __all__ = ["Changes", "Link", "Node"]
 
 log = logging.getLogger("sockwire")
 
-#: A reader whose heartbeat deadline has passed still takes what is already
-#: queued before it declares the peer dead (it may have been busy).
-_MIN_WAIT = 0.01
 _TIMED_OUT = 1
 
 
@@ -102,23 +98,22 @@ def _expire(fut: asyncio.Future[Any]) -> None:
         fut.set_result(_TIMED_OUT)
 
 
-class Link:
+class Link(LinkBase[Channel]):
     """One live connection of a node: its Channel, LinkCore and writer task."""
 
-    __slots__ = ("channel", "closing", "codec", "core", "key", "peer", "ready", "wake", "writer")
+    __slots__ = ("wake", "writer")
+
+    _KIND_NAME = "aio Link"
 
     def __init__(
         self, key: int, channel: Channel, peer: Peer | None, core: LinkCore, codec: Codec
     ) -> None:
-        self.key = key
-        self.channel = channel
-        self.peer = peer
-        self.core = core
-        self.codec = codec
+        super().__init__(key, channel, peer, core, codec)
         self.wake = Changes()  # the writer's: something to send
-        self.closing = False
-        self.ready = False
         self.writer: asyncio.Task[None] | None = None
+
+    def wake_writer(self) -> None:
+        self.wake.notify()
 
     async def send(self, payload: bytes, timeout: float | None = None) -> None:
         """Queue one message (waits for room in the Channel, up to ``timeout``)."""
@@ -130,22 +125,16 @@ class Link:
         self.channel.send_nowait(payload)
         self.core.sent(asyncio.get_running_loop().time())
 
-    def __repr__(self) -> str:
-        return f"<aio Link {self.key} {self.peer} {self.core.state}>"
 
-
-class Node:
+class Node(NodeBase[Link]):
     """What the asyncio Req, Rep, Pub, Sub, Push and Pull share (see the module docstring).
 
     Made inside a running loop (it starts its server or supervisor at
     once); ``await node.close()`` or ``async with node:`` stops it.
     """
 
-    role: ClassVar[Role]
-    #: Links of this pattern need a writer task even without heartbeats (Pub).
-    needs_writer: ClassVar[bool] = False
-    #: Datagram endpoints are allowed (Req/Rep only).
-    datagrams: ClassVar[bool] = False
+    _KIND_PREFIX = "aio."
+    _server: Server | None
 
     def __init__(
         self,
@@ -160,41 +149,19 @@ class Node:
         max_size: int = DEFAULT_MAX_SIZE,
         grace: float = DEFAULT_GRACE,
     ) -> None:
-        ep = parse(endpoint)
-        self._ep = ep
-        self._dgram = ep.type == socket.SOCK_DGRAM
-        if self._dgram and not self.datagrams:
-            raise InvalidOperation(
-                f"{type(self).__name__} on {ep.display()}",
-                "this pattern keeps per-peer state (subscriptions, credit) that needs a "
-                "connection: use unix:, unix+seqpacket: or tcp://",
-            )
-        self.codec = get_codec(codec, authenticated=True)  # unknown names fail here
-        if self.codec.needs_auth and not secure.can_authenticate(ep):
-            raise PermissionDenied(
-                f"{type(self).__name__} on {ep.display()} with codec=pickle",
-                "pickle needs authenticated peers: add ?authfile=, use tls+tcp:// with "
-                "?cafile=, or on UNIX ?allowed_uids=/?allowed_gids=",
-            )
+        ep = self._configure(
+            endpoint,
+            codec=codec,
+            liveness=liveness,
+            backoff=backoff,
+            connect_timeout=connect_timeout,
+            max_size=max_size,
+            grace=grace,
+        )
         self._loop = asyncio.get_running_loop()
-        self._codec_spec = codec
-        self.liveness = liveness
-        self.backoff = backoff
-        self.connect_timeout = connect_timeout
-        self.max_size = max_size
-        self.grace = grace
+        self._lock = NO_LOCK
         self._changes = Changes()
-        self._links: dict[int, Link] = {}
-        self._next_key = 0
-        self._closing = False
-        self._closed = False
-        self.connects = 0
-        self.dead = 0
-        self._server: Server | None = None
         self._supervisor: asyncio.Task[None] | None = None
-        self._channel: Channel | None = None
-        self._fatal: SockwireError | None = None
-        self._connect_error: SockwireError | None = None  # the last failed attempt, for hints
         if bind:
             self._server = Server(
                 ep,
@@ -215,31 +182,26 @@ class Node:
                 self._supervise(), name=f"sockwire {self.role.name} {ep.display()}"
             )
 
+    # ---- the driver's part of NodeBase
+
+    def _notify(self) -> None:
+        self._changes.notify()
+
+    def _now(self) -> float:
+        return self._loop.time()
+
+    def _kick(self, links: list[Link]) -> None:
+        for link in links:
+            link.channel.abort()
+
     # ---- hooks (subclasses)
-
-    def _opening(self, link: Link) -> list[bytes]:
-        """Messages to send right after HELLO on a new link."""
-        return []
-
-    def _link_ready(self, link: Link) -> None:
-        """The peer's HELLO arrived: the link is usable."""
 
     async def _handle(self, link: Link, msg: Msg) -> None:
         """One message from the peer (may run user code)."""
-        raise ProtocolError(
-            f"a {type(msg).__name__.upper()} sent to a {self.role.name}",
-            f"a {self.role.peer.name} never sends that",
-        )
-
-    def _link_lost(self, link: Link, error: BaseException | None) -> None:
-        """The link ended."""
-
-    def _outgoing(self, link: Link) -> list[bytes]:
-        """Queued messages the writer should send now, taken out."""
-        return []
+        raise self._unexpected(msg)
 
     async def _datagram(self, payload: bytes, peer: Peer) -> bytes | None:
-        raise InvalidOperation(f"{self.role.name} over datagrams", "not supported")
+        raise self._no_datagrams()
 
     # ---- waiting
 
@@ -251,7 +213,7 @@ class Node:
         Returns False if ``timeout`` passed first. Meant for tests and
         embedding (``await pub.wait_for(lambda p: p.stats.subscribers == 3, 5)``).
         """
-        deadline = None if timeout is None else self._loop.time() + timeout
+        deadline = self._deadline(timeout)
         while not predicate(self):
             if not await self._changes.wait(deadline):
                 return predicate(self)
@@ -267,23 +229,11 @@ class Node:
         """Until ``ready()``; TimeoutError at ``deadline``; ClosedError; the fatal error."""
         changes = changes if changes is not None else self._changes
         while not ready():
-            if self._closing:
-                raise ClosedError(f"{what} on a closed {self.role.name}", "it was closed")
-            if self._fatal is not None:
-                raise self._fatal
+            self._check_waiting(what)
             if not await changes.wait(deadline):
                 if ready():
                     return
-                hint = "the deadline passed"
-                if self._connect_error is not None:
-                    hint += f" (not connected: {self._connect_error})"
-                raise TimeoutError(f"{what} on {self._ep.display()}", hint)
-
-    def _deadline(self, timeout: float | None) -> float | None:
-        return None if timeout is None else self._loop.time() + timeout
-
-    def _left(self, deadline: float | None) -> float | None:
-        return None if deadline is None else max(0.0, deadline - self._loop.time())
+                raise self._expired(what)
 
     # ---- links
 
@@ -291,7 +241,7 @@ class Node:
         """The server's handler: one bound link, read in the connection's task."""
         refused = await self._run_link(channel, peer)
         if refused is not None:
-            log.info("%s: link from %s refused: %s", self.role.name, peer, refused)
+            self._link_refused(peer, refused)
 
     async def _run_link(self, channel: Channel, peer: Peer | None) -> BaseException | None:
         """Read one link until it ends: greeting, messages, heartbeat deadline.
@@ -299,23 +249,14 @@ class Node:
         Returns why a link that never got past its greeting ended (else None).
         """
         greet = not self._dgram
-        try:
-            codec = get_codec(self._codec_spec, authenticated=channel.authenticated)
-        except PermissionDenied as exc:
-            log.warning("%s: link from %s refused: %s", self.role.name, peer, exc)
-            return exc
+        codec = self._link_codec(channel, peer)
+        if isinstance(codec, PermissionDenied):
+            return codec
         if self._closing:
             return None
         core = LinkCore(self.role, self.liveness, self._loop.time(), greet=greet)
-        key = self._next_key
-        self._next_key += 1
-        link = Link(key, channel, peer, core, codec)
-        self._links[key] = link
-        opening = ([core.hello()] if greet else []) + self._opening(link)
-        if not greet:
-            link.ready = True
-            self._link_ready(link)
-        self._changes.notify()
+        link = Link(self._new_key(), channel, peer, core, codec)
+        opening = self._link_opened(link, greet)
         error: BaseException | None = None
         try:
             for payload in opening:
@@ -325,14 +266,9 @@ class Node:
             await self._read_loop(link)
         except (ConnectionLost, ProtocolError, ClosedError, TimeoutError, ConnectError) as exc:
             error = exc
-            log.debug("%s: link %s ended: %s", self.role.name, peer, exc)
+            self._link_error(peer, exc)
         finally:
-            link.closing = True
-            core.close()
-            self._links.pop(key, None)
-            self._link_lost(link, error)
-            link.wake.notify()
-            self._changes.notify()
+            self._link_ended(link, error)
             try:
                 if link.writer is not None:
                     link.writer.cancel()
@@ -351,29 +287,21 @@ class Node:
                 if deadline is None:
                     payload = await channel.recv()
                 else:
-                    payload = await channel.recv(max(_MIN_WAIT, deadline - loop.time()))
+                    payload = await channel.recv(max(MIN_WAIT, deadline - loop.time()))
             except TimeoutError:
                 if core.expired(loop.time()):
-                    self.dead += 1
-                    raise ConnectionLost(
-                        f"{self.role.name} link to {link.peer or self._ep.display()}",
-                        f"the peer was silent for {core.dead_after:g} s (heartbeat timeout); "
-                        "it is hung, stopped or cut off",
-                    ) from None
+                    raise self._silent(link) from None
                 continue
             except ConnectError as exc:
-                if self._dgram:  # ICMP unreachable for an earlier datagram: keep reading
-                    log.debug("%s: %s", self.role.name, exc)
+                if self._dgram:
+                    self._unreachable(exc)
                     continue
                 raise
             msg = core.receive(payload, loop.time())
             if msg is None:
                 continue
             if isinstance(msg, Hello):
-                link.ready = True
-                self._connect_error = None  # connected and greeted: no excuse to show
-                self._link_ready(link)
-                self._changes.notify()
+                self._greeted(link)
                 continue
             await self._handle(link, msg)
 
@@ -393,19 +321,8 @@ class Node:
                 for frame in frames:
                     await link.send(frame)
                 self._sent(link, frames)
-        except SockwireError as exc:  # the reader sees the broken channel and ends the link
-            log.debug("%s: writer for %s stopped: %s", self.role.name, link.peer, exc)
-
-    def _sent(self, link: Link, frames: list[bytes]) -> None:
-        """The writer queued ``frames``: room in its queue now."""
-
-    def _kick(self, links: list[Link]) -> None:
-        """Close links: their readers end them."""
-        for link in links:
-            link.channel.abort()
-
-    def _ready_links(self) -> list[Link]:
-        return [link for link in self._links.values() if link.ready and not link.closing]
+        except SockwireError as exc:
+            self._writer_stopped(link, exc)
 
     # ---- connecting side
 
@@ -420,28 +337,17 @@ class Node:
                     ep, timeout=self.connect_timeout, max_size=self.max_size
                 )
             except SockwireError as exc:
-                fatal = not (retryable(ep, exc) or isinstance(exc, ConnectionLost))
-                if fatal:
-                    log.warning("%s: cannot connect to %s: %s", self.role.name, ep.display(), exc)
-                self._connect_error = exc
-                if fatal:
-                    self._fatal = exc
-                self._changes.notify()
+                self._connect_failed(exc)
                 await asyncio.sleep(next(pauses))  # a bounded pause between attempts
                 continue
-            if self._is_closing():  # close() came during the connect
+            if not self._connected(channel):  # close() came during the connect
                 await channel.close()
                 return
-            self._channel = channel
-            self._fatal = None
-            self.connects += 1
             pauses = self.backoff.delays()
             try:
                 refused = await self._run_link(channel, None)
-                if refused is not None:  # e.g. a REQ that reached a PUB: say so in timeouts
-                    log.info("%s: link to %s refused: %s", self.role.name, ep.display(), refused)
-                    self._connect_error = translate_refusal(refused)
-                    self._changes.notify()
+                if refused is not None:
+                    self._refused(refused)
             finally:
                 self._channel = None
                 channel.abort()
@@ -451,14 +357,8 @@ class Node:
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop: links are closed (a bound node lets handlers finish within ``timeout``)."""
-        if self._closed:
+        if not self._begin_close():
             return
-        self._closing = True
-        self._closed = True
-        for link in self._links.values():
-            link.wake.notify()
-        self._changes.notify()
-        self._closing_hook()
         supervisor = self._supervisor
         if supervisor is not None and supervisor is not asyncio.current_task():
             supervisor.cancel()
@@ -466,23 +366,8 @@ class Node:
         if self._server is not None:
             await self._server.shutdown(self.grace if timeout is None else timeout)
 
-    def _closing_hook(self) -> None:
-        """close() began: wake whatever the pattern has waiting."""
-
-    def _is_closing(self) -> bool:
-        return self._closing
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def __aenter__(self) -> Any:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    def __repr__(self) -> str:
-        side = "bound" if self._server is not None else "connecting"
-        state = "closed" if self._closed else f"{len(self._links)} links"
-        return f"<aio.{type(self).__name__} {side} {self.endpoint} {state}>"
