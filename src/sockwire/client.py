@@ -4,89 +4,24 @@ One attempt is: resolve and connect (:func:`sockwire.dial.connect`, bounded
 by ``timeout``), then :func:`sockwire.secure.secure_client` on
 connection-oriented sockets (TLS for ``tls+tcp://``, the HMAC handshake for
 ``?authfile=``), then the Channel, ``authenticated`` as the handshake said.
-
-Which failures are retried (the decision, by what each one means):
-
-* ConnectionRefused (ECONNREFUSED): nobody listens *yet*; a server that is
-  starting or restarting. Retried.
-* NotFound for a UNIX socket path (ENOENT): the server has not created its
-  socket file yet. Retried. NotFound from name resolution is a typo, not a
-  race: not retried.
-* TimeoutError, and WouldBlock (EAGAIN: a UNIX listener's backlog is full):
-  the server is alive but busy. Retried.
-* Everything else (AddressError, PermissionDenied, a failed handshake,
-  Unreachable, UnsupportedError, ...) needs someone to change something:
-  raised at once, never retried.
-
-Retries are bounded (``retries``), and the pause before each grows
-geometrically (:class:`Backoff`) with jitter, so a fleet of clients that
-lost the same server does not reconnect in lockstep.
+Which failures are retried, and the back-off between attempts, are
+:mod:`sockwire.connecting`'s (shared with :func:`sockwire.aio.connect`).
 """
 
 from __future__ import annotations
 
-import logging
-import random
-import socket
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from . import dial, secure
+from . import connecting, dial, secure
 from .address import Endpoint, parse
 from .channel import Channel
-from .codecs import Codec, get_codec
-from .errors import (
-    ConnectionRefused,
-    InvalidOperation,
-    NotFound,
-    SockwireError,
-    TimeoutError,
-    WouldBlock,
-)
+from .codecs import Codec
+from .connecting import DEFAULT_BACKOFF, Backoff, retryable
+from .errors import SockwireError
 from .framing import DEFAULT_MAX_SIZE
 
 __all__ = ["DEFAULT_BACKOFF", "Backoff", "connect", "retryable"]
-
-log = logging.getLogger("sockwire")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Pauses between attempts: ``initial``, times ``factor`` each time, at most ``maximum``.
-
-    Each pause is scaled by a random factor in ``[1 - jitter, 1]``, so the
-    bounds are known (tests rely on them) and clients spread out.
-    """
-
-    initial: float = 0.05
-    maximum: float = 2.0
-    factor: float = 2.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.initial < 0 or self.maximum < self.initial or self.factor < 1:
-            raise InvalidOperation(f"{self!r}", "need 0 <= initial <= maximum and factor >= 1")
-        if not 0 <= self.jitter <= 1:
-            raise InvalidOperation(f"{self!r}", "jitter is a fraction from 0 to 1")
-
-    def delays(self, rng: random.Random | None = None) -> Iterator[float]:
-        """The pauses, forever (callers bound the count)."""
-        uniform = (rng or random).random
-        delay = self.initial
-        while True:
-            yield delay * (1.0 - self.jitter * uniform())
-            delay = min(self.maximum, delay * self.factor)
-
-
-DEFAULT_BACKOFF = Backoff()
-
-
-def retryable(ep: Endpoint, error: BaseException) -> bool:
-    """Whether a failed attempt to reach ``ep`` is worth repeating (see the module docstring)."""
-    if isinstance(error, ConnectionRefused | TimeoutError | WouldBlock):
-        return True
-    return isinstance(error, NotFound) and ep.is_unix and not ep.is_abstract
 
 
 def connect(
@@ -111,17 +46,7 @@ def connect(
     ``unix+dgram`` client binds an abstract return address for replies).
     """
     ep = parse(endpoint)
-    if ep.scheme in ("fd", "systemd"):
-        raise InvalidOperation(
-            f"connect {ep}", "an inherited socket is already connected; use Channel.from_socket"
-        )
-    if retries < 0:
-        raise InvalidOperation(f"connect retries={retries}", "give 0 or more")
-    # configuration errors first, never retried: pickle where no peer can be
-    # proven; a missing key file (NotFound, which would look like a socket
-    # file not there yet) or certificate
-    get_codec(codec, authenticated=secure.can_authenticate(ep))
-    secure.check_client(ep)
+    connecting.check_connect(ep, retries, codec)
     pauses = backoff.delays()
     attempt = 0
     while True:
@@ -135,18 +60,10 @@ def connect(
                 handshake_timeout=handshake_timeout,
             )
         except SockwireError as exc:
-            if attempt >= retries or not retryable(ep, exc):
+            pause = connecting.retry_pause(ep, exc, attempt, retries, pauses)
+            if pause is None:
                 raise
             attempt += 1
-            pause = next(pauses)
-            log.info(
-                "connect %s failed (%s); retry %d of %d in %.3f s",
-                ep.display(),
-                exc,
-                attempt,
-                retries,
-                pause,
-            )
             if on_retry is not None:
                 on_retry(attempt, exc, pause)
             time.sleep(pause)  # a bounded pause between attempts, not synchronisation
@@ -173,26 +90,22 @@ def connect_once(
     for a handshake.
     """
     ep = parse(endpoint)
-    get_codec(codec, authenticated=authenticated or secure.can_authenticate(ep))
-    secure.check_client(ep)
+    connecting.check_once(ep, codec, authenticated)
     sock = dial.connect(ep, timeout=timeout)
     try:
-        if ep.type != socket.SOCK_DGRAM:  # no connection to secure
-            shake = handshake_timeout if handshake_timeout is not None else timeout
-            if shake is None:
-                shake = ep.get("timeout")
-            sock, proven = secure.secure_client(
-                sock, ep, timeout=shake if shake is not None else 10.0
-            )
+        if connecting.needs_handshake(ep):
+            shake = connecting.handshake_timeout(ep, handshake_timeout, timeout)
+            sock, proven = secure.secure_client(sock, ep, timeout=shake)
             authenticated = authenticated or proven
     except BaseException:
         sock.close()
         raise
-    return Channel.from_socket(
+    return connecting.channel(
+        Channel.from_socket,
         sock,
-        framing=framing or ep.option("framing"),
+        ep,
+        framing=framing,
         codec=codec,
         authenticated=authenticated,
         max_size=max_size,
-        label=ep.display(),
     )

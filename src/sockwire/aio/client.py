@@ -4,10 +4,10 @@
 (the one place an endpoint becomes a connected, secured Channel): the same
 configuration checks first, then :func:`sockwire.aio.dial.connect`,
 :func:`sockwire.aio.secure.secure_client` on connection-oriented sockets,
-and the Channel. :func:`connect` retries exactly what
-:func:`sockwire.client.retryable` says is worth retrying, with the same
-:class:`~sockwire.client.Backoff` (jitter included), pausing with
-``asyncio.sleep``.
+and the Channel. The checks, what is worth retrying, the back-off (jitter
+included) and the handshake's bound are :mod:`sockwire.connecting`'s, as
+for the blocking client; this module awaits where that one blocks
+(``asyncio.sleep`` between attempts).
 
 Both are awaitable and async context managers::
 
@@ -18,25 +18,21 @@ Both are awaitable and async context managers::
 from __future__ import annotations
 
 import asyncio
-import logging
-import socket
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from .. import secure
+from .. import connecting
 from ..address import Endpoint, parse
-from ..client import DEFAULT_BACKOFF, Backoff, retryable
-from ..codecs import Codec, get_codec
-from ..errors import InvalidOperation, SockwireError
+from ..codecs import Codec
+from ..connecting import DEFAULT_BACKOFF, Backoff
+from ..errors import SockwireError
 from ..framing import DEFAULT_MAX_SIZE
 from . import dial
 from .channel import Channel
 from .secure import secure_client
 
 __all__ = ["Opening", "connect", "connect_once"]
-
-log = logging.getLogger("sockwire")
 
 T = TypeVar("T", bound="_Closable")
 
@@ -140,14 +136,7 @@ async def _connect(
     on_retry: Callable[[int, SockwireError, float], Awaitable[None] | None] | None,
 ) -> Channel:
     ep = parse(endpoint)
-    if ep.scheme in ("fd", "systemd"):
-        raise InvalidOperation(
-            f"connect {ep}", "an inherited socket is already connected; use Channel.from_socket"
-        )
-    if retries < 0:
-        raise InvalidOperation(f"connect retries={retries}", "give 0 or more")
-    get_codec(codec, authenticated=secure.can_authenticate(ep))
-    secure.check_client(ep)
+    connecting.check_connect(ep, retries, codec)
     pauses = backoff.delays()
     attempt = 0
     while True:
@@ -161,18 +150,10 @@ async def _connect(
                 handshake_timeout=handshake_timeout,
             )
         except SockwireError as exc:
-            if attempt >= retries or not retryable(ep, exc):
+            pause = connecting.retry_pause(ep, exc, attempt, retries, pauses)
+            if pause is None:
                 raise
             attempt += 1
-            pause = next(pauses)
-            log.info(
-                "connect %s failed (%s); retry %d of %d in %.3f s",
-                ep.display(),
-                exc,
-                attempt,
-                retries,
-                pause,
-            )
             if on_retry is not None:
                 result = on_retry(attempt, exc, pause)
                 if result is not None:
@@ -192,26 +173,22 @@ async def connect_once(
 ) -> Channel:
     """One attempt of :func:`connect` (:func:`sockwire.client.connect_once`, awaitable)."""
     ep = parse(endpoint)
-    get_codec(codec, authenticated=authenticated or secure.can_authenticate(ep))
-    secure.check_client(ep)
+    connecting.check_once(ep, codec, authenticated)
     sock = await dial.connect(ep, timeout=timeout)
     try:
-        if ep.type != socket.SOCK_DGRAM:  # no connection to secure
-            shake = handshake_timeout if handshake_timeout is not None else timeout
-            if shake is None:
-                shake = ep.float_option("timeout", None)
-            sock, proven = await secure_client(
-                sock, ep, timeout=shake if shake is not None else 10.0
-            )
+        if connecting.needs_handshake(ep):
+            shake = connecting.handshake_timeout(ep, handshake_timeout, timeout)
+            sock, proven = await secure_client(sock, ep, timeout=shake)
             authenticated = authenticated or proven
     except BaseException:
         sock.close()
         raise
-    return Channel.from_socket(
+    return connecting.channel(
+        Channel.from_socket,
         sock,
-        framing=framing or ep.option("framing"),
+        ep,
+        framing=framing,
         codec=codec,
         authenticated=authenticated,
         max_size=max_size,
-        label=ep.display(),
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from typing import TypeVar
 
 from ..codecs import Codec
 from ..errors import InvalidOperation
@@ -10,13 +12,15 @@ from ..framing import DEFAULT_MAX_SIZE
 from ..sock import socketpair
 from .blocking import Channel
 
-__all__ = ["pipe"]
+__all__ = ["pipe", "pipe_of"]
 
 _TYPES = {
     "stream": socket.SOCK_STREAM,
     "seqpacket": socket.SOCK_SEQPACKET,
     "dgram": socket.SOCK_DGRAM,
 }
+
+T = TypeVar("T")
 
 
 def pipe(
@@ -36,6 +40,29 @@ def pipe(
     process you forked, so you may declare the pair ``authenticated``
     (which is what the pickle codec asks for).
     """
+    return pipe_of(
+        Channel.from_socket,
+        Channel.close,
+        type,
+        framing=framing,
+        codec=codec,
+        max_size=max_size,
+        authenticated=authenticated,
+    )
+
+
+def pipe_of(
+    from_socket: Callable[..., T],
+    discard: Callable[[T], object],
+    type: int | str,
+    *,
+    framing: str | None,
+    codec: str | Codec,
+    max_size: int,
+    authenticated: bool,
+) -> tuple[T, T]:
+    """pipe() for any driver: its ``from_socket``, and ``discard`` to close an end at once
+    should the other fail (nothing is left open either way)."""
     if isinstance(type, str):
         if type not in _TYPES:
             raise InvalidOperation(f"pipe(type={type!r})", "type is one of: " + ", ".join(_TYPES))
@@ -43,11 +70,11 @@ def pipe(
     else:
         sock_type = int(type)
     a, b = socketpair(sock_type)
-    ends: list[Channel] = []
+    ends: list[T] = []
     try:
         for sock in (a, b):
             ends.append(
-                Channel.from_socket(
+                from_socket(
                     sock,
                     framing=framing,
                     codec=codec,
@@ -58,7 +85,7 @@ def pipe(
             )
     except BaseException:
         for end in ends:
-            end.close()
+            discard(end)
         b.close()  # from_socket closed the one it failed on; close is idempotent
         raise
     return ends[0], ends[1]

@@ -25,8 +25,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from .. import secure
 from ..address import Endpoint, parse
-from ..client import Backoff, retryable
 from ..codecs import Codec, get_codec
+from ..connecting import Backoff, retryable
 from ..errors import (
     ClosedError,
     ConnectionLost,

@@ -39,8 +39,8 @@ from typing import Any
 from .. import client
 from ..address import Endpoint
 from ..channel import Channel, State
-from ..client import DEFAULT_BACKOFF, Backoff
 from ..codecs import Codec
+from ..connecting import DEFAULT_BACKOFF, Backoff
 from ..errors import (
     ClosedError,
     ConnectError,

@@ -69,8 +69,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..address import Endpoint
-from ..client import DEFAULT_BACKOFF, Backoff
 from ..codecs import Codec
+from ..connecting import DEFAULT_BACKOFF, Backoff
 from ..errors import BadFrame, ClosedError, InvalidOperation, SockwireError, TimeoutError
 from ..framing import DEFAULT_MAX_SIZE
 from ..serving import DEFAULT_GRACE

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..address import Endpoint
-from ..client import DEFAULT_BACKOFF, Backoff
 from ..codecs import Codec
+from ..connecting import DEFAULT_BACKOFF, Backoff
 from ..errors import BadFrame, InvalidOperation, SockwireError, TimeoutError
 from ..framing import DEFAULT_MAX_SIZE
 from ..serving import DEFAULT_GRACE

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ..address import Endpoint
-from ..client import DEFAULT_BACKOFF, Backoff
 from ..codecs import Codec
+from ..connecting import DEFAULT_BACKOFF, Backoff
 from ..errors import (
     BadFrame,
     ClosedError,

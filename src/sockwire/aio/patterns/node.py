@@ -34,8 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ...address import Endpoint
-from ...client import DEFAULT_BACKOFF, Backoff
 from ...codecs import Codec
+from ...connecting import DEFAULT_BACKOFF, Backoff
 from ...errors import (
     ClosedError,
     ConnectError,

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ...address import Endpoint
-from ...client import DEFAULT_BACKOFF, Backoff
 from ...codecs import Codec
+from ...connecting import DEFAULT_BACKOFF, Backoff
 from ...errors import ClosedError, SockwireError, TimeoutError
 from ...framing import DEFAULT_MAX_SIZE
 from ...patterns import wire

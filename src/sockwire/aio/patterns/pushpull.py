@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from ...address import Endpoint
-from ...client import DEFAULT_BACKOFF, Backoff
 from ...codecs import Codec
+from ...connecting import DEFAULT_BACKOFF, Backoff
 from ...errors import SockwireError, TimeoutError
 from ...framing import DEFAULT_MAX_SIZE
 from ...patterns import wire
