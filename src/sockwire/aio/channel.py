@@ -61,6 +61,7 @@ from ..channel.core import (
     CLOSE_TIMEOUT,
     FLUSH_AT,
     ChannelCore,
+    CoreView,
     Kind,
     ReadLimits,
     ReadTimer,
@@ -80,7 +81,7 @@ from ..errors import (
     translate,
 )
 from ..framing import DEFAULT_MAX_SIZE, READ_SIZE, BytesLike
-from ..packet import MAX_PACKET, DatagramStats
+from ..packet import MAX_PACKET
 from ..sock import Socket
 from .loops import read_buffer
 
@@ -162,7 +163,7 @@ def _flusher(loop: asyncio.AbstractEventLoop) -> _Flusher:
     return flusher
 
 
-class Channel:
+class Channel(CoreView):
     """Whole messages over a socket, awaitable: ``send``, ``recv``, ``async for``, ``close``.
 
     Build one with :func:`sockwire.aio.connect`, :meth:`from_socket` or
@@ -334,33 +335,6 @@ class Channel:
             raise
 
     # ---- what it is
-
-    @property
-    def state(self) -> str:
-        return self._core.state
-
-    @property
-    def closed(self) -> bool:
-        return self._core.state is State.CLOSED
-
-    @property
-    def framing(self) -> str:
-        """The framing: a stream's mode, or ``none``/``sockwire`` on packet sockets."""
-        return self._core.framing
-
-    @property
-    def stats(self) -> DatagramStats:
-        """Loss, lateness, truncation and invalid counts (datagram channels)."""
-        return self._core.stats
-
-    @property
-    def max_size(self) -> int:
-        return self._core.max_size
-
-    @property
-    def max_message(self) -> int:
-        """The largest message ``send`` accepts here."""
-        return self._core.max_message
 
     @property
     def queued(self) -> int:

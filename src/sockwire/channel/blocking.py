@@ -79,12 +79,13 @@ from ..errors import (
     translate,
 )
 from ..framing import DEFAULT_MAX_SIZE, READ_SIZE, BytesLike
-from ..packet import MAX_PACKET, DatagramStats
+from ..packet import MAX_PACKET
 from ..sock import Socket
 from .core import (
     CLOSE_TIMEOUT,
     FLUSH_AT,
     ChannelCore,
+    CoreView,
     Kind,
     ReadLimits,
     ReadTimer,
@@ -237,7 +238,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class Channel:
+class Channel(CoreView):
     """Whole messages over a socket: ``send``, ``recv``, iteration, ``close``.
 
     Build one with :func:`sockwire.connect`, :meth:`from_socket` or
@@ -379,34 +380,6 @@ class Channel:
         )
 
     # ---- what it is
-
-    @property
-    def state(self) -> str:
-        return self._core.state
-
-    @property
-    def closed(self) -> bool:
-        return self._core.state is State.CLOSED
-
-    @property
-    def framing(self) -> str:
-        """The framing: a stream's mode, or ``none``/``sockwire`` on packet sockets."""
-        return self._core.framing
-
-    @property
-    def stats(self) -> DatagramStats:
-        """Loss, lateness, truncation and invalid counts (datagram channels)."""
-        return self._core.stats
-
-    @property
-    def max_size(self) -> int:
-        return self._core.max_size
-
-    @property
-    def max_message(self) -> int:
-        """The largest message ``send`` accepts here (one packet, unless the
-        stream or the sockwire packet header can split it)."""
-        return self._core.max_message
 
     def fileno(self) -> int:
         io = self._io

@@ -71,6 +71,7 @@ __all__ = [
     "FLUSH_AT",
     "MAX_PACKET",
     "ChannelCore",
+    "CoreView",
     "DatagramStats",
     "Kind",
     "ReadLimits",
@@ -489,3 +490,38 @@ class ChannelCore:
             raise self.fail(exc) from None
         if msg is not None:
             self.pending.append(msg)
+
+
+class CoreView:
+    """What a Channel is, read from its core: the same properties on both drivers."""
+
+    __slots__ = ()
+    _core: ChannelCore
+
+    @property
+    def state(self) -> str:
+        return self._core.state
+
+    @property
+    def closed(self) -> bool:
+        return self._core.state is State.CLOSED
+
+    @property
+    def framing(self) -> str:
+        """The framing: a stream's mode, or ``none``/``sockwire`` on packet sockets."""
+        return self._core.framing
+
+    @property
+    def stats(self) -> DatagramStats:
+        """Loss, lateness, truncation and invalid counts (datagram channels)."""
+        return self._core.stats
+
+    @property
+    def max_size(self) -> int:
+        return self._core.max_size
+
+    @property
+    def max_message(self) -> int:
+        """The largest message ``send`` accepts here (one packet, unless the
+        stream or the sockwire packet header can split it)."""
+        return self._core.max_message
