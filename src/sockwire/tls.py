@@ -41,6 +41,7 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from . import trace
 from .address import Endpoint
@@ -56,7 +57,9 @@ from .errors import (
 from .sock import Socket
 
 __all__ = [
+    "Handshake",
     "RecordWatch",
+    "begin",
     "client_certificate_required",
     "client_context",
     "handshake_done",
@@ -221,42 +224,46 @@ def wrap_client(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> Socket:
     ``sock`` is consumed either way (its descriptor moves into the new
     Socket, or is closed on failure).
     """
-    try:
-        ctx = client_context(ep)
-        hostname = server_hostname(ep)
-    except BaseException:
-        sock.close()
-        raise
-    return _wrap(sock, ep, ctx, timeout, server_side=False, hostname=hostname)
+    return _handshake(begin(sock, ep, server_side=False), timeout)
 
 
 def wrap_server(sock: Socket, ep: Endpoint, *, timeout: float = 10.0) -> Socket:
     """TLS server handshake on an accepted ``sock``; consumed like in :func:`wrap_client`."""
+    return _handshake(begin(sock, ep, server_side=True), timeout)
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """A TLS handshake not yet done: the SSLSocket, and the names its outcome is told by."""
+
+    tls: ssl.SSLSocket
+    label: str
+    side: str  # "client" or "server"
+    where: str  # "TLS handshake (client) with <label>", for errors and traces
+
+
+def begin(sock: Socket, ep: Endpoint, *, server_side: bool) -> Handshake:
+    """The SSLSocket over ``sock`` with ``ep``'s context, before any handshake byte.
+
+    Both drivers start here (blocking: :func:`wrap_client`/:func:`wrap_server`;
+    asyncio: :mod:`sockwire.aio.secure`). ``sock`` is consumed either way: its
+    descriptor moves into the SSLSocket, or is closed on failure.
+    """
     try:
-        ctx = server_context(ep)
+        if server_side:
+            ctx, hostname = server_context(ep), None
+        else:
+            ctx, hostname = client_context(ep), server_hostname(ep)
     except BaseException:
         sock.close()
         raise
-    return _wrap(sock, ep, ctx, timeout, server_side=True, hostname=None)
-
-
-def _wrap(
-    sock: Socket,
-    ep: Endpoint,
-    ctx: ssl.SSLContext,
-    timeout: float,
-    *,
-    server_side: bool,
-    hostname: str | None,
-) -> Socket:
     label = sock.label or ep.display()
-    family, sock_type = sock.family, sock.type
     # The ssl module moves the descriptor into a new SSLSocket and detaches
     # the socket object it was given; detach the Socket first so exactly one
     # object owns the fd at every moment.
-    plain = socket.socket(family, sock_type, 0, fileno=sock.detach())
+    plain = socket.socket(sock.family, sock.type, 0, fileno=sock.detach())
     try:
-        tls = ctx.wrap_socket(
+        wrapped = ctx.wrap_socket(
             plain,
             server_side=server_side,
             server_hostname=hostname,
@@ -267,7 +274,12 @@ def _wrap(
         plain.close()
         raise
     side = "server" if server_side else "client"
-    where = f"TLS handshake ({side}) with {label}"
+    return Handshake(wrapped, label, side, f"TLS handshake ({side}) with {label}")
+
+
+def _handshake(shake: Handshake, timeout: float) -> Socket:
+    """The blocking handshake, within ``timeout`` s; the SSLSocket is closed on failure."""
+    tls = shake.tls
     started = time.monotonic()
     try:
         tls.settimeout(timeout)
@@ -275,12 +287,12 @@ def _wrap(
         tls.settimeout(None)
     except OSError as exc:
         tls.close()
-        raise handshake_failed(exc, where, side, timeout) from exc
+        raise handshake_failed(exc, shake.where, shake.side, timeout) from exc
     except BaseException:
         tls.close()
         raise
-    handshake_done(side, tls, started)
-    return Socket.adopt(tls, label=label)
+    handshake_done(shake.side, tls, started)
+    return Socket.adopt(tls, label=shake.label)
 
 
 def handshake_failed(

@@ -97,30 +97,8 @@ async def secure_server(
 
 async def _wrap(sock: Socket, ep: Endpoint, deadline: _Deadline, *, server_side: bool) -> Socket:
     """The TLS handshake on a non-blocking SSLSocket; ``sock`` is consumed either way."""
-    side = "server" if server_side else "client"
-    try:
-        if server_side:
-            ctx, hostname = tls.server_context(ep), None
-        else:
-            ctx, hostname = tls.client_context(ep), tls.server_hostname(ep)
-    except BaseException:
-        sock.close()
-        raise
-    label = sock.label or ep.display()
-    # one object owns the fd at every moment (see tls._wrap)
-    plain = socket.socket(sock.family, sock.type, 0, fileno=sock.detach())
-    try:
-        wrapped = ctx.wrap_socket(
-            plain,
-            server_side=server_side,
-            server_hostname=hostname,
-            do_handshake_on_connect=False,
-            suppress_ragged_eofs=False,
-        )
-    except BaseException:
-        plain.close()
-        raise
-    where = f"TLS handshake ({side}) with {label}"
+    shake = tls.begin(sock, ep, server_side=server_side)
+    wrapped, where, side, label = shake.tls, shake.where, shake.side, shake.label
     started = time.monotonic()
     try:
         wrapped.setblocking(False)
