@@ -2,9 +2,10 @@
 
 Real processes and real peers (nc, socat): a server full of idle
 connections makes room for a newcomer by evicting the one quiet longest;
-one moving data is never evicted; connections that never speak, or go
-idle, are closed by their deadlines; each close is one ``evict``/``expire``
-event under ``--json`` and a count in the summary. The numbers under load
+one moving data (64 bytes/s or more) is never evicted, a trickler is;
+connections that never speak, or go idle, are closed by their deadlines;
+each close is one ``evict``/``expire`` event under ``--json`` and a count
+in the summary. The numbers under load
 are R5 (tests/reliability/test_r05_slowloris.py).
 """
 
@@ -114,6 +115,38 @@ def test_a_client_moving_data_is_never_evicted(d: str) -> None:
         text = err.read().decode()
     assert rounds > 10
     assert len(_notes(text, "evict")) == 1
+
+
+def test_a_trickler_moving_under_the_minimum_rate_makes_room(d: str) -> None:
+    """--max-clients 1 held by a peer sending a byte every 0.1 s (never quiet for
+    0.25 s, but 10 bytes a second): a newcomer is served within a second, and the
+    ``evict`` event names the rate rule. Without it the trickler kept the slot."""
+    nc = need_tool("nc")
+    path = f"{d}/e.sock"
+    with run("echo", f"unix:{path}", "--max-clients", "1", "--json") as echo:
+        wait_path(path)
+        with connect_when_ready(socket.AF_UNIX, socket.SOCK_STREAM, path) as trickler:
+            trickler.sendall(b"t")
+            trickler.settimeout(WAIT)
+            assert trickler.recv(1) == b"t"  # it holds the slot
+            with program(nc, "-U", path) as newcomer:
+                newcomer.send(b"waiting\n")
+                assert newcomer.p.stdout is not None
+                started = time.monotonic()
+                for _ in range(100):  # the attacker's pace: a byte, then 0.1 s of waiting
+                    try:
+                        trickler.sendall(b"t")
+                    except OSError:
+                        break  # cut
+                    if select.select([newcomer.p.stdout], [], [], 0.1)[0]:
+                        break  # the newcomer is served
+                newcomer.wait_out(b"waiting\n")
+                took = time.monotonic() - started
+                assert took < 3 * 1.0, f"the newcomer waited {took:.2f} s"
+                assert _closed_by_peer(trickler)
+        assert echo.stop() == 143
+    (evicted,) = _notes(echo.text, "evict")
+    assert "it moves under 64 bytes/s" in evicted["args"][1]
 
 
 def test_relay_closes_silent_and_idle_connections_and_counts_them(d: str) -> None:

@@ -44,6 +44,15 @@ end and reconnects). A peer that sends a valid message four times a second
 or faster is, to this server, a busy client: many of those are the asyncio
 driver's job.
 
+A byte stream has no messages, so a driver that reads "a message" as "data
+moved" (the command line's servers) would count a peer trickling one byte
+every half second as active half the time, and its slots would turn over
+only every half second. Such a driver also gives a minimum rate
+(``min_rate``): at the limit, with a newcomer waiting, a connection that
+moved fewer than ``min_rate`` bytes a second over the last RATE_WINDOW
+(1 s), and in the window before, is idle once its grace is over, however
+recently it moved. ``serve()`` counts whole messages and sets no rate.
+
 Thread contract: ``serve()`` updates a :class:`Slot` from its handler's
 thread (``waiting``/``got``: plain attribute writes, atomic under the GIL)
 and asks :class:`Admission` under its own lock; a race between the two costs
@@ -61,6 +70,7 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT",
     "FIRST_GRACE",
     "FIRST_MESSAGE_TIMEOUT",
+    "RATE_WINDOW",
     "Admission",
     "Slot",
 ]
@@ -73,6 +83,8 @@ DEFAULT_IDLE_TIMEOUT = 300.0
 FIRST_GRACE = 0.25
 #: A connection quiet for longer than this since its last message counts as idle.
 ACTIVE_WINDOW = 0.25
+#: With a minimum rate: the window its bytes are counted over (seconds).
+RATE_WINDOW = 1.0
 
 
 @dataclass(slots=True, eq=False)
@@ -87,6 +99,13 @@ class Slot:
     messages: int = 0
     #: why it was told to go, once it was (it may take a moment to leave)
     evicted: str | None = None
+    #: bytes moved so far, as the driver last counted them (:meth:`count`)
+    moved: int = 0
+    #: when the current rate window began, and ``moved`` then
+    window_at: float = 0.0
+    window_base: int = 0
+    #: bytes moved in the last complete window (None: none complete yet)
+    last_window: int | None = None
 
     def wait(self, now: float) -> None:
         """It now waits for the peer's next message (a handler called recv)."""
@@ -101,6 +120,20 @@ class Slot:
         """It is not waiting for the peer (a recv that failed, a handshake done)."""
         self.waiting = None
 
+    def count(self, now: float, moved: int, window: float = RATE_WINDOW) -> None:
+        """``moved`` bytes so far (a running total); a window of ``window`` s closes
+        when a count comes after its end (a window that ran longer holds more)."""
+        self.moved = moved
+        if now - self.window_at >= window:
+            self.last_window = moved - self.window_base
+            self.window_at, self.window_base = now, moved
+
+    def slow(self, least: float) -> bool:
+        """Fewer than ``least`` bytes in the current window and in the last complete one."""
+        if self.moved - self.window_base >= least:
+            return False
+        return self.last_window is None or self.last_window < least
+
 
 class Admission:
     """The slots of one server and the rules of the module docstring.
@@ -111,6 +144,9 @@ class Admission:
     it elsewhere, or never). ``first_grace``: how long a new connection is
     spared by :meth:`victim` while its first message is on the way;
     ``active_window``: how recent a last message must be to count as active.
+    ``min_rate`` (bytes/s, None: no such rule): a connection that moved less
+    than this over the last ``rate_window`` s (as :meth:`Slot.count` was told)
+    counts as idle once its grace is over, however recently it moved.
     """
 
     def __init__(
@@ -121,9 +157,15 @@ class Admission:
         idle: float | None = None,
         first_grace: float = FIRST_GRACE,
         active_window: float = ACTIVE_WINDOW,
+        min_rate: float | None = None,
+        rate_window: float = RATE_WINDOW,
     ) -> None:
         if limit < 1:
             raise ValueError(f"limit={limit}: at least 1")
+        if min_rate is not None and (min_rate <= 0 or rate_window <= 0):
+            raise ValueError(f"min_rate={min_rate}, rate_window={rate_window}: both above 0")
+        self.min_rate = min_rate
+        self.rate_window = rate_window
         self.limit = limit
         self.first_message = first_message
         self.idle = idle
@@ -143,7 +185,7 @@ class Admission:
 
     def add(self, key: Hashable, now: float, *, waiting: bool = True) -> Slot:
         """A new connection (accepted at ``now``); it waits for its peer unless told otherwise."""
-        slot = Slot(key, now, now if waiting else None)
+        slot = Slot(key, now, now if waiting else None, window_at=now)
         self._slots[key] = slot
         return slot
 
@@ -182,6 +224,8 @@ class Admission:
             return None
         if slot.messages == 0:
             return slot.accepted + self.first_grace
+        if self.min_rate is not None and slot.slow(self.min_rate * self.rate_window):
+            return slot.accepted + self.first_grace  # moving, but too little to count
         return slot.waiting + self.active_window
 
     def victim(self, now: float) -> Slot | None:

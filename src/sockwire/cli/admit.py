@@ -19,10 +19,16 @@ returns something, or a write makes progress::
     full, and a   the connection over which nothing   closed; the newcomer   evict,
     client waits  has moved for longest, if that is   is accepted on the     evicted
     to connect    over 0.25 s (a new one: 0.25 s      loop's next turn
-                  after accept)
+                  after accept); or one that moved
+                  under MIN_RATE (64 bytes/s) over
+                  the last second and the one before
 
-A connection moving data is never evicted: then the newcomer waits in the
-backlog (at most 0.25 s for one to go quiet, or until one closes).
+A connection moving data at MIN_RATE or more is never evicted: then the
+newcomer waits in the backlog (at most 0.25 s for one to go quiet, or until
+one closes). The rate rule is what keeps a slowloris out of a byte stream:
+a peer trickling a byte every half second moves data, but 2 bytes a second
+is nobody's request. It applies only while the server is full and a client
+waits; a slow stream keeps its slot as long as nobody needs it.
 
 Each close is one note under ``--trace``/``--json`` (``evict``, ``expire``)
 and a count in the summary, not a report line: a flood of silent peers
@@ -58,7 +64,7 @@ from typing import Protocol
 from ..admission import DEFAULT_IDLE_TIMEOUT, FIRST_MESSAGE_TIMEOUT, Admission, Slot
 from .observe import say
 
-__all__ = ["DEFAULT_IDLE", "EVICT_WAIT", "FIRST_BYTES", "Gate", "Member"]
+__all__ = ["DEFAULT_IDLE", "EVICT_WAIT", "FIRST_BYTES", "MIN_RATE", "Gate", "Member"]
 
 #: Seconds from accept to the first bytes moved either way (without --timeout).
 FIRST_BYTES = FIRST_MESSAGE_TIMEOUT
@@ -66,6 +72,9 @@ FIRST_BYTES = FIRST_MESSAGE_TIMEOUT
 DEFAULT_IDLE = DEFAULT_IDLE_TIMEOUT
 #: Full with nobody idle: how long the listener is left alone before asking again.
 EVICT_WAIT = 0.5
+#: Full, and a client waits: a connection moving fewer bytes a second (either
+#: way, over the last second and the one before) counts as idle.
+MIN_RATE = 64.0
 
 
 class Member(Protocol):
@@ -77,6 +86,10 @@ class Member(Protocol):
 
     def last_moved(self) -> float | None:
         """When data last moved either way (monotonic), None when it never has."""
+        ...
+
+    def bytes_moved(self) -> int:
+        """Bytes moved either way so far (a running total)."""
         ...
 
     def evict(self, reason: str) -> None:
@@ -113,7 +126,10 @@ class Gate:
         self.timeout = timeout
         self.idle = DEFAULT_IDLE if timeout is None else timeout
         self.policy = Admission(
-            limit, first_message=FIRST_BYTES if timeout is None else timeout, idle=self.idle
+            limit,
+            first_message=FIRST_BYTES if timeout is None else timeout,
+            idle=self.idle,
+            min_rate=MIN_RATE,
         )
         self.stats = stats
         self.report = report
@@ -135,10 +151,13 @@ class Gate:
     def _sync(self) -> None:
         """Tell the policy what moved since it last asked: a move is a message that
         arrived (ending the first-bytes deadline) after which the connection waits again."""
+        now = self.clock()
         for slot in self.policy:
             if slot.evicted is not None:
                 continue
-            moved = _member(slot).last_moved()
+            member = _member(slot)
+            slot.count(now, member.bytes_moved())
+            moved = member.last_moved()
             if moved is not None and (slot.messages == 0 or moved > (slot.waiting or 0.0)):
                 slot.got(moved)
                 slot.wait(moved)
@@ -154,11 +173,15 @@ class Gate:
             return False
         member = _member(victim)
         quiet = now - (victim.waiting if victim.waiting is not None else victim.accepted)
+        why = (
+            f"nothing moved for {quiet:.2f} s"
+            if quiet > self.policy.active_window or victim.messages == 0
+            else f"it moves under {MIN_RATE:g} bytes/s"
+        )
         say(
             "evict",
             member.label,
-            f"nothing moved for {quiet:.2f} s; the server is full "
-            f"(--max-clients {self.policy.limit}) and a client waits",
+            f"{why}; the server is full (--max-clients {self.policy.limit}) and a client waits",
             quiet=round(quiet, 3),
         )
         self.stats.evicted += 1

@@ -412,6 +412,9 @@ class _Handshaking:
     def last_moved(self) -> float | None:
         return None
 
+    def bytes_moved(self) -> int:
+        return 0
+
     def evict(self, reason: str) -> None:
         self.handshake.evict()
         self.on_evicted(self)

@@ -950,6 +950,10 @@ class Conn:
             return None
         return max(f.activity for f in flows)
 
+    def bytes_moved(self) -> int:
+        """Bytes moved either way so far, for the gate's minimum rate."""
+        return sum(f.count_bytes for f in self.flows)
+
     def evict(self, reason: str) -> None:
         """Done from now on (the loop closes it next turn); ``reason`` for the trace."""
         if self.evicted is None:
