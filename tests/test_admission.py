@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sockwire.admission import Admission
+from sockwire.admission import Admission, Slot
 
 
 def test_the_longest_waiting_idle_one_goes_first_and_busy_ones_never() -> None:
@@ -71,3 +71,19 @@ def test_first_message_and_idle_deadlines() -> None:
 def test_a_limit_below_one_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Admission(0)
+
+
+def test_a_minimum_rate_counts_windows_of_bytes() -> None:
+    """Slot.count closes a window when a count comes after its end; slow() asks both."""
+    slot = Slot("s", 0.0, 0.0, window_at=0.0)
+    slot.count(0.5, 10)
+    assert slot.slow(64)  # 10 bytes so far, no window complete
+    slot.count(1.0, 200)  # the first window: 200 bytes
+    assert (slot.last_window, slot.window_base) == (200, 200)
+    assert not slot.slow(64)  # the last window had plenty
+    slot.count(2.0, 210)  # the second: 10 bytes
+    assert slot.last_window == 10 and slot.slow(64)
+    slot.count(2.5, 300)  # 90 bytes in the current one
+    assert not slot.slow(64)
+    with pytest.raises(ValueError, match="above 0"):
+        Admission(4, min_rate=0)

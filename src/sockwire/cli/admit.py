@@ -156,7 +156,7 @@ class Gate:
             if slot.evicted is not None:
                 continue
             member = _member(slot)
-            slot.count(now, member.bytes_moved())
+            slot.count(now, member.bytes_moved(), self.policy.rate_window)
             moved = member.last_moved()
             if moved is not None and (slot.messages == 0 or moved > (slot.waiting or 0.0)):
                 slot.got(moved)
