@@ -235,7 +235,11 @@ async def test_heartbeats_with_libzmq_keep_an_idle_connection(tmp_path: Path) ->
     notes: list[str] = []
     peer = AsyncPeer()
     try:
-        peer.job(type="ROUTER", endpoint=endpoint, bind=True, n=1, heartbeat=0.1)
+        # PINGs every 0.1 s (counted below); libzmq drops only after 1 s without
+        # traffic, so a stall of the loaded test machine is not a lost connection
+        peer.job(
+            type="ROUTER", endpoint=endpoint, bind=True, n=1, heartbeat=0.1, heartbeat_timeout=1.0
+        )
         await peer.aexpect("ready")
         async with az.Socket("DEALER", f"zmq+{endpoint}?heartbeat=0.1", trace=notes.append) as d:
             await d.wait_peers()

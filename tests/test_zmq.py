@@ -320,7 +320,11 @@ def test_heartbeats_with_libzmq_keep_an_idle_connection(tmp_path: Path) -> None:
     notes: list[str] = []
     peer = Peer()
     try:
-        peer.job(type="ROUTER", endpoint=endpoint, bind=True, n=1, heartbeat=0.1)
+        # PINGs every 0.1 s (counted below); libzmq drops only after 1 s without
+        # traffic, so a stall of the loaded test machine is not a lost connection
+        peer.job(
+            type="ROUTER", endpoint=endpoint, bind=True, n=1, heartbeat=0.1, heartbeat_timeout=1.0
+        )
         peer.expect("ready")
         with swz.Socket("DEALER", f"zmq+{endpoint}?heartbeat=0.1", trace=notes.append) as d:
             d.wait_peers()
