@@ -58,9 +58,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from ..channel.core import (
-    CLOSE_TIMEOUT,
     FLUSH_AT,
-    ChannelCore,
     CoreView,
     Kind,
     ReadLimits,
@@ -70,7 +68,7 @@ from ..channel.core import (
     not_bytes,
 )
 from ..channel.seam import ChannelIO, SocketIO, make_seam, prepare
-from ..codecs import Codec, get_codec
+from ..codecs import Codec
 from ..errors import (
     ClosedError,
     ConnectionLost,
@@ -172,14 +170,11 @@ class Channel(CoreView):
     bounds, cancellation and deadlines).
     """
 
-    # slots: a server holds thousands of these
+    # slots: a server holds thousands of these (CoreView has the shared ones)
     __slots__ = (
         "__weakref__",
-        "_core",
         "_dirty",
         "_draining",
-        "_dumps",
-        "_family",
         "_fast_limit",
         "_fd",
         "_flushed",
@@ -189,13 +184,10 @@ class Channel(CoreView):
         "_io",
         "_limits_at",
         "_limits_handle",
-        "_loads",
         "_loop",
         "_mid",
         "_pack_size",
-        "_packets",
         "_paused",
-        "_pending",
         "_queued",
         "_raw_recv_into",
         "_raw_send",
@@ -203,7 +195,6 @@ class Channel(CoreView):
         "_recv_error",
         "_room",
         "_send_error",
-        "_sock_type",
         "_timer",
         "_tls",
         "_units",
@@ -211,12 +202,7 @@ class Channel(CoreView):
         "_view",
         "_waiters",
         "_writing",
-        "authenticated",
-        "close_timeout",
-        "codec",
         "fresh",
-        "kind",
-        "label",
         "read_limit",
         "write_limit",
     )
@@ -237,24 +223,13 @@ class Channel(CoreView):
         write_limit: int = WRITE_LIMIT,
         read_limit: int = READ_LIMIT,
     ) -> None:
-        self.codec = get_codec(codec, authenticated=authenticated)
-        self.authenticated = authenticated
         self._io = io
-        self._core = core = ChannelCore(
-            kind, framing=framing, max_size=max_size, packet_limit=packet_limit
+        core = self._init_core(
+            kind, framing, codec, authenticated, max_size, packet_limit, label, family, sock_type
         )
-        self.kind = kind
-        self.label = label
-        self.close_timeout = CLOSE_TIMEOUT
         self.write_limit = write_limit
         self.read_limit = read_limit
-        self._family = family
-        self._sock_type = sock_type
-        self._packets = kind != "stream"
         self._tls = io.buffers
-        self._dumps = self.codec.encode if self.codec.dumps is not None else None
-        self._loads = self.codec.decode if self.codec.loads is not None else None
-        self._pending = core.pending
         self._fd = io.fileno()
         # the seam's C-level calls where it offers them (a plain socket; a traced
         # or TLS seam goes through its methods, which report or decrypt)

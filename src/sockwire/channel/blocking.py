@@ -68,7 +68,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..codecs import Codec, get_codec
+from ..codecs import Codec
 from ..errors import (
     ClosedError,
     ConnectionLost,
@@ -82,7 +82,6 @@ from ..framing import DEFAULT_MAX_SIZE, READ_SIZE, BytesLike
 from ..packet import MAX_PACKET
 from ..sock import Socket
 from .core import (
-    CLOSE_TIMEOUT,
     FLUSH_AT,
     ChannelCore,
     CoreView,
@@ -263,24 +262,13 @@ class Channel(CoreView):
         family: int | None = None,
         sock_type: int | None = None,
     ) -> None:
-        self.codec = get_codec(codec, authenticated=authenticated)
-        self.authenticated = authenticated
         self._io = io
-        self._core = core = ChannelCore(
-            kind, framing=framing, max_size=max_size, packet_limit=packet_limit
+        core = self._init_core(
+            kind, framing, codec, authenticated, max_size, packet_limit, label, family, sock_type
         )
-        self.kind = kind
-        self.label = label
-        self.close_timeout = CLOSE_TIMEOUT
-        self._family = family
-        self._sock_type = sock_type
-        self._dumps = self.codec.encode if self.codec.dumps is not None else None
-        self._loads = self.codec.decode if self.codec.loads is not None else None
-        self._pending = core.pending
         self._popleft = core.pending.popleft
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
-        self._packets = kind != "stream"
         self._packet_buf = memoryview(bytearray(MAX_PACKET)) if self._packets else None
         self._timer: ReadTimer | None = None
         self._install_fast_paths()

@@ -48,12 +48,13 @@ the asyncio one share it.
 from __future__ import annotations
 
 import collections
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from .. import framing as _framing
 from ..address import PACKET_FRAMINGS
+from ..codecs import Codec, get_codec
 from ..errors import (
     ClosedError,
     ConnectionLost,
@@ -493,10 +494,66 @@ class ChannelCore:
 
 
 class CoreView:
-    """What a Channel is, read from its core: the same properties on both drivers."""
+    """What a Channel is, read from its core: the same properties on both drivers,
+    and the construction they share (:meth:`_init_core`)."""
 
-    __slots__ = ()
+    # the aio Channel has slots (a server holds thousands); these are the shared ones
+    __slots__ = (
+        "_core",
+        "_dumps",
+        "_family",
+        "_loads",
+        "_packets",
+        "_pending",
+        "_sock_type",
+        "authenticated",
+        "close_timeout",
+        "codec",
+        "kind",
+        "label",
+    )
     _core: ChannelCore
+    codec: Codec
+    authenticated: bool
+    kind: Kind
+    label: str
+    close_timeout: float
+    _family: int | None
+    _sock_type: int | None
+    _dumps: Callable[[Any], bytes] | None
+    _loads: Callable[[bytes], Any] | None
+    _pending: collections.deque[bytes]
+    _packets: bool
+
+    def _init_core(
+        self,
+        kind: Kind,
+        framing: str | None,
+        codec: str | Codec,
+        authenticated: bool,
+        max_size: int,
+        packet_limit: int,
+        label: str,
+        family: int | None,
+        sock_type: int | None,
+    ) -> ChannelCore:
+        """The codec (refusing pickle unless ``authenticated``), the core, and the
+        names both drivers keep; returns the core."""
+        self.codec = codec_ = get_codec(codec, authenticated=authenticated)
+        self.authenticated = authenticated
+        self._core = core = ChannelCore(
+            kind, framing=framing, max_size=max_size, packet_limit=packet_limit
+        )
+        self.kind = kind
+        self.label = label
+        self.close_timeout = CLOSE_TIMEOUT
+        self._family = family
+        self._sock_type = sock_type
+        self._dumps = codec_.encode if codec_.dumps is not None else None
+        self._loads = codec_.decode if codec_.loads is not None else None
+        self._pending = core.pending
+        self._packets = kind != "stream"
+        return core
 
     @property
     def state(self) -> str:
