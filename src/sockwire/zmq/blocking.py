@@ -50,7 +50,7 @@ from ..errors import (
 )
 from ..escape import printable
 from ..sock import Socket as RawSocket
-from .core import Backoff, Peer
+from .core import Backoff, Peer, SocketView
 from .endpoint import ZmqEndpoint, parse
 from .options import socket_core
 from .security import mechanism_factory
@@ -96,7 +96,7 @@ class _Transport:
     blocked: bool = False  # the last write stopped at EAGAIN
 
 
-class Socket:
+class Socket(SocketView):
     """A ZeroMQ socket speaking ZMTP 3.1 to libzmq, pyzmq, JeroMQ, NetMQ peers.
 
     ``Socket("PUSH", "zmq+tcp://127.0.0.1:5555")`` connects;
@@ -164,20 +164,6 @@ class Socket:
 
     # ------------------------------------------------------------------
     # set-up
-
-    @property
-    def type(self) -> str:
-        return self._core.type
-
-    @property
-    def dropped(self) -> int:
-        """Messages dropped for full or unknown peers (PUB, XPUB, ROUTER), as libzmq would."""
-        return self._core.dropped
-
-    @property
-    def peers(self) -> int:
-        """Peers that completed the handshake."""
-        return sum(1 for peer in self._core.peers if peer.ready)
 
     def bind(self, endpoint: str | ZmqEndpoint) -> str:
         """Listen on ``endpoint``; returns it with the port a bind to port 0 got."""

@@ -90,6 +90,7 @@ __all__ = [
     "Backoff",
     "Peer",
     "SocketCore",
+    "SocketView",
 ]
 
 #: A peer that has not finished its handshake by then is closed (libzmq: 30 s).
@@ -696,3 +697,23 @@ _NO_RECV = {
     "PUB": "a PUB only sends; use XPUB to see subscriptions",
     "PUSH": "a PUSH only sends; use PULL to receive",
 }
+
+
+class SocketView:
+    """What a ZeroMQ socket is, read from its core: the same properties on both drivers."""
+
+    _core: SocketCore
+
+    @property
+    def type(self) -> str:
+        return self._core.type
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped for full or unknown peers (PUB, XPUB, ROUTER), as libzmq would."""
+        return self._core.dropped
+
+    @property
+    def peers(self) -> int:
+        """Peers that completed the handshake."""
+        return sum(1 for peer in self._core.peers if peer.ready)

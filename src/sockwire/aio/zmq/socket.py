@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from ...errors import ClosedError, InvalidOperation, TimeoutError
+from ...zmq.core import SocketView
 from ...zmq.endpoint import ZmqEndpoint, parse
 from ...zmq.options import socket_core
 from .driver import Driver
@@ -56,7 +57,7 @@ def _timed_out(fut: asyncio.Future[Any]) -> None:
         fut.set_result(False)
 
 
-class Socket:
+class Socket(SocketView):
     """A ZeroMQ socket speaking ZMTP 3.1, awaitable.
 
     ``Socket("PUSH", "zmq+tcp://127.0.0.1:5555")`` connects;
@@ -122,22 +123,8 @@ class Socket:
     # ---- what it is
 
     @property
-    def type(self) -> str:
-        return self._core.type
-
-    @property
     def closed(self) -> bool:
         return self._driver.closed
-
-    @property
-    def dropped(self) -> int:
-        """Messages dropped for full or unknown peers (PUB, XPUB, ROUTER), as libzmq would."""
-        return self._core.dropped
-
-    @property
-    def peers(self) -> int:
-        """Peers that completed the handshake."""
-        return sum(1 for peer in self._core.peers if peer.ready)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{self.peers} peer(s)"
