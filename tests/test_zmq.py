@@ -315,31 +315,29 @@ def test_heartbeat_drops_a_silent_peer_and_reconnects(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_heartbeats_with_libzmq_keep_an_idle_connection(tmp_path: Path) -> None:
-    """Both sides PING every 0.5 s (each answers the other's PONG): 3.5 s idle, no drop."""
+    """Both sides PING every 0.1 s (each answers the other's PONG): 1.5 s idle, no drop."""
     endpoint = f"ipc://{tmp_path / 'hb.sock'}"
     notes: list[str] = []
     peer = Peer()
     try:
-        # PINGs every 0.5 s (counted below), and libzmq drops only after 2 s without
-        # traffic: a pause of the whole test process (a full collection of a heap
-        # the suite has grown) is not a lost connection. At 0.1 s, with our TTL of
-        # 0.2 s, such a pause failed this test in make soak's random-order rounds.
-        peer.job(
-            type="ROUTER", endpoint=endpoint, bind=True, n=1, heartbeat=0.5, heartbeat_timeout=2.0
-        )
+        peer.job(type="ROUTER", endpoint=endpoint, bind=True, n=1, heartbeat=0.1)
         peer.expect("ready")
-        with swz.Socket("DEALER", f"zmq+{endpoint}?heartbeat=0.5", trace=notes.append) as d:
+        with swz.Socket("DEALER", f"zmq+{endpoint}?heartbeat=0.1", trace=notes.append) as d:
             d.wait_peers()
-            deadline = time.monotonic() + 3.5
+            deadline = time.monotonic() + 1.5
             while time.monotonic() < deadline:
                 d.poll(deadline - time.monotonic())  # serve: PINGs out, PONGs in
             assert d.peers == 1
+            # the idle time is over and the link held: what follows is the one
+            # request and the peer's close right after its reply, which races our
+            # next PING or PONG (a "drop" into a closed peer is not this test's)
+            idle_notes = len(notes)
             d.send([b"", b"0"])
             assert d.recv(timeout=10) == [b"", b"re:0"]
         assert peer.expect("done")["served"] == 1
     finally:
         peer.close()
-    assert not [n for n in notes if " drop " in n], notes
+    assert not [n for n in notes[:idle_notes] if " drop " in n], notes
     assert sum(" > PING" in n for n in notes) >= 5
     assert sum(" < PONG" in n for n in notes) >= 5
     assert sum(" < PING" in n for n in notes) >= 5  # libzmq's, answered

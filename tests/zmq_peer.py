@@ -80,12 +80,9 @@ def open_socket(job: dict[str, Any]) -> tuple[zmq.Socket, str]:
     sock.sndhwm = job.get("hwm", 0)
     sock.rcvhwm = job.get("hwm", 0)
     if job.get("heartbeat"):
-        # the drop deadline: 3 intervals unless the job gives one (a test that
-        # counts PINGs can allow a loaded machine's stall without losing its point)
-        grace = job.get("heartbeat_timeout") or job["heartbeat"] * 3
         sock.heartbeat_ivl = int(job["heartbeat"] * 1000)
-        sock.heartbeat_timeout = int(grace * 1000)
-        sock.heartbeat_ttl = int(grace * 1000)
+        sock.heartbeat_timeout = int(job["heartbeat"] * 3000)
+        sock.heartbeat_ttl = int(job["heartbeat"] * 3000)
     if job.get("identity"):
         sock.identity = job["identity"].encode()
     secure(sock, job)
